@@ -1,0 +1,35 @@
+# The one place that maps an ISA to its kernel files and their compile flags.
+# Flags go on kernel files only; the ISA actually used is chosen at run time (csrc/runtime/dispatch.cc).
+
+set(LOWBIT_CORE_SOURCES
+  csrc/runtime/cpu.cc
+  csrc/runtime/dispatch.cc
+  csrc/runtime/threads.cc
+  csrc/core/quant.cc
+  csrc/core/gemm.cc
+)
+
+# Scalar references: always built; they are the fallback and the test oracle.
+file(GLOB LOWBIT_KERNEL_SOURCES CONFIGURE_DEPENDS csrc/kernels/scalar/*.cc)
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  set(LOWBIT_ARCH_X86 ON)
+  file(GLOB _avx2 CONFIGURE_DEPENDS csrc/kernels/x86/*__avx2.cc)
+  file(GLOB _avx512 CONFIGURE_DEPENDS csrc/kernels/x86/*__avx512.cc)
+  file(GLOB _avx512vnni CONFIGURE_DEPENDS csrc/kernels/x86/*__avx512vnni.cc)
+  set_source_files_properties(${_avx2} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
+  set_source_files_properties(${_avx512} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx2;-mfma;-Wno-uninitialized;-Wno-maybe-uninitialized")
+  set_source_files_properties(${_avx512vnni} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-Wno-uninitialized;-Wno-maybe-uninitialized")
+  list(APPEND LOWBIT_KERNEL_SOURCES ${_avx2} ${_avx512} ${_avx512vnni})
+  add_compile_definitions(LOWBIT_HAVE_X86=1)
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
+  set(LOWBIT_ARCH_ARM64 ON)
+  file(GLOB _neon CONFIGURE_DEPENDS csrc/kernels/arm/*__neon.cc)
+  file(GLOB _neondot CONFIGURE_DEPENDS csrc/kernels/arm/*__neondot.cc)
+  file(GLOB _i8mm CONFIGURE_DEPENDS csrc/kernels/arm/*__i8mm.cc)
+  # Plain NEON is part of armv8-a; dotprod and i8mm only on the files that use them.
+  set_source_files_properties(${_neondot} PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+  set_source_files_properties(${_i8mm} PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod+i8mm")
+  list(APPEND LOWBIT_KERNEL_SOURCES ${_neon} ${_neondot} ${_i8mm})
+  add_compile_definitions(LOWBIT_HAVE_ARM64=1)
+endif()

@@ -1,0 +1,182 @@
+// The GEMM driver: packing, blocking, threading, and the output stage around the micro-kernels.
+#include "lowbit/gemm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "lowbit/runtime.h"
+
+namespace lowbit {
+
+PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs) {
+  PackedB pb;
+  pb.K = K;
+  pb.N = N;
+  pb.kp = (K + kKG - 1) / kKG * kKG;
+  pb.panels = (N + kNR - 1) / kNR;
+  pb.data.assign(pb.panels * pb.kp * kNR, 0);
+  pb.colsum.assign(N, 0);
+  for (size_t n = 0; n < N; n++) {
+    const size_t p = n / kNR, j = n % kNR;
+    int8_t* panel = pb.data.data() + p * pb.kp * kNR;
+    int32_t sum = 0;
+    for (size_t k = 0; k < K; k++) {
+      const int8_t v = b[static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(n) * cs];
+      panel[(k / kKG) * kNR * kKG + j * kKG + k % kKG] = v;
+      sum += v;
+    }
+    pb.colsum[n] = sum;
+  }
+  return pb;
+}
+
+void unpack_b(const PackedB& pb, int8_t* out) {
+  for (size_t n = 0; n < pb.N; n++) {
+    const int8_t* panel = pb.data.data() + (n / kNR) * pb.kp * kNR;
+    for (size_t k = 0; k < pb.K; k++)
+      out[k * pb.N + n] = panel[(k / kKG) * kNR * kKG + (n % kNR) * kKG + k % kKG];
+  }
+}
+
+bool quantize_multiplier(double m, int32_t* m0, int32_t* shift) {
+  if (!(m > 0.0) || !std::isfinite(m)) return false;
+  int e;
+  const double f = std::frexp(m, &e);  // m = f * 2^e, f in [0.5, 1)
+  int64_t q = static_cast<int64_t>(std::llround(f * 2147483648.0));
+  if (q == (int64_t(1) << 31)) {  // f rounded up to 1.0
+    q /= 2;
+    e++;
+  }
+  const int s = -e;  // m ~= q * 2^-(31 + s)
+  if (s < -31 || s > 30) return false;
+  *m0 = static_cast<int32_t>(q);
+  *shift = s;
+  return true;
+}
+
+namespace {
+
+inline int64_t round_shift(int64_t v, int s) {  // v * 2^-s, ties away from zero; 1 <= s <= 62
+  const int64_t half = int64_t(1) << (s - 1);
+  return v >= 0 ? (v + half) >> s : -((-v + half) >> s);
+}
+
+// Packs rows [0, rows) of A (K bytes used) into the micro-kernel's format, K padded to kp.
+// Returns the row sums of the real bytes (needed when B has a zero point).
+void pack_a(const uint8_t* a, size_t lda, size_t rows, size_t K, size_t kp, APack fmt,
+            std::vector<uint8_t>& buf, int32_t* rowsum) {
+  const size_t elem = fmt == APack::s16 ? 2 : 1;
+  buf.resize(rows * kp * elem + 64);
+  for (size_t r = 0; r < rows; r++) {
+    const uint8_t* src = a + r * lda;
+    int32_t sum = 0;
+    for (size_t k = 0; k < K; k++) sum += src[k];
+    rowsum[r] = sum;
+    if (fmt == APack::s16) {
+      int16_t* dst = reinterpret_cast<int16_t*>(buf.data()) + r * kp;
+      for (size_t k = 0; k < K; k++) dst[k] = src[k];
+      std::fill(dst + K, dst + kp, int16_t(0));
+    } else {
+      uint8_t* dst = buf.data() + r * kp;
+      if (fmt == APack::u8) {
+        std::memcpy(dst, src, K);
+      } else {
+        for (size_t k = 0; k < K; k++) dst[k] = src[k] ^ 0x80;
+      }
+      std::fill(dst + K, dst + kp, uint8_t(0));
+    }
+  }
+}
+
+// Applies the output stage to one tile: rows [m0, m0 + mr), columns [n0, n0 + nc).
+void output_tile(const int32_t* tile, size_t mr, size_t m0, size_t n0, size_t nc,
+                 const int32_t* rowsum, bool flipped, const PackedB& b, const OutputStage& os) {
+  const uint32_t K = static_cast<uint32_t>(b.K);
+  for (size_t r = 0; r < mr; r++) {
+    const size_t m = m0 + r;
+    const uint32_t za = static_cast<uint32_t>(os.a_zp_row ? os.a_zp_row[m] : os.a_zp);
+    const uint32_t zb = static_cast<uint32_t>(os.b_zp);
+    // acc - zb * rowsum(A) - za * colsum(B) + K * za * zb, in wrapping uint32 arithmetic.
+    const uint32_t row_term = K * za * zb - zb * static_cast<uint32_t>(rowsum[r]);
+    const int32_t* t = tile + r * kNR;
+    for (size_t j = 0; j < nc; j++) {
+      const size_t n = n0 + j;
+      uint32_t cs = static_cast<uint32_t>(b.colsum[n]);
+      uint32_t acc = static_cast<uint32_t>(t[j]) + (flipped ? 128u * cs : 0u) + row_term - za * cs;
+      const int32_t v = static_cast<int32_t>(acc);
+      switch (os.kind) {
+        case OutputStage::Kind::int32:
+          static_cast<int32_t*>(os.out)[m * os.ldo + n] = v;
+          break;
+        case OutputStage::Kind::float32: {
+          const float sa = os.a_scale[os.a_scale_per_row ? m : 0];
+          const float sb = os.b_scale[os.b_scale_per_col ? n : 0];
+          float y = static_cast<float>(v) * (sa * sb);
+          if (os.bias) y += os.bias[n];
+          if (os.relu) y = y > 0.0f ? y : 0.0f;
+          static_cast<float*>(os.out)[m * os.ldo + n] = y;
+          break;
+        }
+        case OutputStage::Kind::requant8: {
+          int64_t x = static_cast<int64_t>(v) + (os.bias_i32 ? os.bias_i32[n] : 0);
+          int64_t q = round_shift(x * os.m0[n], 31 + os.shift[n]) + os.out_zp;
+          const int64_t lo = os.relu ? std::max(os.qmin, os.out_zp) : os.qmin;
+          q = std::min<int64_t>(std::max<int64_t>(q, lo), os.qmax);
+          static_cast<uint8_t*>(os.out)[m * os.ldo + n] = static_cast<uint8_t>(q);
+          break;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_u8s8(const uint8_t* a, size_t lda, size_t M, const PackedB& b, const OutputStage& os) {
+  if (M == 0 || b.N == 0) return;
+  const KernelTable& kt = active_kernels();
+  const size_t MR = static_cast<size_t>(kt.gemm_mr), kp = b.kp;
+  const size_t elem = kt.gemm_apack == APack::s16 ? 2 : 1;
+  const bool flipped = kt.gemm_apack == APack::s8_flipped;
+  // Row blocks: A block of about 128 KiB, a multiple of MR rows. Column blocks: a B block of about
+  // 128 KiB stays in L2 while the rows of a row block stream past it.
+  size_t mb = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, kp * elem) / MR) * MR;
+  mb = std::min(mb, (M + MR - 1) / MR * MR);
+  size_t nbp = std::max<size_t>(1, (128 << 10) / (kp * kNR));
+  const size_t mblocks = (M + mb - 1) / mb;
+  const size_t threads = static_cast<size_t>(num_threads());
+  // Enough tasks to keep every thread busy (at least 2 per thread when the shape allows).
+  while (nbp > 1 && mblocks * ((b.panels + nbp - 1) / nbp) < 2 * threads) nbp = (nbp + 1) / 2;
+  const size_t nblocks = (b.panels + nbp - 1) / nbp;
+  const double work = double(M) * double(b.N) * double(kp);
+  const size_t ntasks = mblocks * nblocks;
+
+  auto task = [&](size_t t) {
+    thread_local std::vector<uint8_t> abuf;
+    thread_local std::vector<int32_t> rowsum;
+    const size_t bi = t / nblocks, bj = t % nblocks;
+    const size_t m0 = bi * mb, m1 = std::min(M, m0 + mb);
+    rowsum.resize(mb);
+    pack_a(a + m0 * lda, lda, m1 - m0, b.K, kp, kt.gemm_apack, abuf, rowsum.data());
+    alignas(64) int32_t tile[8 * kNR];
+    const size_t p0 = bj * nbp, p1 = std::min(b.panels, p0 + nbp);
+    for (size_t r = m0; r < m1; r += MR) {
+      const size_t mr = std::min(MR, m1 - r);
+      const uint8_t* ar = abuf.data() + (r - m0) * kp * elem;
+      for (size_t p = p0; p < p1; p++) {
+        kt.gemm_u8s8s32(mr, kp, ar, kp, b.data.data() + p * kp * kNR, tile, kNR);
+        const size_t n0 = p * kNR;
+        output_tile(tile, mr, r, n0, std::min<size_t>(kNR, b.N - n0), rowsum.data() + (r - m0),
+                    flipped, b, os);
+      }
+    }
+  };
+  if (work < 2e6 || ntasks == 1) {
+    for (size_t t = 0; t < ntasks; t++) task(t);
+  } else {
+    parallel_for(ntasks, task);
+  }
+}
+
+}  // namespace lowbit

@@ -1,0 +1,181 @@
+// AVX2 quantization kernels; contracts in lowbit/kernels.h, oracle in ../scalar/quant__scalar.cc.
+#include <immintrin.h>
+
+#include <type_traits>
+
+#include "kernels/scalar/quant_ref.h"
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+// All-ones lanes where |x| > FLT_MAX or x is NaN.
+inline __m256 nonfinite(__m256 x) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  return _mm256_cmp_ps(_mm256_and_ps(x, abs_mask), _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ);
+}
+
+inline float hmin(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// clamp(rne(x / s) + zp) as int32 lanes (exact: the value is integral and in range).
+inline __m256i q8(__m256 x, __m256 s, __m256 zp, __m256 lo, __m256 hi) {
+  __m256 v = _mm256_round_ps(_mm256_div_ps(x, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, zp), lo), hi);
+  return _mm256_cvttps_epi32(v);
+}
+
+// Four vectors of int32 codes in [-128, 255] -> 32 bytes (low 8 bits of each), in order.
+inline void store32(uint8_t* out, __m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ff = _mm256_set1_epi16(0xff);
+  __m256i ab = _mm256_and_si256(_mm256_packs_epi32(a, b), ff);
+  __m256i cd = _mm256_and_si256(_mm256_packs_epi32(c, d), ff);
+  __m256i abcd = _mm256_packus_epi16(ab, cd);
+  abcd = _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), abcd);
+}
+
+template <typename T>
+inline __m256 load8_codes(const T* q) {
+  __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q));
+  __m256i i = std::is_signed<T>::value ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+  return _mm256_cvtepi32_ps(i);
+}
+
+template <typename T>
+void dequantize(const T* q, size_t n, float scale, float zp, float* out) {
+  const __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zp);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_sub_ps(load8_codes(q + i), z), s));
+    _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(_mm256_sub_ps(load8_codes(q + i + 8), z), s));
+  }
+  for (; i < n; i++) out[i] = ref::dequantize1(q[i], scale, zp);
+}
+
+template <typename T>
+void cdequantize(const T* q, size_t n, const float* scale, const float* zp, float* out) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_sub_ps(load8_codes(q + i), _mm256_loadu_ps(zp + i));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(v, _mm256_loadu_ps(scale + i)));
+  }
+  for (; i < n; i++) out[i] = ref::dequantize1(q[i], scale[i], zp[i]);
+}
+
+}  // namespace
+
+bool f32_rminmax__avx2(const float* x, size_t n, float* mn, float* mx) {
+  __m256 lo0 = _mm256_set1_ps(INFINITY), lo1 = lo0, hi0 = _mm256_set1_ps(-INFINITY), hi1 = hi0;
+  __m256 bad = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    lo0 = _mm256_min_ps(lo0, a);
+    hi0 = _mm256_max_ps(hi0, a);
+    lo1 = _mm256_min_ps(lo1, b);
+    hi1 = _mm256_max_ps(hi1, b);
+    bad = _mm256_or_ps(bad, _mm256_or_ps(nonfinite(a), nonfinite(b)));
+  }
+  float lo = hmin(_mm256_min_ps(lo0, lo1)), hi = hmax(_mm256_max_ps(hi0, hi1));
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= ref::is_finite(x[i]);
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  *mn = lo;
+  *mx = hi;
+  return finite;
+}
+
+bool f32_cminmax__avx2(const float* x, size_t n, float* mn, float* mx) {
+  __m256 bad = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(mn + i, _mm256_min_ps(v, _mm256_loadu_ps(mn + i)));
+    _mm256_storeu_ps(mx + i, _mm256_max_ps(v, _mm256_loadu_ps(mx + i)));
+    bad = _mm256_or_ps(bad, nonfinite(v));
+  }
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= ref::is_finite(x[i]);
+    mn[i] = x[i] < mn[i] ? x[i] : mn[i];
+    mx[i] = x[i] > mx[i] ? x[i] : mx[i];
+  }
+  return finite;
+}
+
+bool f32_q8_quantize__avx2(const float* x, size_t n, float scale, float zp, float qmin,
+                           float qmax, uint8_t* out) {
+  const __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zp);
+  const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax);
+  __m256 bad = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    __m256 c = _mm256_loadu_ps(x + i + 16), d = _mm256_loadu_ps(x + i + 24);
+    bad = _mm256_or_ps(_mm256_or_ps(bad, _mm256_or_ps(nonfinite(a), nonfinite(b))),
+                       _mm256_or_ps(nonfinite(c), nonfinite(d)));
+    store32(out + i, q8(a, s, z, lo, hi), q8(b, s, z, lo, hi), q8(c, s, z, lo, hi),
+            q8(d, s, z, lo, hi));
+  }
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= ref::is_finite(x[i]);
+    out[i] = ref::quantize1(x[i], scale, zp, qmin, qmax);
+  }
+  return finite;
+}
+
+bool f32_q8_cquantize__avx2(const float* x, size_t n, const float* scale, const float* zp,
+                            float qmin, float qmax, uint8_t* out) {
+  const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax);
+  __m256 bad = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i q[4];
+    for (int j = 0; j < 4; j++) {
+      __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+      bad = _mm256_or_ps(bad, nonfinite(v));
+      q[j] = q8(v, _mm256_loadu_ps(scale + i + 8 * j), _mm256_loadu_ps(zp + i + 8 * j), lo, hi);
+    }
+    store32(out + i, q[0], q[1], q[2], q[3]);
+  }
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= ref::is_finite(x[i]);
+    out[i] = ref::quantize1(x[i], scale[i], zp[i], qmin, qmax);
+  }
+  return finite;
+}
+
+void qs8_f32_dequantize__avx2(const int8_t* q, size_t n, float scale, float zp, float* out) {
+  dequantize(q, n, scale, zp, out);
+}
+void qu8_f32_dequantize__avx2(const uint8_t* q, size_t n, float scale, float zp, float* out) {
+  dequantize(q, n, scale, zp, out);
+}
+void qs8_f32_cdequantize__avx2(const int8_t* q, size_t n, const float* scale, const float* zp,
+                               float* out) {
+  cdequantize(q, n, scale, zp, out);
+}
+void qu8_f32_cdequantize__avx2(const uint8_t* q, size_t n, const float* scale, const float* zp,
+                               float* out) {
+  cdequantize(q, n, scale, zp, out);
+}
+
+}  // namespace kernels
+}  // namespace lowbit

@@ -1,0 +1,95 @@
+// The one place that decides which kernels run: what this build compiled, intersected with what
+// this CPU supports (cpu.cc), optionally narrowed by LOWBIT_ISA. Never widened.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+
+#include "lowbit/runtime.h"
+
+namespace lowbit {
+namespace {
+
+#define LOWBIT_QUANT_ENTRIES(isa)                                                              \
+  kernels::f32_rminmax__##isa, kernels::f32_cminmax__##isa, kernels::f32_q8_quantize__##isa,   \
+      kernels::f32_q8_cquantize__##isa, kernels::qs8_f32_dequantize__##isa,                    \
+      kernels::qu8_f32_dequantize__##isa, kernels::qs8_f32_cdequantize__##isa,                 \
+      kernels::qu8_f32_cdequantize__##isa
+
+struct Entry {
+  KernelTable table;
+  std::vector<const char*> requires_features;
+};
+
+const std::vector<Entry>& all_tables() {
+  static const std::vector<Entry> tables = {
+      {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), kernels::gemm_u8s8s32__scalar, 4, APack::u8}, {}},
+#if defined(LOWBIT_HAVE_X86)
+      {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), kernels::gemm_u8s8s32__avx2, 3, APack::s16},
+       {"avx2", "fma"}},
+      {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx2, 3, APack::s16},
+       {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}},
+      {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx512vnni, 8,
+        APack::u8},
+       {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"}},
+#endif
+#if defined(LOWBIT_HAVE_ARM64)
+      {{"neon", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neon, 1, APack::s8_flipped},
+       {"neon"}},
+      {{"neondot", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neondot, 2,
+        APack::s8_flipped},
+       {"neon", "dotprod"}},
+      {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__i8mm, 4, APack::u8},
+       {"neon", "dotprod", "i8mm"}},
+#endif
+  };
+  return tables;
+}
+
+bool cpu_has(const std::vector<const char*>& needed) {
+  const auto& f = cpu_features();
+  for (const char* n : needed)
+    if (std::find(f.begin(), f.end(), n) == f.end()) return false;
+  return true;
+}
+
+const KernelTable* initial_table() {
+  const KernelTable* best = nullptr;
+  for (const auto& e : all_tables())
+    if (cpu_has(e.requires_features)) best = &e.table;
+  if (const char* env = std::getenv("LOWBIT_ISA")) {
+    if (const KernelTable* t = kernel_table(env)) best = t;  // a bad name is reported by Python
+  }
+  return best;
+}
+
+std::atomic<const KernelTable*>& active() {
+  static std::atomic<const KernelTable*> table{initial_table()};
+  return table;
+}
+
+}  // namespace
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out;
+  for (const auto& e : all_tables())
+    if (cpu_has(e.requires_features)) out.push_back(e.table.isa);
+  return out;
+}
+
+const KernelTable* kernel_table(const std::string& isa) {
+  for (const auto& e : all_tables())
+    if (isa == e.table.isa && cpu_has(e.requires_features)) return &e.table;
+  return nullptr;
+}
+
+const KernelTable& active_kernels() { return *active().load(std::memory_order_acquire); }
+const char* active_isa() { return active_kernels().isa; }
+
+bool set_isa(const std::string& isa) {
+  const KernelTable* t = kernel_table(isa);
+  if (!t) return false;
+  active().store(t, std::memory_order_release);
+  return true;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,121 @@
+// A small persistent thread pool behind lowbit::parallel_for.
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "lowbit/runtime.h"
+
+namespace lowbit {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("LOWBIT_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n >= 1 && n <= 1024) return n;
+  }
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 1;
+}
+
+class Pool {
+ public:
+  Pool() : nthreads_(default_threads()) {}
+  ~Pool() { stop_workers(); }
+
+  int threads() const { return nthreads_.load(); }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> run(run_mutex_);  // never while a region is running
+    stop_workers();
+    nthreads_ = n;
+  }
+
+  void run(size_t n, const std::function<void(size_t)>& fn) {
+    const int want = static_cast<int>(std::min<size_t>(n, static_cast<size_t>(nthreads_.load())));
+    std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
+    if (want <= 1 || !run.owns_lock()) {  // small, or the pool is busy with another caller
+      for (size_t i = 0; i < n; i++) fn(i);
+      return;
+    }
+    start_workers(nthreads_ - 1);
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      fn_ = &fn;
+      ntasks_ = n;
+      next_ = 0;
+      helpers_ = want - 1;
+      pending_ = want - 1;
+      generation_++;
+    }
+    cv_work_.notify_all();
+    work();
+    std::unique_lock<std::mutex> lk(m_);
+    cv_done_.wait(lk, [&] { return pending_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void work() {
+    for (size_t i; (i = next_.fetch_add(1)) < ntasks_;) (*fn_)(i);
+  }
+
+  void worker(int id, size_t seen) {  // seen: the generation current when it started
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_work_.wait(lk, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (id >= helpers_) continue;
+      }
+      work();
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) cv_done_.notify_one();
+    }
+  }
+
+  void start_workers(int n) {
+    if (static_cast<int>(workers_.size()) == n) return;
+    stop_workers();
+    stop_ = false;
+    for (int i = 0; i < n; i++) workers_.emplace_back(&Pool::worker, this, i, generation_);
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_work_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::atomic<int> nthreads_;
+  std::mutex run_mutex_;  // one parallel region at a time
+  std::mutex m_;
+  std::condition_variable cv_work_, cv_done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(size_t)>* fn_ = nullptr;
+  std::atomic<size_t> next_{0};
+  size_t ntasks_ = 0;
+  size_t generation_ = 0;
+  int helpers_ = 0, pending_ = 0;
+  bool stop_ = false;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: workers must not be joined during exit
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() { return pool().threads(); }
+void set_num_threads(int n) { pool().resize(n < 1 ? 1 : n); }
+void parallel_for(size_t n, const std::function<void(size_t)>& fn) { pool().run(n, fn); }
+
+}  // namespace lowbit
