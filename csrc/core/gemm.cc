@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "lowbit/quant.h"
 #include "lowbit/runtime.h"
 
 namespace lowbit {
@@ -17,16 +18,21 @@ PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs) 
   pb.panels = (N + kNR - 1) / kNR;
   pb.data.assign(pb.panels * pb.kp * kNR, 0);
   pb.colsum.assign(N, 0);
-  for (size_t n = 0; n < N; n++) {
-    const size_t p = n / kNR, j = n % kNR;
+  // Panel by panel, k-group by k-group: reads 8 source rows x 16 columns at a time.
+  for (size_t p = 0; p < pb.panels; p++) {
     int8_t* panel = pb.data.data() + p * pb.kp * kNR;
-    int32_t sum = 0;
+    const size_t nc = std::min<size_t>(kNR, N - p * kNR);
     for (size_t k = 0; k < K; k++) {
-      const int8_t v = b[static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(n) * cs];
-      panel[(k / kKG) * kNR * kKG + j * kKG + k % kKG] = v;
-      sum += v;
+      const int8_t* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(p * kNR) * cs;
+      int8_t* dst = panel + (k / kKG) * kNR * kKG + k % kKG;
+      for (size_t j = 0; j < nc; j++) dst[j * kKG] = src[static_cast<ptrdiff_t>(j) * cs];
     }
-    pb.colsum[n] = sum;
+    for (size_t j = 0; j < nc; j++) {
+      int32_t sum = 0;
+      for (size_t g = 0; g < pb.kp / kKG; g++)
+        for (size_t kk = 0; kk < kKG; kk++) sum += panel[g * kNR * kKG + j * kKG + kk];
+      pb.colsum[p * kNR + j] = sum;
+    }
   }
   return pb;
 }
@@ -177,6 +183,31 @@ void gemm_u8s8(const uint8_t* a, size_t lda, size_t M, const PackedB& b, const O
   } else {
     parallel_for(ntasks, task);
   }
+}
+
+bool linear_dynamic(const float* x, size_t M, const PackedB& w, const float* w_scale, bool per_col,
+                    const float* bias, bool relu, float* out) {
+  thread_local std::vector<uint8_t> codes;
+  thread_local std::vector<float> a_scale;
+  thread_local std::vector<int32_t> a_zp;
+  codes.resize(M * w.K);
+  a_scale.resize(M);
+  a_zp.resize(M);
+  if (!quantize_dynamic(x, Shape3{1, M, w.K}, 8, false, codes.data(), a_scale.data(), a_zp.data()))
+    return false;
+  OutputStage os;
+  os.kind = OutputStage::Kind::float32;
+  os.a_zp_row = a_zp.data();
+  os.a_scale = a_scale.data();
+  os.a_scale_per_row = true;
+  os.b_scale = w_scale;
+  os.b_scale_per_col = per_col;
+  os.bias = bias;
+  os.relu = relu;
+  os.out = out;
+  os.ldo = w.N;
+  gemm_u8s8(codes.data(), w.K, M, w, os);
+  return true;
 }
 
 }  // namespace lowbit

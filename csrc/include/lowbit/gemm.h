@@ -57,4 +57,12 @@ struct OutputStage {
 // Runs the GEMM on the active kernel set; A rows are lda bytes apart. Parallel over the pool.
 void gemm_u8s8(const uint8_t* a, size_t lda, size_t M, const PackedB& b, const OutputStage& os);
 
+// A float linear layer on int8 weights, activations quantized on the fly: each row of x (M x K,
+// float32, contiguous) is quantized to uint8 with its own scale and zero point (as
+// lowbit.quantize(symmetric=False) does per row), multiplied with the packed weights, and
+// dequantized with w_scale (one per column, or one for all if !per_col) and bias in the output
+// stage. Returns false if x holds NaN or Inf.
+bool linear_dynamic(const float* x, size_t M, const PackedB& w, const float* w_scale, bool per_col,
+                    const float* bias, bool relu, float* out);
+
 }  // namespace lowbit

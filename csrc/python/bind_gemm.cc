@@ -1,0 +1,173 @@
+#include <memory>
+#include <optional>
+
+#include <pybind11/stl.h>
+
+#include "arrays.h"
+#include "lowbit/gemm.h"
+
+namespace lowbit {
+using py_arrays::in_array;
+
+namespace {
+
+size_t check_a(const in_array<uint8_t>& a, const PackedB& b) {
+  py_arrays::require_ndim(a, 2, "a");
+  if (static_cast<size_t>(a.shape(1)) != b.K)
+    throw py::value_error("a has " + std::to_string(a.shape(1)) + " columns, the packed matrix " +
+                          std::to_string(b.K) + " rows");
+  return static_cast<size_t>(a.shape(0));
+}
+
+const float* optional_vector(const std::optional<in_array<float>>& v, size_t n, const char* name) {
+  if (!v) return nullptr;
+  py_arrays::require_size(*v, static_cast<py::ssize_t>(n), name);
+  return v->data();
+}
+
+}  // namespace
+
+void register_gemm(py::module_& m) {
+  py::class_<PackedB, std::shared_ptr<PackedB>>(m, "PackedB",
+                                                "int8 weights (K x N) packed for the GEMM kernels")
+      .def(py::init([](py::array_t<int8_t> b) {  // any strides: read through them while packing
+             if (b.ndim() != 2) throw py::value_error("b must have 2 dimensions");
+             const auto* base = static_cast<const int8_t*>(b.data());
+             const size_t K = b.shape(0), N = b.shape(1);
+             const ptrdiff_t rs = b.strides(0), cs = b.strides(1);  // bytes == elements for int8
+             py::gil_scoped_release release;
+             return std::make_shared<PackedB>(pack_b(base, K, N, rs, cs));
+           }),
+           py::arg("b"))
+      .def_property_readonly("K", [](const PackedB& p) { return p.K; })
+      .def_property_readonly("N", [](const PackedB& p) { return p.N; })
+      .def_property_readonly("nbytes", &PackedB::nbytes)
+      .def_property_readonly("colsum", [](const PackedB& p) {
+        return py::array_t<int32_t>(static_cast<py::ssize_t>(p.colsum.size()), p.colsum.data());
+      })
+      .def("unpack", [](const PackedB& p) {
+        py::array_t<int8_t> out({static_cast<py::ssize_t>(p.K), static_cast<py::ssize_t>(p.N)});
+        unpack_b(p, out.mutable_data());
+        return out;
+      });
+
+  m.def(
+      "gemm_int32",
+      [](const in_array<uint8_t>& a, const PackedB& b, int32_t a_zp, int32_t b_zp) {
+        const size_t M = check_a(a, b);
+        py::array_t<int32_t> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+        OutputStage os;
+        os.a_zp = a_zp;
+        os.b_zp = b_zp;
+        os.out = out.mutable_data();
+        os.ldo = b.N;
+        {
+          py::gil_scoped_release release;
+          gemm_u8s8(a.data(), b.K, M, b, os);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("b"), py::arg("a_zero_point") = 0, py::arg("b_zero_point") = 0);
+
+  // float out = (a - a_zp[m]) (b) * a_scale[m] * b_scale[n] + bias[n]; a_scale/a_zp: M or 1.
+  m.def(
+      "gemm_f32",
+      [](const in_array<uint8_t>& a, const PackedB& b, const in_array<float>& a_scale,
+         const in_array<int32_t>& a_zp, const in_array<float>& b_scale,
+         const std::optional<in_array<float>>& bias, bool relu) {
+        const size_t M = check_a(a, b);
+        const bool per_row = a_scale.size() != 1;
+        if (per_row) py_arrays::require_size(a_scale, static_cast<py::ssize_t>(M), "a_scale");
+        py_arrays::require_size(a_zp, per_row ? static_cast<py::ssize_t>(M) : 1, "a_zero_point");
+        const bool per_col = b_scale.size() != 1;
+        if (per_col) py_arrays::require_size(b_scale, static_cast<py::ssize_t>(b.N), "b_scale");
+        py::array_t<float> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+        OutputStage os;
+        os.kind = OutputStage::Kind::float32;
+        if (per_row) os.a_zp_row = a_zp.data(); else os.a_zp = a_zp.data()[0];
+        os.a_scale = a_scale.data();
+        os.a_scale_per_row = per_row;
+        os.b_scale = b_scale.data();
+        os.b_scale_per_col = per_col;
+        os.bias = optional_vector(bias, b.N, "bias");
+        os.relu = relu;
+        os.out = out.mutable_data();
+        os.ldo = b.N;
+        {
+          py::gil_scoped_release release;
+          gemm_u8s8(a.data(), b.K, M, b, os);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("a_zero_point"), py::arg("b_scale"),
+      py::arg("bias") = py::none(), py::arg("relu") = false);
+
+  // 8-bit output for chaining: q = clamp(round((acc + bias_i32[n]) * m0[n] 2^-(31+shift[n])) + out_zp)
+  m.def(
+      "gemm_requant",
+      [](const in_array<uint8_t>& a, const PackedB& b, int32_t a_zp, const in_array<int32_t>& m0,
+         const in_array<int32_t>& shift, const std::optional<in_array<int32_t>>& bias_i32,
+         int32_t out_zp, int32_t qmin, int32_t qmax, bool relu) {
+        const size_t M = check_a(a, b);
+        py_arrays::require_size(m0, static_cast<py::ssize_t>(b.N), "m0");
+        py_arrays::require_size(shift, static_cast<py::ssize_t>(b.N), "shift");
+        if (bias_i32) py_arrays::require_size(*bias_i32, static_cast<py::ssize_t>(b.N), "bias");
+        for (py::ssize_t i = 0; i < shift.size(); i++)
+          if (shift.data()[i] < -30 || shift.data()[i] > 31) throw py::value_error("shift out of range");
+        if (qmin < -128 || qmax > 255 || qmin >= qmax) throw py::value_error("bad code range");
+        py::array_t<uint8_t> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+        OutputStage os;
+        os.kind = OutputStage::Kind::requant8;
+        os.a_zp = a_zp;
+        os.m0 = m0.data();
+        os.shift = shift.data();
+        os.bias_i32 = bias_i32 ? bias_i32->data() : nullptr;
+        os.out_zp = out_zp;
+        os.qmin = qmin;
+        os.qmax = qmax;
+        os.relu = relu;
+        os.out = out.mutable_data();
+        os.ldo = b.N;
+        {
+          py::gil_scoped_release release;
+          gemm_u8s8(a.data(), b.K, M, b, os);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("b"), py::arg("a_zero_point"), py::arg("m0"), py::arg("shift"),
+      py::arg("bias") = py::none(), py::arg("out_zero_point") = 0, py::arg("qmin") = 0,
+      py::arg("qmax") = 255, py::arg("relu") = false);
+
+  m.def("quantize_multiplier", [](double mult) {
+    int32_t m0, s;
+    if (!quantize_multiplier(mult, &m0, &s)) throw py::value_error("multiplier out of range");
+    return py::make_tuple(m0, s);
+  });
+
+  // Returns None if x holds NaN/Inf (the Python layer then reports where).
+  m.def(
+      "linear_dynamic",
+      [](const in_array<float>& x, const PackedB& w, const in_array<float>& w_scale,
+         const std::optional<in_array<float>>& bias, bool relu) -> py::object {
+        py_arrays::require_ndim(x, 2, "x");
+        if (static_cast<size_t>(x.shape(1)) != w.K)
+          throw py::value_error("x has " + std::to_string(x.shape(1)) + " features, expected " +
+                                std::to_string(w.K));
+        const bool per_col = w_scale.size() != 1;
+        if (per_col) py_arrays::require_size(w_scale, static_cast<py::ssize_t>(w.N), "w_scale");
+        const float* bp = optional_vector(bias, w.N, "bias");
+        const size_t M = x.shape(0);
+        py::array_t<float> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(w.N)});
+        bool ok;
+        {
+          py::gil_scoped_release release;
+          ok = linear_dynamic(x.data(), M, w, w_scale.data(), per_col, bp, relu, out.mutable_data());
+        }
+        if (!ok) return py::none();
+        return std::move(out);
+      },
+      py::arg("x"), py::arg("w"), py::arg("w_scale"), py::arg("bias") = py::none(),
+      py::arg("relu") = false);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,78 @@
+#include "arrays.h"
+#include "lowbit/quant.h"
+
+namespace lowbit {
+using py_arrays::in_array;
+
+namespace {
+
+Shape3 shape3(const in_array<float>& x) {
+  py_arrays::require_ndim(x, 3, "x");
+  return {static_cast<size_t>(x.shape(0)), static_cast<size_t>(x.shape(1)),
+          static_cast<size_t>(x.shape(2))};
+}
+
+// x: (outer, C, inner) float32. Returns (codes uint8 same shape, scale (C,), zp (C,), finite).
+py::tuple quantize_dynamic_py(const in_array<float>& x, int bits, bool symmetric) {
+  const Shape3 s = shape3(x);
+  if (bits < 2 || bits > 8) throw py::value_error("bits must be in 2..8");
+  py::array_t<uint8_t> codes({x.shape(0), x.shape(1), x.shape(2)});
+  py::array_t<float> scale(static_cast<py::ssize_t>(s.channels));
+  py::array_t<int32_t> zp(static_cast<py::ssize_t>(s.channels));
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = quantize_dynamic(x.data(), s, bits, symmetric, codes.mutable_data(), scale.mutable_data(),
+                          zp.mutable_data());
+  }
+  return py::make_tuple(codes, scale, zp, ok);
+}
+
+py::tuple quantize_static_py(const in_array<float>& x, const in_array<float>& scale,
+                             const in_array<int32_t>& zp, int qmin, int qmax) {
+  const Shape3 s = shape3(x);
+  py_arrays::require_size(scale, static_cast<py::ssize_t>(s.channels), "scale");
+  py_arrays::require_size(zp, static_cast<py::ssize_t>(s.channels), "zero_point");
+  if (qmin < -128 || qmax > 255 || qmin >= qmax) throw py::value_error("bad code range");
+  py::array_t<uint8_t> codes({x.shape(0), x.shape(1), x.shape(2)});
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = quantize_static(x.data(), s, scale.data(), zp.data(), qmin, qmax, codes.mutable_data());
+  }
+  return py::make_tuple(codes, ok);
+}
+
+py::array_t<float> dequantize_py(const in_array<uint8_t>& codes, bool is_signed,
+                                 const in_array<float>& scale, const in_array<int32_t>& zp) {
+  py_arrays::require_ndim(codes, 3, "codes");
+  const Shape3 s{static_cast<size_t>(codes.shape(0)), static_cast<size_t>(codes.shape(1)),
+                 static_cast<size_t>(codes.shape(2))};
+  py_arrays::require_size(scale, static_cast<py::ssize_t>(s.channels), "scale");
+  py_arrays::require_size(zp, static_cast<py::ssize_t>(s.channels), "zero_point");
+  py::array_t<float> out({codes.shape(0), codes.shape(1), codes.shape(2)});
+  {
+    py::gil_scoped_release release;
+    dequantize(codes.data(), is_signed, s, scale.data(), zp.data(), out.mutable_data());
+  }
+  return out;
+}
+
+}  // namespace
+
+void register_quant(py::module_& m) {
+  m.def("quantize_dynamic", &quantize_dynamic_py, py::arg("x"), py::arg("bits"),
+        py::arg("symmetric"));
+  m.def("quantize_static", &quantize_static_py, py::arg("x"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"));
+  m.def("dequantize", &dequantize_py, py::arg("codes"), py::arg("is_signed"), py::arg("scale"),
+        py::arg("zero_point"));
+  m.def("choose_params", [](float mn, float mx, int bits, bool symmetric) {
+    float s;
+    int32_t z;
+    choose_params(mn, mx, bits, symmetric, &s, &z);
+    return py::make_tuple(s, z);
+  });
+}
+
+}  // namespace lowbit

@@ -1,0 +1,56 @@
+"""lowbit: quantization, k-means codebooks and distillation for neural networks on CPUs.
+
+The public API is documented in API.md; the C++ kernels live in lowbit._core.
+"""
+from __future__ import annotations
+
+import os as _os
+
+from . import _core
+
+__version__ = "0.1.0"
+
+
+def _apply_isa_override() -> None:
+    want = _os.environ.get("LOWBIT_ISA")
+    if want is None or want == "":
+        return
+    if not _core.set_isa(want):
+        raise ValueError(
+            f"LOWBIT_ISA={want!r} is not a kernel set this CPU supports; "
+            f"supported: {', '.join(_core.supported_isas())}"
+        )
+
+
+_apply_isa_override()
+
+
+def cpu_info() -> dict:
+    """The CPU and the kernel set in use: arch, features, isa, supported_isas, threads."""
+    return {
+        "arch": _core.cpu_arch(),
+        "features": list(_core.cpu_features()),
+        "isa": _core.active_isa(),
+        "supported_isas": list(_core.supported_isas()),
+        "threads": _core.num_threads(),
+    }
+
+
+def set_num_threads(n: int) -> None:
+    """Threads lowbit's kernels may use (>= 1). Also settable with LOWBIT_NUM_THREADS."""
+    from ._checks import as_int
+
+    _core.set_num_threads(as_int(n, "n", 1, 1024))
+
+
+def get_num_threads() -> int:
+    return _core.num_threads()
+
+
+from .quant import QTensor, dequantize, quantize, sqnr  # noqa: E402
+from .linear import QuantizedLinear, matmul_int8  # noqa: E402
+
+__all__ = [
+    "__version__", "cpu_info", "set_num_threads", "get_num_threads",
+    "QTensor", "quantize", "dequantize", "sqnr", "matmul_int8", "QuantizedLinear",
+]

@@ -1,0 +1,189 @@
+"""Integer GEMM and the drop-in int8 linear layer."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._checks import as_bool, as_float32, as_int, check_finite
+from .quant import QTensor, quantize
+
+_INT32_MAX = 2**31 - 1
+
+
+class PackedInt8:
+    """int8 weights (K, N) packed once for lowbit's GEMM kernels; pass it to matmul_int8 as `b`
+    to skip packing on every call."""
+
+    __slots__ = ("_packed", "shape")
+
+    def __init__(self, b):
+        b = np.asarray(b)
+        if b.dtype != np.int8:
+            raise TypeError(f"b must be an int8 array, got dtype {b.dtype}")
+        if b.ndim != 2:
+            raise ValueError(f"b must be 2-D (K, N), got shape {b.shape}")
+        self._packed = _core.PackedB(b)
+        self.shape = (int(b.shape[0]), int(b.shape[1]))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._packed.nbytes)
+
+    def unpack(self) -> np.ndarray:
+        return self._packed.unpack()
+
+
+def pack_int8(b) -> PackedInt8:
+    """Packs int8 weights (K, N) once for repeated matmul_int8 calls."""
+    return PackedInt8(b)
+
+
+def _check_no_overflow(k: int, a_span: int, b_span: int) -> None:
+    bound = k * a_span * b_span
+    if bound > _INT32_MAX:
+        raise ValueError(
+            f"the result could overflow int32: K={k} x max|a - a_zero_point|={a_span} x "
+            f"max|b - b_zero_point|={b_span} = {bound} > {_INT32_MAX}; split K"
+        )
+
+
+def matmul_int8(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
+    """Exact (a - a_zero_point) @ (b - b_zero_point) as int32 (M, N).
+
+    a: uint8 or int8 (M, K); b: int8 (K, N) or a PackedInt8 from lowbit.pack_int8. Shapes whose
+    result could overflow int32 (from K and the zero points, whatever the data) raise ValueError.
+    """
+    a = np.asarray(a)
+    if a.dtype not in (np.uint8, np.int8):
+        raise TypeError(f"a must be a uint8 or int8 array, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"a must be 2-D (M, K), got shape {a.shape}")
+    packed = b if isinstance(b, PackedInt8) else PackedInt8(b)
+    k, n = packed.shape
+    if a.shape[1] != k:
+        raise ValueError(f"a has {a.shape[1]} columns but b has {k} rows")
+    za = as_int(a_zero_point, "a_zero_point", -(2**31), 2**31 - 1)
+    zb = as_int(b_zero_point, "b_zero_point", -(2**31), 2**31 - 1)
+    if a.dtype == np.int8:  # a + 128 is uint8; the zero point moves with it, exactly
+        lo, hi = -128, 127
+        a = np.ascontiguousarray(a).view(np.uint8) ^ np.uint8(0x80)
+        za_u = za + 128
+    else:
+        lo, hi = 0, 255
+        za_u = za
+    _check_no_overflow(k, max(abs(lo - za), abs(hi - za)), max(abs(-128 - zb), abs(127 - zb)))
+    if a.shape[0] == 0 or n == 0:
+        return np.zeros((a.shape[0], n), np.int32)
+    # Zero points enter the epilogue in wrapping int32 arithmetic: exact whenever the true result
+    # fits int32, which the bound above guarantees.
+    wrap = lambda v: int(np.int64(v).astype(np.int32))  # noqa: E731
+    return _core.gemm_int32(a, packed._packed, wrap(za_u), wrap(zb))
+
+
+class QuantizedLinear:
+    """A drop-in int8 replacement for a float linear layer y = x W^T + b.
+
+    weight: float (out_features, in_features) like torch.nn.Linear.weight; bias: (out_features,)
+    or None. The weight is quantized symmetric (per output channel when per_channel) to `bits`
+    and packed once. layer(x) quantizes activations on the fly, per row, to uint8 (dynamic), or
+    with the given act_scale / act_zero_point (static), runs the int8 GEMM, and dequantizes with
+    the bias added in the same pass.
+    """
+
+    def __init__(self, weight, bias=None, *, bits=8, per_channel=True, act_scale=None,
+                 act_zero_point=None):
+        w = as_float32(weight, "weight")
+        if w.ndim != 2:
+            raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
+        if w.size == 0:
+            raise ValueError(f"weight must not be empty, got shape {w.shape}")
+        check_finite(w, "weight")
+        self.bits = as_int(bits, "bits", 2, 8)
+        self.per_channel = as_bool(per_channel, "per_channel")
+        self.out_features, self.in_features = (int(s) for s in w.shape)
+        self.weight_q: QTensor = quantize(w, bits=self.bits, axis=0 if self.per_channel else None,
+                                          symmetric=True)
+        codes = self.weight_q.int_repr()  # (out, in) int8
+        self._packed = PackedInt8(codes.T)  # B = W^T, (in, out); packing reads through the strides
+        self._w_scale = np.ascontiguousarray(np.broadcast_to(self.weight_q.scale, (self.out_features,)),
+                                             dtype=np.float32)
+        if bias is None:
+            self.bias = None
+        else:
+            b = as_float32(bias, "bias")
+            if b.shape != (self.out_features,):
+                raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
+            check_finite(b, "bias")
+            self.bias = b
+        self.act_scale = self.act_zero_point = None
+        if act_scale is not None:
+            q = quantize(np.zeros(1, np.float32), bits=8, symmetric=False, scale=act_scale,
+                         zero_point=0 if act_zero_point is None else act_zero_point)
+            self.act_scale, self.act_zero_point = float(q.scale), int(q.zero_point)
+        elif act_zero_point is not None:
+            raise ValueError("act_zero_point was given without act_scale")
+
+    @property
+    def nbytes(self) -> int:
+        """Packed weight + its column sums + scales + bias, in bytes."""
+        return int(self._packed.nbytes + self._w_scale.nbytes +
+                   (0 if self.bias is None else self.bias.nbytes))
+
+    def _flat_input(self, x) -> tuple[np.ndarray, tuple]:
+        a = as_float32(x, "x")
+        if a.ndim == 0 or a.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {a.shape}")
+        return a.reshape(-1, self.in_features), a.shape[:-1]
+
+    def __call__(self, x, *, relu=False) -> np.ndarray:
+        """float32 (..., out_features) for float x of shape (..., in_features)."""
+        x2, lead = self._flat_input(x)
+        relu = as_bool(relu, "relu")
+        if x2.shape[0] == 0:
+            return np.zeros(lead + (self.out_features,), np.float32)
+        if self.act_scale is None:
+            y = _core.linear_dynamic(x2, self._packed._packed, self._w_scale, self.bias, relu)
+            if y is None:
+                check_finite(x2.reshape(lead + (self.in_features,)), "x")
+        else:
+            q = quantize(x2, bits=8, symmetric=False, scale=self.act_scale,
+                         zero_point=self.act_zero_point)
+            y = _core.gemm_f32(q.int_repr(), self._packed._packed,
+                               np.array([self.act_scale], np.float32),
+                               np.array([self.act_zero_point], np.int32), self._w_scale, self.bias,
+                               relu)
+        return y.reshape(lead + (self.out_features,))
+
+    def forward_quantized(self, x_codes, out_scale, out_zero_point=0, *, relu=False) -> np.ndarray:
+        """Chaining int8 layers: uint8 input codes (with this layer's act_scale/zero point) ->
+        uint8 output codes for (out_scale, out_zero_point), requantized in the GEMM epilogue with
+        per-channel fixed-point multipliers (rounding half away from zero, exact in 64 bits)."""
+        if self.act_scale is None:
+            raise ValueError("forward_quantized needs act_scale (static activation quantization)")
+        xc = np.asarray(x_codes)
+        if xc.dtype != np.uint8:
+            raise TypeError(f"x_codes must be uint8, got dtype {xc.dtype}")
+        if xc.ndim == 0 or xc.shape[-1] != self.in_features:
+            raise ValueError(f"x_codes must have shape (..., {self.in_features}), got {xc.shape}")
+        lead = xc.shape[:-1]
+        oq = quantize(np.zeros(1, np.float32), bits=8, symmetric=False, scale=out_scale,
+                      zero_point=out_zero_point)
+        osc, ozp = float(oq.scale), int(oq.zero_point)
+        real = self.act_scale * self._w_scale.astype(np.float64) / osc
+        m0 = np.empty(self.out_features, np.int32)
+        shift = np.empty(self.out_features, np.int32)
+        for i, r in enumerate(real):
+            m0[i], shift[i] = _core.quantize_multiplier(float(r))
+        bias_i32 = None
+        if self.bias is not None:
+            bias_i32 = np.round(self.bias / (self.act_scale * self._w_scale.astype(np.float64)))
+            bias_i32 = np.clip(bias_i32, -(2**31), 2**31 - 1).astype(np.int32)
+        out = _core.gemm_requant(np.ascontiguousarray(xc.reshape(-1, self.in_features)),
+                                 self._packed._packed, self.act_zero_point, m0, shift, bias_i32,
+                                 ozp, 0, 255, as_bool(relu, "relu"))
+        return out.reshape(lead + (self.out_features,))
+
+    def __repr__(self) -> str:
+        mode = "dynamic" if self.act_scale is None else "static"
+        return (f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"bits={self.bits}, per_channel={self.per_channel}, {mode}, nbytes={self.nbytes})")

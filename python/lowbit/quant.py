@@ -1,0 +1,227 @@
+"""Linear quantization: lowbit.quantize / dequantize / sqnr and the QTensor container."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _core
+from ._checks import as_axis, as_bool, as_float32, as_int, check_finite
+
+
+def _split_shape(shape: tuple, axis: int | None) -> tuple[int, int, int]:
+    """(outer, channels, inner) of a tensor quantized along `axis` (None: one channel)."""
+    if axis is None:
+        return 1, 1, int(math.prod(shape))
+    return int(math.prod(shape[:axis])), int(shape[axis]), int(math.prod(shape[axis + 1:]))
+
+
+def _code_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    if signed:
+        hi = (1 << (bits - 1)) - 1
+        return (-hi if narrow else -hi - 1), hi
+    return 0, (1 << bits) - 1
+
+
+def _pack_nibbles(codes: np.ndarray) -> np.ndarray:
+    """Two 4-bit codes per byte, first in the low nibble; codes flat uint8 (two's complement)."""
+    flat = codes.reshape(-1).view(np.uint8) & 0x0F
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
+    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+
+
+def _unpack_nibbles(packed: np.ndarray, n: int, signed: bool) -> np.ndarray:
+    out = np.empty(packed.size * 2, np.uint8)
+    out[0::2] = packed & 0x0F
+    out[1::2] = packed >> 4
+    out = out[:n]
+    if signed:
+        return ((out ^ 8).astype(np.int16) - 8).astype(np.int8)
+    return out
+
+
+class QTensor:
+    """Integer codes plus the scale and zero point that map them back: real = scale * (q - zp).
+
+    `bits <= 4` codes are stored packed two per byte. Attributes: shape, bits, axis, symmetric
+    (signed codes), scale (float32, () or (C,)), zero_point (int32, same shape), nbytes.
+    """
+
+    __slots__ = ("shape", "bits", "axis", "symmetric", "scale", "zero_point", "_codes")
+
+    def __init__(self, codes: np.ndarray, shape: tuple, bits: int, axis: int | None,
+                 symmetric: bool, scale: np.ndarray, zero_point: np.ndarray):
+        # Internal: use lowbit.quantize or QTensor.from_codes. `codes` are bytes (uint8 view),
+        # already packed when bits <= 4.
+        self.shape = tuple(int(s) for s in shape)
+        self.bits = int(bits)
+        self.axis = axis
+        self.symmetric = bool(symmetric)
+        self.scale = np.asarray(scale, np.float32)
+        self.zero_point = np.asarray(zero_point, np.int32)
+        self._codes = codes
+
+    @property
+    def packed(self) -> bool:
+        return self.bits <= 4
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._codes.nbytes + self.scale.nbytes + self.zero_point.nbytes)
+
+    def int_repr(self) -> np.ndarray:
+        """The codes, unpacked, as int8 (signed) or uint8 of the logical shape."""
+        if self.packed:
+            flat = _unpack_nibbles(self._codes, self.size, self.symmetric)
+        else:
+            flat = self._codes.reshape(-1).view(np.int8 if self.symmetric else np.uint8)
+        return flat.reshape(self.shape).copy()
+
+    def _bytes3(self) -> np.ndarray:
+        outer, c, inner = _split_shape(self.shape, self.axis)
+        if self.packed:
+            flat = _unpack_nibbles(self._codes, self.size, self.symmetric).view(np.uint8)
+        else:
+            flat = self._codes.reshape(-1)
+        return flat.reshape(outer, c, inner)
+
+    def dequantize(self) -> np.ndarray:
+        """float32 array of `shape`: (q - zero_point) * scale."""
+        out = _core.dequantize(self._bytes3(), self.symmetric, self.scale.reshape(-1),
+                               self.zero_point.reshape(-1))
+        return out.reshape(self.shape)
+
+    @classmethod
+    def from_codes(cls, codes, scale, zero_point=0, *, axis=None, bits=8) -> "QTensor":
+        """Wraps existing integer codes (int8 -> signed, uint8 -> unsigned, unpacked) and their
+        parameters, e.g. from ONNX or PyTorch. scale/zero_point: scalars, or one per index along
+        `axis`."""
+        bits = as_int(bits, "bits", 2, 8)
+        c = np.asarray(codes)
+        if c.dtype not in (np.int8, np.uint8):
+            raise TypeError(f"codes must be an int8 or uint8 array, got dtype {c.dtype}")
+        signed = c.dtype == np.int8
+        axis = as_axis(axis, c.ndim)
+        lo, hi = _code_range(bits, signed, narrow=False)
+        if c.size and (int(c.min()) < lo or int(c.max()) > hi):
+            raise ValueError(f"codes must lie in [{lo}, {hi}] for bits={bits}, "
+                             f"got values in [{int(c.min())}, {int(c.max())}]")
+        scale, zp = _check_params(scale, zero_point, c.shape, axis, bits, signed)
+        data = c.astype(c.dtype, copy=True).view(np.uint8)
+        if bits <= 4:
+            data = _pack_nibbles(data)
+        return cls(data, c.shape, bits, axis, signed, scale, zp)
+
+    def __repr__(self) -> str:
+        kind = "per-tensor" if self.axis is None else f"per-channel axis={self.axis}"
+        sign = "signed" if self.symmetric else "unsigned"
+        return f"QTensor(shape={self.shape}, bits={self.bits}, {sign}, {kind}, nbytes={self.nbytes})"
+
+
+def _check_params(scale, zero_point, shape, axis, bits, signed):
+    """Validated (scale float32, zero_point int32), each () or (C,) for `axis`."""
+    nchan = None if axis is None else int(shape[axis])
+    want = () if axis is None else (nchan,)
+    try:
+        s = np.asarray(scale, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"scale must be a positive number or array of numbers, got {scale!r}") from None
+    if s.dtype.kind not in "fiu":
+        raise TypeError(f"scale must be numeric, got dtype {np.asarray(scale).dtype}")
+    if s.shape not in ((), want, (1,)):
+        raise ValueError(f"scale must be a scalar or have shape {want} (one per index along axis "
+                         f"{axis}), got shape {s.shape}")
+    if not np.all(np.isfinite(s)) or not np.all(s > 0):
+        raise ValueError("scale must be finite and > 0")
+    s32 = s.astype(np.float32)
+    if not np.all(s32 > 0):
+        raise ValueError("scale underflows float32 (must be >= 1.4e-45)")
+    z = np.asarray(zero_point)
+    if z.dtype.kind not in "iub":
+        if z.dtype.kind == "f" and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
+            z = z.astype(np.int64)
+        else:
+            raise TypeError(f"zero_point must be an integer or array of integers, got dtype {z.dtype}")
+    if z.shape not in ((), want, (1,)):
+        raise ValueError(f"zero_point must be a scalar or have shape {want}, got shape {z.shape}")
+    lo, hi = _code_range(bits, signed, narrow=False)
+    if z.size and (int(z.min()) < lo or int(z.max()) > hi):
+        raise ValueError(f"zero_point must lie in the code range [{lo}, {hi}]")
+    shp = want
+    return (np.broadcast_to(s32.reshape(-1) if s32.ndim else s32, shp).astype(np.float32),
+            np.broadcast_to(z.astype(np.int32).reshape(-1) if z.ndim else z.astype(np.int32), shp)
+            .astype(np.int32))
+
+
+def quantize(x, *, bits=8, axis=None, symmetric=True, scale=None, zero_point=None) -> QTensor:
+    """Quantizes a float tensor to `bits`-bit integer codes (see API.md, "Linear quantization").
+
+    Without `scale`: the parameters come from the data's range, per tensor (axis=None) or per
+    index along `axis`; symmetric -> signed codes in [-(2^(b-1)-1), 2^(b-1)-1] with zero point 0,
+    asymmetric -> unsigned codes in [0, 2^b-1] as ONNX DynamicQuantizeLinear. With `scale` (and
+    optionally `zero_point`): static quantization over the full code range, as ONNX
+    QuantizeLinear. Rounding is half to even, out-of-range values saturate. float16/float64
+    inputs are converted to float32; integer inputs raise TypeError; NaN/Inf raise ValueError.
+    """
+    bits = as_int(bits, "bits", 2, 8)
+    symmetric = as_bool(symmetric, "symmetric")
+    a = as_float32(x, "x")
+    axis = as_axis(axis, a.ndim)
+    outer, chans, inner = _split_shape(a.shape, axis)
+    x3 = a.reshape(outer, chans, inner)
+    if scale is None:
+        if zero_point is not None:
+            raise ValueError("zero_point was given without scale; pass both, or neither to compute them")
+        codes, s, z, ok = _core.quantize_dynamic(x3, bits, symmetric)
+    else:
+        s, z = _check_params(scale, 0 if zero_point is None else zero_point, a.shape, axis, bits,
+                             symmetric)
+        qmin, qmax = _code_range(bits, symmetric, narrow=False)
+        codes, ok = _core.quantize_static(x3, s.reshape(-1) if s.ndim else s.reshape(1),
+                                          z.reshape(-1) if z.ndim else z.reshape(1), qmin, qmax)
+    if not ok:
+        check_finite(a, "x")
+    if axis is None:
+        s, z = np.float32(np.asarray(s).reshape(-1)[0]), np.int32(np.asarray(z).reshape(-1)[0])
+    data = codes.reshape(-1)
+    if bits <= 4:
+        data = _pack_nibbles(data)
+    return QTensor(data, a.shape, bits, axis, symmetric, np.asarray(s, np.float32),
+                   np.asarray(z, np.int32))
+
+
+def dequantize(q: QTensor) -> np.ndarray:
+    """float32 array: (q - zero_point) * scale."""
+    if not isinstance(q, QTensor):
+        raise TypeError(f"q must be a lowbit.QTensor, got {type(q).__name__}")
+    return q.dequantize()
+
+
+def sqnr(reference, approx) -> float:
+    """Signal-to-quantization-noise ratio in dB: 10 log10(sum(ref^2) / sum((ref - approx)^2)).
+    inf when approx equals reference."""
+    r = np.asarray(reference)
+    a = np.asarray(approx)
+    if isinstance(approx, QTensor):
+        a = approx.dequantize()
+    for name, v in (("reference", r), ("approx", a)):
+        if v.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must be a numeric array, got dtype {v.dtype}")
+    if r.shape != a.shape:
+        raise ValueError(f"reference and approx must have the same shape, got {r.shape} and {a.shape}")
+    r = r.astype(np.float64)
+    a = a.astype(np.float64)
+    check_finite(r, "reference")
+    check_finite(a, "approx")
+    noise = float(np.sum((r - a) ** 2))
+    signal = float(np.sum(r ** 2))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
