@@ -149,7 +149,7 @@ void gemm_u8s8(const uint8_t* a, size_t lda, size_t M, const PackedB& b, const O
   // 128 KiB stays in L2 while the rows of a row block stream past it.
   size_t mb = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, kp * elem) / MR) * MR;
   mb = std::min(mb, (M + MR - 1) / MR * MR);
-  size_t nbp = std::max<size_t>(1, (128 << 10) / (kp * kNR));
+  size_t nbp = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, kp * kNR));
   const size_t mblocks = (M + mb - 1) / mb;
   const size_t threads = static_cast<size_t>(num_threads());
   // Enough tasks to keep every thread busy (at least 2 per thread when the shape allows).

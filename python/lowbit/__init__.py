@@ -48,9 +48,12 @@ def get_num_threads() -> int:
 
 
 from .quant import QTensor, dequantize, quantize, sqnr  # noqa: E402
-from .linear import QuantizedLinear, matmul_int8  # noqa: E402
+from .linear import PackedInt8, QuantizedLinear, matmul_int8, pack_int8  # noqa: E402
+from . import distill, nn  # noqa: E402
+
+# --- exports of each area (one line each; keep this block) ---
 
 __all__ = [
     "__version__", "cpu_info", "set_num_threads", "get_num_threads",
-    "QTensor", "quantize", "dequantize", "sqnr", "matmul_int8", "QuantizedLinear",
+    "QTensor", "quantize", "dequantize", "sqnr", "matmul_int8", "pack_int8", "PackedInt8", "QuantizedLinear", "nn", "distill",
 ]

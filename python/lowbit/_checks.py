@@ -25,7 +25,7 @@ def as_float32(x, name: str) -> np.ndarray:
             f"{name} must be a floating-point array (float16/float32/float64), got dtype {a.dtype}"
             + ("; convert it with .astype(np.float32) if that is intended" if a.dtype.kind in "iub" else "")
         )
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.asarray(a, dtype=np.float32, order="C")  # (ascontiguousarray would make 0-d 1-d)
 
 
 def check_finite(a: np.ndarray, name: str) -> None:

@@ -133,7 +133,8 @@ def _check_params(scale, zero_point, shape, axis, bits, signed):
         raise TypeError(f"scale must be a positive number or array of numbers, got {scale!r}") from None
     if s.dtype.kind not in "fiu":
         raise TypeError(f"scale must be numeric, got dtype {np.asarray(scale).dtype}")
-    if s.shape not in ((), want, (1,)):
+    ok_shapes = ((), want) if axis is not None else ((), (1,))
+    if s.shape not in ok_shapes:
         raise ValueError(f"scale must be a scalar or have shape {want} (one per index along axis "
                          f"{axis}), got shape {s.shape}")
     if not np.all(np.isfinite(s)) or not np.all(s > 0):
@@ -147,7 +148,7 @@ def _check_params(scale, zero_point, shape, axis, bits, signed):
             z = z.astype(np.int64)
         else:
             raise TypeError(f"zero_point must be an integer or array of integers, got dtype {z.dtype}")
-    if z.shape not in ((), want, (1,)):
+    if z.shape not in ok_shapes:
         raise ValueError(f"zero_point must be a scalar or have shape {want}, got shape {z.shape}")
     lo, hi = _code_range(bits, signed, narrow=False)
     if z.size and (int(z.min()) < lo or int(z.max()) > hi):
