@@ -68,23 +68,21 @@ inline int64_t round_shift(int64_t v, int s) {  // v * 2^-s, ties away from zero
   return v >= 0 ? (v + half) >> s : -((-v + half) >> s);
 }
 
-// Packs rows [0, rows) of A (K bytes used) into the micro-kernel's format, K padded to kp.
-// Returns the row sums of the real bytes (needed when B has a zero point).
+// Packs rows [0, rows) of A (K bytes used) into the micro-kernel's format at dst, K padded to kp
+// with zeros, and writes the row sums of the real bytes (needed when B has a zero point).
 void pack_a(const uint8_t* a, size_t lda, size_t rows, size_t K, size_t kp, APack fmt,
-            std::vector<uint8_t>& buf, int32_t* rowsum) {
-  const size_t elem = fmt == APack::s16 ? 2 : 1;
-  buf.resize(rows * kp * elem + 64);
+            uint8_t* dst_base, int32_t* rowsum) {
   for (size_t r = 0; r < rows; r++) {
     const uint8_t* src = a + r * lda;
     int32_t sum = 0;
     for (size_t k = 0; k < K; k++) sum += src[k];
     rowsum[r] = sum;
     if (fmt == APack::s16) {
-      int16_t* dst = reinterpret_cast<int16_t*>(buf.data()) + r * kp;
+      int16_t* dst = reinterpret_cast<int16_t*>(dst_base) + r * kp;
       for (size_t k = 0; k < K; k++) dst[k] = src[k];
       std::fill(dst + K, dst + kp, int16_t(0));
     } else {
-      uint8_t* dst = buf.data() + r * kp;
+      uint8_t* dst = dst_base + r * kp;
       if (fmt == APack::u8) {
         std::memcpy(dst, src, K);
       } else {
@@ -158,29 +156,38 @@ void gemm_u8s8(const uint8_t* a, size_t lda, size_t M, const PackedB& b, const O
   const double work = double(M) * double(b.N) * double(kp);
   const size_t ntasks = mblocks * nblocks;
 
+  // A is packed once (per row block, in parallel), then every task reads its rows from there.
+  const bool parallel = work >= 2e6 && ntasks > 1;
+  thread_local std::vector<uint8_t> apacked;
+  thread_local std::vector<int32_t> rowsum;
+  apacked.resize(M * kp * elem + 64);
+  rowsum.resize(M);
+  uint8_t* ap = apacked.data();
+  int32_t* rs = rowsum.data();
+  auto pack = [&](size_t bi) {
+    const size_t m0 = bi * mb, m1 = std::min(M, m0 + mb);
+    pack_a(a + m0 * lda, lda, m1 - m0, b.K, kp, kt.gemm_apack, ap + m0 * kp * elem, rs + m0);
+  };
   auto task = [&](size_t t) {
-    thread_local std::vector<uint8_t> abuf;
-    thread_local std::vector<int32_t> rowsum;
     const size_t bi = t / nblocks, bj = t % nblocks;
     const size_t m0 = bi * mb, m1 = std::min(M, m0 + mb);
-    rowsum.resize(mb);
-    pack_a(a + m0 * lda, lda, m1 - m0, b.K, kp, kt.gemm_apack, abuf, rowsum.data());
     alignas(64) int32_t tile[8 * kNR];
     const size_t p0 = bj * nbp, p1 = std::min(b.panels, p0 + nbp);
     for (size_t r = m0; r < m1; r += MR) {
       const size_t mr = std::min(MR, m1 - r);
-      const uint8_t* ar = abuf.data() + (r - m0) * kp * elem;
+      const uint8_t* ar = ap + r * kp * elem;
       for (size_t p = p0; p < p1; p++) {
         kt.gemm_u8s8s32(mr, kp, ar, kp, b.data.data() + p * kp * kNR, tile, kNR);
         const size_t n0 = p * kNR;
-        output_tile(tile, mr, r, n0, std::min<size_t>(kNR, b.N - n0), rowsum.data() + (r - m0),
-                    flipped, b, os);
+        output_tile(tile, mr, r, n0, std::min<size_t>(kNR, b.N - n0), rs + r, flipped, b, os);
       }
     }
   };
-  if (work < 2e6 || ntasks == 1) {
+  if (!parallel) {
+    for (size_t bi = 0; bi < mblocks; bi++) pack(bi);
     for (size_t t = 0; t < ntasks; t++) task(t);
   } else {
+    parallel_for(mblocks, pack);
     parallel_for(ntasks, task);
   }
 }
