@@ -1,5 +1,6 @@
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include <pybind11/stl.h>
 
@@ -143,6 +144,41 @@ void register_gemm(py::module_& m) {
     if (!quantize_multiplier(mult, &m0, &s)) throw py::value_error("multiplier out of range");
     return py::make_tuple(m0, s);
   });
+
+  // The dynamic int8 linear layer's hot path: weights, scales and bias live here, so a call
+  // converts only x. Returns None if x holds NaN/Inf (the Python layer then reports where).
+  struct DynamicLinear {
+    std::shared_ptr<PackedB> w;
+    std::vector<float> scale, bias;
+  };
+  py::class_<DynamicLinear>(m, "DynamicLinear")
+      .def(py::init([](std::shared_ptr<PackedB> w, const in_array<float>& w_scale,
+                       const std::optional<in_array<float>>& bias) {
+             py_arrays::require_size(w_scale, static_cast<py::ssize_t>(w->N), "w_scale");
+             DynamicLinear d{w, std::vector<float>(w_scale.data(), w_scale.data() + w->N), {}};
+             if (const float* bp = optional_vector(bias, w->N, "bias")) d.bias.assign(bp, bp + w->N);
+             return d;
+           }),
+           py::arg("w"), py::arg("w_scale"), py::arg("bias") = py::none())
+      .def(
+          "__call__",
+          [](const DynamicLinear& d, const in_array<float>& x, bool relu) -> py::object {
+            py_arrays::require_ndim(x, 2, "x");
+            if (static_cast<size_t>(x.shape(1)) != d.w->K)
+              throw py::value_error("x has " + std::to_string(x.shape(1)) +
+                                    " features, expected " + std::to_string(d.w->K));
+            const size_t M = x.shape(0);
+            py::array_t<float> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(d.w->N)});
+            bool ok;
+            {
+              py::gil_scoped_release release;
+              ok = linear_dynamic(x.data(), M, *d.w, d.scale.data(), true,
+                                  d.bias.empty() ? nullptr : d.bias.data(), relu, out.mutable_data());
+            }
+            if (!ok) return py::none();
+            return std::move(out);
+          },
+          py::arg("x"), py::arg("relu") = false);
 
   // Returns None if x holds NaN/Inf (the Python layer then reports where).
   m.def(

@@ -53,12 +53,18 @@ def matmul_int8(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     a: uint8 or int8 (M, K); b: int8 (K, N) or a PackedInt8 from lowbit.pack_int8. Shapes whose
     result could overflow int32 (from K and the zero points, whatever the data) raise ValueError.
     """
+    packed = b if isinstance(b, PackedInt8) else None
+    if (packed is not None and type(a) is np.ndarray and a.dtype == np.uint8 and a.ndim == 2
+            and type(a_zero_point) is int and type(b_zero_point) is int and a_zero_point == 0
+            and b_zero_point == 0 and a.shape[1] == packed.shape[0]
+            and a.shape[1] <= 65793 and a.shape[0] and packed.shape[1]):
+        return _core.gemm_int32(a, packed._packed, 0, 0)  # the common case: no zero points
     a = np.asarray(a)
     if a.dtype not in (np.uint8, np.int8):
         raise TypeError(f"a must be a uint8 or int8 array, got dtype {a.dtype}")
     if a.ndim != 2:
         raise ValueError(f"a must be 2-D (M, K), got shape {a.shape}")
-    packed = b if isinstance(b, PackedInt8) else PackedInt8(b)
+    packed = packed or PackedInt8(b)
     k, n = packed.shape
     if a.shape[1] != k:
         raise ValueError(f"a has {a.shape[1]} columns but b has {k} rows")
@@ -115,6 +121,7 @@ class QuantizedLinear:
                 raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
             check_finite(b, "bias")
             self.bias = b
+        self._dynamic = _core.DynamicLinear(self._packed._packed, self._w_scale, self.bias)
         self.act_scale = self.act_zero_point = None
         if act_scale is not None:
             q = quantize(np.zeros(1, np.float32), bits=8, symmetric=False, scale=act_scale,
@@ -137,12 +144,18 @@ class QuantizedLinear:
 
     def __call__(self, x, *, relu=False) -> np.ndarray:
         """float32 (..., out_features) for float x of shape (..., in_features)."""
+        if (self.act_scale is None and type(x) is np.ndarray and x.dtype == np.float32
+                and x.ndim == 2 and x.shape[1] == self.in_features and x.shape[0]
+                and x.flags.c_contiguous and relu is False):
+            y = self._dynamic(x)  # the common case, with no conversion at all
+            if y is not None:
+                return y
         x2, lead = self._flat_input(x)
         relu = as_bool(relu, "relu")
         if x2.shape[0] == 0:
             return np.zeros(lead + (self.out_features,), np.float32)
         if self.act_scale is None:
-            y = _core.linear_dynamic(x2, self._packed._packed, self._w_scale, self.bias, relu)
+            y = self._dynamic(x2, relu)
             if y is None:
                 check_finite(x2.reshape(lead + (self.in_features,)), "x")
         else:
