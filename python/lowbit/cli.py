@@ -1,4 +1,4 @@
-"""The lowbit command: demo, info, bench."""
+"""The lowbit command: demo, info, bench, quantize, report."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,20 @@ def _bench(args) -> int:
     return run(args.which, threads=args.threads, repeat=args.repeat, quick=args.quick)
 
 
+def _quantize(args) -> int:
+    from .models import cli_quantize
+
+    return cli_quantize(args.model, args.calib, method=args.method, out=args.output, bits=args.bits,
+                        per_channel=not args.per_tensor)
+
+
+def _report(args) -> int:
+    from .models import cli_report
+
+    return cli_report(args.model, args.calib, labels_path=args.labels, method=args.method,
+                      bits=args.bits, png=args.png)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="lowbit", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -38,12 +52,29 @@ def main(argv=None) -> int:
     s.add_argument("--quick", action="store_true", help="fewer epochs (for tests)")
     s.set_defaults(fn=_demo)
     s = sub.add_parser("bench", help="kernel benchmarks against the installed peers, as ratios")
-    s.add_argument("which", nargs="*", default=["quant", "gemm"],
-                   help="which benchmarks: quant, gemm (default: all)")
+    s.add_argument("which", nargs="*", default=[],
+                   help="which benchmarks: quant, gemm, kmeans, train (default: all available)")
     s.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     s.add_argument("--repeat", type=int, default=7, help="timed repetitions (median is reported)")
     s.add_argument("--quick", action="store_true", help="small shapes only")
     s.set_defaults(fn=_bench)
+    methods = ["minmax", "percentile", "mse", "entropy"]
+    s = sub.add_parser("quantize", help="int8 post-training quantization of a model file")
+    s.add_argument("model", help="model file: .npz, .safetensors or lowbit file")
+    s.add_argument("--calib", required=True, help="calibration inputs, a .npy (samples, features)")
+    s.add_argument("--method", default="minmax", choices=methods, help="activation range calibration")
+    s.add_argument("--bits", type=int, default=8, help="weight bits, 2..8 (default 8)")
+    s.add_argument("--per-tensor", action="store_true", help="one weight scale per layer")
+    s.add_argument("-o", "--output", help="output lowbit file (default MODEL.int8.lowbit)")
+    s.set_defaults(fn=_quantize)
+    s = sub.add_parser("report", help="per-layer SQNR, size, latency and sensitivity of a model")
+    s.add_argument("model", help="model file: .npz, .safetensors or lowbit file")
+    s.add_argument("--calib", required=True, help="calibration inputs, a .npy (samples, features)")
+    s.add_argument("--labels", help="labels .npy for accuracy (default: agreement with float)")
+    s.add_argument("--method", default="minmax", choices=methods, help="activation range calibration")
+    s.add_argument("--bits", type=int, default=8, help="weight bits, 2..8 (default 8)")
+    s.add_argument("--png", help="plot file (default MODEL.report.png; needs matplotlib)")
+    s.set_defaults(fn=_report)
     args = p.parse_args(argv)
     return args.fn(args)
 

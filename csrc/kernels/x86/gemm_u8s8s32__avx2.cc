@@ -11,17 +11,24 @@
 // + 1 product in registers (GCC spills at MR = 6 although 16 would fit in theory).
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "lowbit/kernels.h"
 
 namespace lowbit {
 namespace kernels {
 namespace {
 
+// Accumulates k-groups [0, ng) of one quarter (4 columns) into acc (MR x 2 vectors, in memory
+// between calls).
 template <int MR>
-void quarter(size_t kp, const int16_t* a, size_t lda, const int8_t* b, int32_t* c, size_t ldc) {
+void quarter(size_t ng, const int16_t* a, size_t lda, const int8_t* b, __m256i* acc_io) {
   __m256i acc[MR][2];
-  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-  for (size_t g = 0; g < kp / kKG; g++) {
+  for (int r = 0; r < MR; r++) {
+    acc[r][0] = _mm256_load_si256(acc_io + 2 * r);
+    acc[r][1] = _mm256_load_si256(acc_io + 2 * r + 1);
+  }
+  for (size_t g = 0; g < ng; g++) {
     const int8_t* bg = b + g * kNR * kKG;
     const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bg)));
     const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bg + 16)));
@@ -33,17 +40,33 @@ void quarter(size_t kp, const int16_t* a, size_t lda, const int8_t* b, int32_t* 
     }
   }
   for (int r = 0; r < MR; r++) {
-    // acc[0] = [c0 partials x4 | c1 partials x4], acc[1] = [c2 x4 | c3 x4]
-    const __m256i h = _mm256_hadd_epi32(acc[r][0], acc[r][1]);  // [c0 c0 c2 c2 | c1 c1 c3 c3]
-    const __m128i lo = _mm256_castsi256_si128(h), hi = _mm256_extracti128_si256(h, 1);
-    const __m128i s = _mm_hadd_epi32(lo, hi);                     // [c0 c2 c1 c3]
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(c + r * ldc), _mm_shuffle_epi32(s, 0xD8));
+    _mm256_store_si256(acc_io + 2 * r, acc[r][0]);
+    _mm256_store_si256(acc_io + 2 * r + 1, acc[r][1]);
   }
 }
 
+// K is walked in chunks of kChunk groups so that a chunk of the MR A rows and of the B panel
+// (MR x 1 KiB + 8 KiB) stay in L1 while the four quarter passes re-read them.
+constexpr size_t kChunk = 64;
+
 template <int MR>
 void panel(size_t kp, const int16_t* a, size_t lda, const int8_t* b, int32_t* c, size_t ldc) {
-  for (int q = 0; q < 4; q++) quarter<MR>(kp, a, lda, b + 32 * q, c + 4 * q, ldc);
+  alignas(32) __m256i acc[4][MR * 2];
+  for (int q = 0; q < 4; q++)
+    for (int i = 0; i < MR * 2; i++) acc[q][i] = _mm256_setzero_si256();
+  const size_t groups = kp / kKG;
+  for (size_t g0 = 0; g0 < groups; g0 += kChunk) {
+    const size_t ng = std::min(kChunk, groups - g0);
+    for (int q = 0; q < 4; q++)
+      quarter<MR>(ng, a + g0 * kKG, lda, b + g0 * kNR * kKG + 32 * q, acc[q]);
+  }
+  for (int q = 0; q < 4; q++)
+    for (int r = 0; r < MR; r++) {
+      // acc = [c0 partials x4 | c1 partials x4], [c2 x4 | c3 x4]
+      const __m256i h = _mm256_hadd_epi32(acc[q][2 * r], acc[q][2 * r + 1]);  // [c0 c0 c2 c2 | c1 c1 c3 c3]
+      const __m128i s = _mm_hadd_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(c + r * ldc + 4 * q), _mm_shuffle_epi32(s, 0xD8));
+    }
 }
 
 // One row (a GEMV, bound by streaming B): all 16 columns in one pass, so every byte of the

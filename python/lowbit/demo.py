@@ -1,0 +1,132 @@
+"""`lowbit demo`: the end-to-end job on scikit-learn's bundled digits.
+
+Trains a teacher MLP, distills a small student from it, quantizes both to int8 (QuantizedLinear)
+and to a 4-bit codebook (CodebookLinear), and prints one table: accuracy, size, compression and
+latency per batch against the numpy float32 models. Writes a PNG of the training curves.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import lowbit
+from lowbit import nn
+from lowbit.distill import Distiller
+
+TEACHER = [64, 512, 512, 10]
+STUDENT = [64, 32, 10]
+
+
+def load_digits_split(seed: int = 0):
+    """digits, inputs / 16, train_test_split(test_size=0.3, stratify=y, random_state=seed)."""
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise SystemExit("lowbit demo needs scikit-learn for its bundled digits data: "
+                         "pip install scikit-learn") from None
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    return train_test_split(x, d.target, test_size=0.3, stratify=d.target, random_state=seed)
+
+
+def model_bytes(model) -> int:
+    """Bytes of a model's parameters: float arrays, or the packed sizes of compressed layers."""
+    total = 0
+    for layer in model.layers:
+        if hasattr(layer, "nbytes") and not isinstance(layer, nn.Layer):
+            total += int(layer.nbytes)
+        else:
+            total += sum(int(p.nbytes) for p in layer.parameters())
+    return total
+
+
+def latency(model, x, repeat: int = 21) -> float:
+    """Median seconds of model(x)."""
+    model(x)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def accuracy(model, x, y) -> float:
+    return float(np.mean(np.argmax(model(x), axis=1) == y))
+
+
+def compress(model, kind: str):
+    """A copy of `model` with every Linear replaced: "int8" (QuantizedLinear) or "codebook4"
+    (CodebookLinear, k = 16 shared weights per layer)."""
+    out = model.copy()
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, nn.Linear):
+            w, b = np.asarray(layer.weight, np.float32), np.asarray(layer.bias, np.float32)
+            if kind == "int8":
+                out.layers[i] = lowbit.QuantizedLinear(w, b)
+            else:
+                out.layers[i] = lowbit.CodebookLinear(w, b, k=16)
+    return out
+
+
+def run_demo(quick: bool = False, seed: int = 0, curves: str = "lowbit_demo_curves.png",
+             progress: bool = True) -> int:
+    t_start = time.perf_counter()
+    xtr, xte, ytr, yte = load_digits_split()
+    info = lowbit.cpu_info()
+    print(f"lowbit {lowbit.__version__} demo on scikit-learn digits: {len(xtr)} train / {len(xte)} "
+          f"test images, kernels: {info['isa']}, threads: {info['threads']}")
+    ep_teacher, ep_student = (5, 10) if quick else (60, 300)
+
+    print(f"1/4 training the teacher {TEACHER} ({ep_teacher} epochs)")
+    teacher = nn.MLP(TEACHER, dropout=0.2, seed=seed)
+    nn.fit(teacher, xtr, ytr, epochs=ep_teacher, lr=3e-3, schedule="cosine", seed=seed,
+           progress=progress)
+
+    print(f"2/4 training the student {STUDENT} on hard labels ({ep_student} epochs)")
+    hard = nn.MLP(STUDENT, seed=seed)
+    nn.fit(hard, xtr, ytr, epochs=ep_student, lr=3e-3, schedule="cosine", seed=seed,
+           progress=progress)
+
+    print(f"3/4 distilling the student from the teacher (T=4, alpha=0.5, {ep_student} epochs)")
+    student = nn.MLP(STUDENT, seed=seed)
+    hist = Distiller(teacher, student, temperature=4.0, alpha=0.5).fit(
+        xtr, ytr, epochs=ep_student, lr=3e-3, schedule="cosine", seed=seed, progress=progress,
+        validation_data=(xte, yte))
+
+    print("4/4 quantizing: int8 and 4-bit codebooks")
+    rows = []
+    batch = xte  # one batch: the whole test set
+    for name, model in (("teacher", teacher), ("student (distilled)", student),
+                        ("student (hard labels)", hard)):
+        base_bytes, base_lat = model_bytes(model), latency(model, batch)
+        rows.append((name, "float32 (numpy)", accuracy(model, xte, yte), base_bytes, 1.0, base_lat, 1.0))
+        kinds = ["int8"] + (["codebook4"] if hasattr(lowbit, "CodebookLinear") else [])
+        for kind in kinds:
+            if name.endswith("(hard labels)") and kind != "int8":
+                continue
+            q = compress(model, kind)
+            b, lat = model_bytes(q), latency(q, batch)
+            label = "int8 QuantizedLinear" if kind == "int8" else "4-bit codebook (k=16)"
+            rows.append((name, label, accuracy(q, xte, yte), b, base_bytes / b, lat, base_lat / lat))
+
+    print()
+    print(format_table(rows, len(xte)))
+    try:
+        hist.plot(curves, title="lowbit demo: distilling the student (digits)")
+        print(f"\ntraining curves: {curves}")
+    except ImportError as e:
+        print(f"\n(no PNG of the training curves: {e})")
+    print(f"finished in {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+def format_table(rows, batch: int) -> str:
+    head = ("model", "version", "test accuracy", "size (bytes)", "compression", f"latency / batch of {batch}", "speed-up")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, ver, acc, size, ratio, lat, speed in rows:
+        lines.append(f"| {name} | {ver} | {100 * acc:.2f}% | {size:,} | {ratio:.2f}x | "
+                     f"{lat * 1e3:.3f} ms | {speed:.2f}x |")
+    return "\n".join(lines)
