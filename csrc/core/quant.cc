@@ -3,6 +3,7 @@
 #include "lowbit/quant.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -64,7 +65,7 @@ bool channel_ranges(const float* x, Shape3 s, float* mn, float* mx) {
 
 }  // namespace
 
-void parallel_range(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) {
+void parallel_range(size_t n, size_t grain, FunctionRef<void(size_t, size_t)> fn) {
   if (n == 0) return;
   grain = std::max<size_t>(grain, 1);
   size_t ntasks = std::min<size_t>((n + grain - 1) / grain, 4 * static_cast<size_t>(num_threads()));
@@ -147,18 +148,21 @@ bool quantize_dynamic(const float* x, Shape3 s, int bits, bool symmetric, uint8_
   const KernelTable& k = active_kernels();
   if (s.outer == 1 && s.inner > 1 && s.inner <= kGrain) {
     // One channel is one short run (a weight row): range and codes while it is in L1.
-    std::vector<char> ok(s.channels, 1);
+    std::atomic<bool> finite{true};
     parallel_range(s.channels, std::max<size_t>(1, kGrain / s.inner), [&](size_t b, size_t e) {
       for (size_t c = b; c < e; c++) {
         const float* xc = x + c * s.inner;
         float mn, mx;
-        if (!(ok[c] = k.f32_rminmax(xc, s.inner, &mn, &mx))) continue;
+        if (!k.f32_rminmax(xc, s.inner, &mn, &mx)) {
+          finite.store(false, std::memory_order_relaxed);
+          continue;
+        }
         choose_params(mn, mx, bits, symmetric, &scale[c], &zp[c]);
         k.f32_q8_quantize(xc, s.inner, scale[c], static_cast<float>(zp[c]), float(qmin),
                           float(qmax), codes + c * s.inner);
       }
     });
-    return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+    return finite.load();
   }
   std::vector<float> mn(s.channels), mx(s.channels);
   if (!channel_ranges(x, s, mn.data(), mx.data())) return false;

@@ -33,7 +33,7 @@ class Pool {
     nthreads_ = n;
   }
 
-  void run(size_t n, const std::function<void(size_t)>& fn) {
+  void run(size_t n, FunctionRef<void(size_t)> fn) {
     const int want = static_cast<int>(std::min<size_t>(n, static_cast<size_t>(nthreads_.load())));
     std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
     if (want <= 1 || !run.owns_lock()) {  // small, or the pool is busy with another caller
@@ -99,7 +99,7 @@ class Pool {
   std::mutex m_;
   std::condition_variable cv_work_, cv_done_;
   std::vector<std::thread> workers_;
-  const std::function<void(size_t)>* fn_ = nullptr;
+  const FunctionRef<void(size_t)>* fn_ = nullptr;
   std::atomic<size_t> next_{0};
   size_t ntasks_ = 0;
   size_t generation_ = 0;
@@ -116,6 +116,6 @@ Pool& pool() {
 
 int num_threads() { return pool().threads(); }
 void set_num_threads(int n) { pool().resize(n < 1 ? 1 : n); }
-void parallel_for(size_t n, const std::function<void(size_t)>& fn) { pool().run(n, fn); }
+void parallel_for(size_t n, FunctionRef<void(size_t)> fn) { pool().run(n, fn); }
 
 }  // namespace lowbit

@@ -52,8 +52,20 @@ from .linear import PackedInt8, QuantizedLinear, matmul_int8, pack_int8  # noqa:
 from . import distill, nn  # noqa: E402
 
 # --- exports of each area (one line each; keep this block) ---
+from .calibrate import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, calibrate, observer  # noqa: E402
+from .nonlinear import CompandedTensor, Pow2Tensor, compand, quantize_pow2, shift_matmul  # noqa: E402
+from .compress import BinaryLinear, BinaryTensor, binarize, low_rank, prune_magnitude, prune_rows  # noqa: E402
+from .io import load, save  # noqa: E402
+from .models import QuantizedModel, layer_report, load_model, mixed_precision, quantize_model  # noqa: E402
+from .onnx_export import export_onnx  # noqa: E402
 
 __all__ = [
     "__version__", "cpu_info", "set_num_threads", "get_num_threads",
     "QTensor", "quantize", "dequantize", "sqnr", "matmul_int8", "pack_int8", "PackedInt8", "QuantizedLinear", "nn", "distill",
 ]
+__all__ += ["calibrate", "observer", "MinMaxObserver", "PercentileObserver", "MSEObserver", "EntropyObserver"]
+__all__ += ["Pow2Tensor", "CompandedTensor", "quantize_pow2", "compand", "shift_matmul"]
+__all__ += ["BinaryTensor", "BinaryLinear", "binarize", "prune_magnitude", "prune_rows", "low_rank"]
+__all__ += ["save", "load"]
+__all__ += ["QuantizedModel", "quantize_model", "mixed_precision", "layer_report", "load_model"]
+__all__ += ["export_onnx"]

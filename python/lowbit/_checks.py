@@ -25,7 +25,8 @@ def as_float32(x, name: str) -> np.ndarray:
             f"{name} must be a floating-point array (float16/float32/float64), got dtype {a.dtype}"
             + ("; convert it with .astype(np.float32) if that is intended" if a.dtype.kind in "iub" else "")
         )
-    return np.asarray(a, dtype=np.float32, order="C")  # (ascontiguousarray would make 0-d 1-d)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: reported later
+        return np.asarray(a, dtype=np.float32, order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def check_finite(a: np.ndarray, name: str) -> None:
@@ -35,7 +36,8 @@ def check_finite(a: np.ndarray, name: str) -> None:
     if count:
         first = np.unravel_index(int(np.argmax(bad)), a.shape) if a.ndim else ()
         raise ValueError(
-            f"{name} holds {count} non-finite value{'s' if count > 1 else ''} (NaN or Inf); "
+            f"{name} holds {count} non-finite value{'s' if count > 1 else ''} (NaN or Inf, or beyond "
+            f"float32's range before conversion); "
             f"the first is {a[first]!r} at index {tuple(int(i) for i in first)}"
         )
 

@@ -6,7 +6,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <functional>
+
+#include "lowbit/runtime.h"
 
 namespace lowbit {
 
@@ -40,6 +41,6 @@ void dequantize(const uint8_t* codes, bool is_signed, Shape3 s, const float* sca
                 const int32_t* zp, float* out);
 
 // Runs fn(begin, end) over [0, n) in pieces of at least `grain` items, in parallel.
-void parallel_range(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
+void parallel_range(size_t n, size_t grain, FunctionRef<void(size_t, size_t)> fn);
 
 }  // namespace lowbit

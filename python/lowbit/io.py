@@ -1,0 +1,564 @@
+"""lowbit.save / lowbit.load: a versioned, checksummed file format without pickle.
+
+Layout (all integers little-endian)::
+
+    offset 0   8 bytes   magic b"LOWBIT\\x00\\x1a"
+           8   u32       format version (1)
+          12   u32       flags (0)
+          16   u64       header length H
+          24   u64       payload length P
+          32   32 bytes  SHA-256 of header + payload
+          64   H bytes   header: UTF-8 JSON {"format": "lowbit", "root": ..., "arrays": [...]}
+        64+H   P bytes   payload: the arrays' raw bytes, each at a 64-byte aligned offset
+
+The header's "root" is the saved object as a tree of JSON values in which arrays appear as
+{"__array__": i} (an entry of "arrays": dtype, shape, offset, nbytes), tuples as
+{"__tuple__": [...]}, dicts as {"__dict__": {...}} and objects as
+{"__object__": type_name, "state": ...}. Only types in the registry are ever built, from plain
+data, and only numeric/bool array dtypes exist, so loading a file never runs code from it.
+
+Any file that is not exactly such a file -- too short, truncated, with trailing bytes, a wrong
+magic, an unknown version, a checksum mismatch, malformed JSON, an array out of bounds, an
+unknown type or a state its type rejects -- raises ValueError.
+
+Types register with `register(name, cls, to_state, from_state)`: `to_state(obj)` returns a dict
+of JSON values, arrays and other registered objects; `from_state(state)` rebuilds the object from
+such a dict (already decoded) and raises on anything malformed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+import tempfile
+
+import numpy as np
+
+MAGIC = b"LOWBIT\x00\x1a"
+VERSION = 1
+_PREAMBLE = struct.Struct("<8sIIQQ32s")  # 64 bytes
+_ALIGN = 64
+_DTYPES = {np.dtype(t).newbyteorder("<").str: np.dtype(t).newbyteorder("<") for t in (
+    np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+    np.float16, np.float32, np.float64)}
+
+
+class _Entry:
+    __slots__ = ("name", "cls", "to_state", "from_state")
+
+    def __init__(self, name, cls, to_state, from_state):
+        self.name, self.cls, self.to_state, self.from_state = name, cls, to_state, from_state
+
+
+_BY_NAME: dict[str, _Entry] = {}
+_BY_CLASS: dict[type, _Entry] = {}
+_LAZY: list = []  # callables registering types of modules that may not exist yet
+_lazy_done = False
+
+
+def register(name: str, cls: type, to_state, from_state) -> None:
+    """Makes `cls` savable under the type name `name` (a later registration of the same name or
+    class replaces the earlier one)."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    if not isinstance(cls, type):
+        raise TypeError(f"cls must be a class, got {type(cls).__name__}")
+    if not callable(to_state) or not callable(from_state):
+        raise TypeError("to_state and from_state must be callable")
+    old = _BY_NAME.pop(name, None)
+    if old is not None:
+        _BY_CLASS.pop(old.cls, None)
+    e = _Entry(name, cls, to_state, from_state)
+    _BY_NAME[name] = e
+    _BY_CLASS[cls] = e
+
+
+def register_lazy(fn) -> None:
+    """Runs fn() (which calls register) before the next save or load: for types whose module is
+    imported late or may be missing."""
+    global _lazy_done
+    _LAZY.append(fn)
+    _lazy_done = False
+
+
+def _run_lazy() -> None:
+    global _lazy_done
+    if _lazy_done:
+        return
+    _lazy_done = True
+    for fn in list(_LAZY):
+        fn()
+
+
+def registered_types() -> list[str]:
+    _run_lazy()
+    return sorted(_BY_NAME)
+
+
+def _entry_for(obj) -> _Entry | None:
+    e = _BY_CLASS.get(type(obj))
+    if e is not None:
+        return e
+    for cls, e in _BY_CLASS.items():
+        if isinstance(obj, cls):
+            return e
+    return None
+
+
+# --------------------------------------------------------------------------- encoding
+
+class _Encoder:
+    def __init__(self):
+        self.arrays: list[np.ndarray] = []
+
+    def enc(self, v, where: str):
+        if v is None or isinstance(v, (bool, str)):
+            return v
+        if isinstance(v, (int, np.integer)) and not isinstance(v, np.bool_):
+            return int(v)
+        if isinstance(v, np.bool_):
+            return bool(v)
+        if isinstance(v, (float, np.floating)):
+            f = float(v)
+            return f if math.isfinite(f) else {"__float__": repr(f)}
+        if isinstance(v, np.ndarray):
+            if v.dtype.newbyteorder("<").str not in _DTYPES or v.dtype.kind not in "biuf":
+                raise TypeError(f"cannot save the array at {where}: dtype {v.dtype} is not a "
+                                "bool/integer/float dtype")
+            self.arrays.append(np.asarray(v, dtype=v.dtype.newbyteorder("<"), order="C"))  # keeps 0-d
+            return {"__array__": len(self.arrays) - 1}
+        if isinstance(v, tuple):
+            return {"__tuple__": [self.enc(x, f"{where}[{i}]") for i, x in enumerate(v)]}
+        if isinstance(v, list):
+            return [self.enc(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        if isinstance(v, dict):
+            out = {}
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"cannot save {where}: dict keys must be strings, got {k!r}")
+                out[k] = self.enc(x, f"{where}.{k}")
+            return {"__dict__": out}
+        e = _entry_for(v)
+        if e is None:
+            raise TypeError(f"cannot save {where}: objects of type {type(v).__name__} are not "
+                            f"savable (savable: {', '.join(sorted(_BY_NAME))})")
+        state = e.to_state(v)
+        if not isinstance(state, dict):
+            raise TypeError(f"to_state of {e.name} must return a dict, got {type(state).__name__}")
+        return {"__object__": e.name, "state": self.enc(state, f"{where}<{e.name}>")}
+
+
+def dumps(obj) -> bytes:
+    """The bytes lowbit.save writes for obj."""
+    _run_lazy()
+    en = _Encoder()
+    root = en.enc(obj, "obj")
+    table, chunks, off = [], [], 0
+    for a in en.arrays:
+        pad = (-off) % _ALIGN
+        if pad:
+            chunks.append(b"\x00" * pad)
+            off += pad
+        raw = a.tobytes()
+        table.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": off,
+                      "nbytes": len(raw)})
+        chunks.append(raw)
+        off += len(raw)
+    header = json.dumps({"format": "lowbit", "root": root, "arrays": table},
+                        separators=(",", ":"), allow_nan=False).encode("utf-8")
+    payload = b"".join(chunks)
+    digest = hashlib.sha256(header + payload).digest()
+    return _PREAMBLE.pack(MAGIC, VERSION, 0, len(header), len(payload), digest) + header + payload
+
+
+def _as_path(path, name="path") -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    return os.fspath(path)
+
+
+def save(obj, path) -> None:
+    """Writes obj (QTensor, Codebook, a layer, a model, ... -- see registered_types()) to `path`
+    in lowbit's file format; the file is replaced atomically."""
+    p = _as_path(path)
+    data = dumps(obj)
+    d = os.path.dirname(os.path.abspath(p))
+    fd, tmp = tempfile.mkstemp(prefix=".lowbit-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- decoding
+
+class _Decoder:
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def dec(self, v, depth=0):
+        if depth > 200:
+            raise ValueError("lowbit file is corrupt: nesting too deep")
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, list):
+            return [self.dec(x, depth + 1) for x in v]
+        if not isinstance(v, dict) or len(v) not in (1, 2):
+            raise ValueError(f"lowbit file is corrupt: unexpected value {str(v)[:80]}")
+        if "__array__" in v and len(v) == 1:
+            i = v["__array__"]
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.arrays):
+                raise ValueError(f"lowbit file is corrupt: bad array reference {i!r}")
+            return self.arrays[i].copy()
+        if "__tuple__" in v and len(v) == 1 and isinstance(v["__tuple__"], list):
+            return tuple(self.dec(x, depth + 1) for x in v["__tuple__"])
+        if "__dict__" in v and len(v) == 1 and isinstance(v["__dict__"], dict):
+            return {k: self.dec(x, depth + 1) for k, x in v["__dict__"].items()}
+        if "__float__" in v and len(v) == 1 and v["__float__"] in ("inf", "-inf", "nan"):
+            return float(v["__float__"])
+        if "__object__" in v and "state" in v and len(v) == 2:
+            name = v["__object__"]
+            e = _BY_NAME.get(name) if isinstance(name, str) else None
+            if e is None:
+                raise ValueError(f"lowbit file holds an object of unknown type {name!r} "
+                                 f"(known: {', '.join(sorted(_BY_NAME))})")
+            state = self.dec(v["state"], depth + 1)
+            if not isinstance(state, dict):
+                raise ValueError(f"lowbit file is corrupt: the state of {name} is not a dict")
+            try:
+                return e.from_state(state)
+            except ValueError as err:
+                raise ValueError(f"lowbit file holds an invalid {name}: {err}") from None
+            except (TypeError, KeyError, IndexError, AttributeError, OverflowError) as err:
+                raise ValueError(f"lowbit file holds an invalid {name}: "
+                                 f"{type(err).__name__}: {err}") from None
+        raise ValueError(f"lowbit file is corrupt: unexpected value {str(v)[:80]}")
+
+
+def _parse_arrays(table, payload: bytes) -> list[np.ndarray]:
+    if not isinstance(table, list):
+        raise ValueError("lowbit file is corrupt: the array table is not a list")
+    out = []
+    for i, t in enumerate(table):
+        if not isinstance(t, dict) or set(t) != {"dtype", "shape", "offset", "nbytes"}:
+            raise ValueError(f"lowbit file is corrupt: array entry {i} is malformed")
+        dt = _DTYPES.get(t["dtype"]) if isinstance(t["dtype"], str) else None
+        if dt is None:
+            raise ValueError(f"lowbit file is corrupt: array {i} has unsupported dtype {t['dtype']!r}")
+        shape, off, nb = t["shape"], t["offset"], t["nbytes"]
+        if (not isinstance(shape, list) or len(shape) > 32
+                or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**48 for s in shape)):
+            raise ValueError(f"lowbit file is corrupt: array {i} has a bad shape {shape!r}")
+        for v in (off, nb):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"lowbit file is corrupt: array {i} has a bad offset/size")
+        if math.prod(shape) * dt.itemsize != nb or off + nb > len(payload):
+            raise ValueError(f"lowbit file is corrupt: array {i} (shape {shape}, {nb} bytes at {off}) "
+                             f"does not fit the payload of {len(payload)} bytes")
+        out.append(np.frombuffer(payload, dtype=dt, count=math.prod(shape), offset=off)
+                   .reshape(shape).astype(dt.newbyteorder("="), copy=True))
+    return out
+
+
+def loads(data: bytes):
+    """The object in `data` (bytes of a lowbit file); ValueError if they are not a valid one."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    _run_lazy()
+    if len(data) < _PREAMBLE.size:
+        if data and not MAGIC.startswith(data[:len(MAGIC)]):
+            raise ValueError("not a lowbit file (wrong magic bytes)")
+        raise ValueError(f"not a lowbit file, or truncated: {len(data)} bytes, shorter than the "
+                         f"{_PREAMBLE.size}-byte preamble")
+    magic, version, flags, hlen, plen, digest = _PREAMBLE.unpack_from(data)
+    if magic != MAGIC:
+        raise ValueError(f"not a lowbit file (wrong magic bytes {magic!r}, expected {MAGIC!r})")
+    if version != VERSION:
+        raise ValueError(f"unsupported lowbit file version {version} (this lowbit reads version {VERSION})")
+    if flags != 0:
+        raise ValueError(f"lowbit file is corrupt: unknown flags {flags:#x}")
+    want = _PREAMBLE.size + hlen + plen
+    if want != len(data):
+        what = "truncated" if len(data) < want else "has trailing bytes"
+        raise ValueError(f"lowbit file is corrupt ({what}): the preamble announces {want} bytes, "
+                         f"the file has {len(data)}")
+    body = data[_PREAMBLE.size:]
+    if hashlib.sha256(body).digest() != digest:
+        raise ValueError("lowbit file is corrupt: checksum mismatch (SHA-256 of header and payload)")
+    try:
+        header = json.loads(body[:hlen].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ValueError(f"lowbit file is corrupt: the header is not valid JSON ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != "lowbit" or "root" not in header:
+        raise ValueError("lowbit file is corrupt: the header is not a lowbit header")
+    arrays = _parse_arrays(header.get("arrays"), body[hlen:])
+    try:
+        return _Decoder(arrays).dec(header["root"])
+    except RecursionError:
+        raise ValueError("lowbit file is corrupt: nesting too deep") from None
+
+
+def load(path):
+    """The object saved at `path` by lowbit.save. A file that is not a valid lowbit file
+    (truncated, corrupted, foreign, wrong version) raises ValueError; a missing one OSError."""
+    p = _as_path(path)
+    if os.path.isdir(p):
+        raise ValueError(f"path {p!r} is a directory, not a lowbit file")
+    with open(p, "rb") as f:
+        data = f.read()
+    return loads(data)
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+def need(state: dict, key: str, kinds, what: str):
+    """state[key], checked to be an instance of `kinds` (ValueError naming `what` otherwise)."""
+    if key not in state:
+        raise ValueError(f"{what} is missing {key!r}")
+    v = state[key]
+    kinds_t = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(v, kinds_t) or (isinstance(v, bool) and bool not in kinds_t):
+        raise ValueError(f"{what}: {key!r} has the wrong type {type(v).__name__}")
+    return v
+
+
+def need_array(state: dict, key: str, what: str, *, dtype=None, shape=None, kind=None) -> np.ndarray:
+    a = need(state, key, np.ndarray, what)
+    if dtype is not None and a.dtype != np.dtype(dtype):
+        raise ValueError(f"{what}: {key!r} must be {np.dtype(dtype)}, got {a.dtype}")
+    if kind is not None and a.dtype.kind not in kind:
+        raise ValueError(f"{what}: {key!r} has dtype {a.dtype}")
+    if shape is not None and tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{what}: {key!r} must have shape {tuple(shape)}, got {a.shape}")
+    return a
+
+
+def need_shape(state: dict, key: str, what: str) -> tuple:
+    s = need(state, key, (tuple, list), what)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in s):
+        raise ValueError(f"{what}: {key!r} is not a shape")
+    return tuple(s)
+
+
+def _opt_axis(state, what, ndim):
+    axis = state.get("axis")
+    if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < ndim):
+        raise ValueError(f"{what}: bad axis {axis!r}")
+    return axis
+
+
+# --------------------------------------------------------------------------- built-in types
+
+def _set_weight_codes(layer, wq) -> None:
+    """Puts exactly the codes and scales of `wq` into a QuantizedLinear, rebuilding the packed
+    weight and the kernel state the constructor derives from them (mirrors
+    QuantizedLinear.__init__; keep in step with lowbit/linear.py)."""
+    from . import _core
+    from .linear import PackedInt8
+
+    layer.weight_q = wq
+    layer._packed = PackedInt8(wq.int_repr().T)
+    layer._w_scale = np.ascontiguousarray(np.broadcast_to(wq.scale, (wq.shape[0],)), dtype=np.float32)
+    if hasattr(layer, "_dynamic"):
+        layer._dynamic = _core.DynamicLinear(layer._packed._packed, layer._w_scale, layer.bias)
+
+
+def _register_builtin() -> None:
+    from .linear import PackedInt8, QuantizedLinear
+    from .quant import QTensor
+
+    def qt_to(q):
+        return {"shape": q.shape, "bits": q.bits, "axis": q.axis, "symmetric": q.symmetric,
+                "scale": np.asarray(q.scale, np.float32), "zero_point": np.asarray(q.zero_point, np.int32),
+                "codes": np.asarray(q._codes, np.uint8).reshape(-1)}
+
+    def qt_from(s):
+        what = "QTensor"
+        shape = need_shape(s, "shape", what)
+        bits = need(s, "bits", int, what)
+        if not 2 <= bits <= 8:
+            raise ValueError(f"QTensor: bits {bits} out of 2..8")
+        axis = _opt_axis(s, what, len(shape))
+        symmetric = need(s, "symmetric", bool, what)
+        n = math.prod(shape)
+        codes = need_array(s, "codes", what, dtype=np.uint8, shape=((n + 1) // 2 if bits <= 4 else n,))
+        want = () if axis is None else (shape[axis],)
+        scale = need_array(s, "scale", what, dtype=np.float32, shape=want)
+        zp = need_array(s, "zero_point", what, dtype=np.int32, shape=want)
+        if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+            raise ValueError("QTensor: scale must be finite and > 0")
+        if axis is None:
+            scale, zp = np.float32(scale), np.int32(zp)
+        return QTensor(codes, shape, bits, axis, symmetric, scale, zp)
+
+    register("QTensor", QTensor, qt_to, qt_from)
+
+    def pk_from(s):
+        b = need_array(s, "b", "PackedInt8", dtype=np.int8)
+        if b.ndim != 2:
+            raise ValueError("PackedInt8: b must be 2-D")
+        return PackedInt8(b)
+
+    register("PackedInt8", PackedInt8, lambda p: {"b": p.unpack()}, pk_from)
+
+    def ql_to(layer):
+        return {"weight_q": layer.weight_q, "bias": layer.bias, "bits": layer.bits,
+                "per_channel": layer.per_channel, "act_scale": layer.act_scale,
+                "act_zero_point": layer.act_zero_point}
+
+    def ql_from(s):
+        what = "QuantizedLinear"
+        wq = need(s, "weight_q", QTensor, what)
+        if len(wq.shape) != 2 or not wq.symmetric:
+            raise ValueError(f"{what}: weight_q must be a 2-D symmetric QTensor")
+        bits = need(s, "bits", int, what)
+        per_channel = need(s, "per_channel", bool, what)
+        if wq.bits != bits or (wq.axis == 0) != per_channel:
+            raise ValueError(f"{what}: weight_q does not match bits/per_channel")
+        bias = s.get("bias")
+        if bias is not None:
+            bias = need_array(s, "bias", what, dtype=np.float32, shape=(wq.shape[0],))
+        act_scale, act_zp = s.get("act_scale"), s.get("act_zero_point")
+        # Build through the constructor from the dequantized weight: re-quantizing it gives back
+        # the saved codes and scales whenever they came from lowbit.quantize (max |code| = qmax).
+        layer = QuantizedLinear(wq.dequantize(), bias, bits=bits, per_channel=per_channel,
+                                act_scale=act_scale, act_zero_point=act_zp)
+        if not (np.array_equal(layer.weight_q.int_repr(), wq.int_repr())
+                and np.array_equal(layer.weight_q.scale, wq.scale)):
+            _set_weight_codes(layer, wq)  # codes from elsewhere (QTensor.from_codes, say)
+        return layer
+
+    register("QuantizedLinear", QuantizedLinear, ql_to, ql_from)
+
+    from . import compress, nonlinear
+
+    def p2_from(s):
+        what = "Pow2Tensor"
+        shape = need_shape(s, "shape", what)
+        axis = _opt_axis(s, what, len(shape))
+        codes = need_array(s, "codes", what, dtype=np.int8, shape=shape)
+        e = need_array(s, "e_max", what, dtype=np.int32)
+        return nonlinear.Pow2Tensor.from_codes(codes, e if axis is not None else e.reshape(()),
+                                               bits=need(s, "bits", int, what), axis=axis)
+
+    register("Pow2Tensor", nonlinear.Pow2Tensor,
+             lambda t: {"shape": t.shape, "bits": t.bits, "axis": t.axis, "codes": t.int_repr(),
+                        "e_max": t.e_max.reshape(-1) if t.axis is not None else t.e_max.reshape(1)},
+             p2_from)
+
+    def ct_from(s):
+        what = "CompandedTensor"
+        shape = need_shape(s, "shape", what)
+        bits = need(s, "bits", int, what)
+        if not 2 <= bits <= 8:
+            raise ValueError(f"{what}: bits out of 2..8")
+        axis = _opt_axis(s, what, len(shape))
+        method = need(s, "method", str, what)
+        if method not in nonlinear.COMPANDERS:
+            raise ValueError(f"{what}: unknown method {method!r}")
+        param = float(need(s, "param", (int, float), what))
+        if not (math.isfinite(param) and param > 0):
+            raise ValueError(f"{what}: bad parameter")
+        signed = method != "sigmoid"
+        codes = need_array(s, "codes", what, dtype=np.int8 if signed else np.uint8, shape=shape)
+        lim = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+        if codes.size and (int(codes.max()) > lim or int(codes.min()) < (-lim if signed else 0)):
+            raise ValueError(f"{what}: codes out of range")
+        xmax = need_array(s, "xmax", what, dtype=np.float32,
+                          shape=() if axis is None else (shape[axis],))
+        return nonlinear.CompandedTensor(nonlinear._store(codes, bits), shape, bits, axis, method,
+                                         param, xmax)
+
+    register("CompandedTensor", nonlinear.CompandedTensor,
+             lambda t: {"shape": t.shape, "bits": t.bits, "axis": t.axis, "method": t.method,
+                        "param": t.param, "codes": t.int_repr(), "xmax": t.xmax}, ct_from)
+
+    def bt_from(s):
+        signs = need_array(s, "signs", "BinaryTensor", dtype=np.int8)
+        return compress.BinaryTensor.from_signs(signs, need_array(s, "alpha", "BinaryTensor",
+                                                                  dtype=np.float32))
+
+    register("BinaryTensor", compress.BinaryTensor,
+             lambda t: {"signs": t.signs(), "alpha": t.alpha}, bt_from)
+
+    def bl_from(s):
+        wb = need(s, "weight_b", compress.BinaryTensor, "BinaryLinear")
+        return compress.BinaryLinear(wb, s.get("bias"),
+                                     quantize_input=need(s, "quantize_input", bool, "BinaryLinear"))
+
+    register("BinaryLinear", compress.BinaryLinear,
+             lambda m: {"weight_b": m.weight_b, "bias": m.bias, "quantize_input": m.quantize_input},
+             bl_from)
+
+
+register_lazy(_register_builtin)
+
+
+def _register_nn() -> None:
+    """lowbit.nn layers and models, rebuilt through their public constructors."""
+    from .nn import layers as L
+
+    def lin_to(layer):
+        # subclasses (fake-quantized, weight-shared) are saved as the plain Linear they compute
+        eff = getattr(layer, "_effective_weight", None)
+        w = eff(False) if callable(eff) else layer.weight
+        return {"weight": np.asarray(w), "bias": None if layer.bias is None else np.asarray(layer.bias)}
+
+    def lin_from(s):
+        w = need_array(s, "weight", "Linear", kind="f")
+        b = s.get("bias")
+        if b is not None:
+            b = need_array(s, "bias", "Linear", kind="f", shape=(w.shape[0],) if w.ndim == 2 else None)
+        return L.Linear.from_arrays(w, b)
+
+    register("nn.Linear", L.Linear, lin_to, lin_from)
+    register("nn.ReLU", L.ReLU, lambda m: {}, lambda s: L.ReLU())
+    register("nn.Softmax", L.Softmax, lambda m: {}, lambda s: L.Softmax())
+    register("nn.GELU", L.GELU, lambda m: {"approximate": m.approximate},
+             lambda s: L.GELU(approximate=need(s, "approximate", str, "GELU")))
+    register("nn.Dropout", L.Dropout, lambda m: {"p": m.p},
+             lambda s: L.Dropout(need(s, "p", (int, float), "Dropout")))
+
+    def ln_from(s):
+        feats = need(s, "features", int, "LayerNorm")
+        ln = L.LayerNorm(feats, eps=need(s, "eps", (int, float), "LayerNorm"))
+        ln.weight = need_array(s, "weight", "LayerNorm", kind="f", shape=(feats,))
+        ln.bias = need_array(s, "bias", "LayerNorm", kind="f", shape=(feats,))
+        return ln
+
+    register("nn.LayerNorm", L.LayerNorm,
+             lambda m: {"features": m.features, "eps": m.eps, "weight": m.weight, "bias": m.bias},
+             ln_from)
+
+    def layers_of(s, what):
+        layers = need(s, "layers", list, what)
+        for k, layer in enumerate(layers):
+            if not callable(layer):
+                raise ValueError(f"{what}: layers[{k}] is not a layer")
+        return layers
+
+    register("nn.Sequential", L.Sequential, lambda m: {"layers": list(m.layers)},
+             lambda s: L.Sequential(layers_of(s, "Sequential")))
+
+    def mlp_from(s):
+        m = L.MLP(need(s, "sizes", list, "MLP"), activation=need(s, "activation", str, "MLP"),
+                  dropout=need(s, "dropout", (int, float), "MLP"), seed=need(s, "seed", int, "MLP"))
+        layers = layers_of(s, "MLP")
+        if len(layers) != len(m.layers):
+            raise ValueError("MLP: the layers do not match the sizes")
+        m.layers = layers
+        return m
+
+    register("nn.MLP", L.MLP,
+             lambda m: {"sizes": list(m.sizes), "activation": m.activation, "dropout": m.dropout,
+                        "seed": m.seed, "layers": list(m.layers)}, mlp_from)
+
+
+register_lazy(_register_nn)
