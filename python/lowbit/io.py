@@ -356,20 +356,6 @@ def _opt_axis(state, what, ndim):
 
 # --------------------------------------------------------------------------- built-in types
 
-def _set_weight_codes(layer, wq) -> None:
-    """Puts exactly the codes and scales of `wq` into a QuantizedLinear, rebuilding the packed
-    weight and the kernel state the constructor derives from them (mirrors
-    QuantizedLinear.__init__; keep in step with lowbit/linear.py)."""
-    from . import _core
-    from .linear import PackedInt8
-
-    layer.weight_q = wq
-    layer._packed = PackedInt8(wq.int_repr().T)
-    layer._w_scale = np.ascontiguousarray(np.broadcast_to(wq.scale, (wq.shape[0],)), dtype=np.float32)
-    if hasattr(layer, "_dynamic"):
-        layer._dynamic = _core.DynamicLinear(layer._packed._packed, layer._w_scale, layer.bias)
-
-
 def _register_builtin() -> None:
     from .linear import PackedInt8, QuantizedLinear
     from .quant import QTensor
@@ -426,14 +412,7 @@ def _register_builtin() -> None:
         if bias is not None:
             bias = need_array(s, "bias", what, dtype=np.float32, shape=(wq.shape[0],))
         act_scale, act_zp = s.get("act_scale"), s.get("act_zero_point")
-        # Build through the constructor from the dequantized weight: re-quantizing it gives back
-        # the saved codes and scales whenever they came from lowbit.quantize (max |code| = qmax).
-        layer = QuantizedLinear(wq.dequantize(), bias, bits=bits, per_channel=per_channel,
-                                act_scale=act_scale, act_zero_point=act_zp)
-        if not (np.array_equal(layer.weight_q.int_repr(), wq.int_repr())
-                and np.array_equal(layer.weight_q.scale, wq.scale)):
-            _set_weight_codes(layer, wq)  # codes from elsewhere (QTensor.from_codes, say)
-        return layer
+        return QuantizedLinear.from_quantized(wq, bias, act_scale=act_scale, act_zero_point=act_zp)
 
     register("QuantizedLinear", QuantizedLinear, ql_to, ql_from)
 

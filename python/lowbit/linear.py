@@ -86,6 +86,16 @@ def matmul_int8(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     return _core.gemm_int32(a, packed._packed, wrap(za_u), wrap(zb))
 
 
+
+def _check_bias(bias, out_features: int):
+    if bias is None:
+        return None
+    b = as_float32(bias, "bias")
+    if b.shape != (out_features,):
+        raise ValueError(f"bias must have shape ({out_features},), got {b.shape}")
+    check_finite(b, "bias")
+    return b
+
 class QuantizedLinear:
     """A drop-in int8 replacement for a float linear layer y = x W^T + b.
 
@@ -109,19 +119,20 @@ class QuantizedLinear:
         self.out_features, self.in_features = (int(s) for s in w.shape)
         self.weight_q: QTensor = quantize(w, bits=self.bits, axis=0 if self.per_channel else None,
                                           symmetric=True)
+        self.bias = _check_bias(bias, self.out_features)
+        self._pack_weight()
+        self._set_activation(act_scale, act_zero_point)
+
+    def _pack_weight(self) -> None:
+        """Packs weight_q's codes (with the scales and bias) for the kernels: the derived state."""
         codes = self.weight_q.int_repr()  # (out, in) int8
         self._packed = PackedInt8(codes.T)  # B = W^T, (in, out); packing reads through the strides
         self._w_scale = np.ascontiguousarray(np.broadcast_to(self.weight_q.scale, (self.out_features,)),
                                              dtype=np.float32)
-        if bias is None:
-            self.bias = None
-        else:
-            b = as_float32(bias, "bias")
-            if b.shape != (self.out_features,):
-                raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
-            check_finite(b, "bias")
-            self.bias = b
         self._dynamic = _core.DynamicLinear(self._packed._packed, self._w_scale, self.bias)
+
+    def _set_activation(self, act_scale, act_zero_point) -> None:
+        """Static activation parameters (validated like lowbit.quantize's), or None: dynamic."""
         self.act_scale = self.act_zero_point = None
         if act_scale is not None:
             q = quantize(np.zeros(1, np.float32), bits=8, symmetric=False, scale=act_scale,
@@ -129,6 +140,27 @@ class QuantizedLinear:
             self.act_scale, self.act_zero_point = float(q.scale), int(q.zero_point)
         elif act_zero_point is not None:
             raise ValueError("act_zero_point was given without act_scale")
+
+    @classmethod
+    def from_quantized(cls, weight_q: QTensor, bias=None, *, act_scale=None,
+                       act_zero_point=None) -> "QuantizedLinear":
+        """A layer from already-quantized weights: a 2-D signed QTensor (out_features,
+        in_features) with zero points 0, per tensor or per output channel (axis 0), e.g. loaded
+        from a file or made by QTensor.from_codes."""
+        if not isinstance(weight_q, QTensor):
+            raise TypeError(f"weight_q must be a lowbit.QTensor, got {type(weight_q).__name__}")
+        if len(weight_q.shape) != 2 or not weight_q.symmetric or weight_q.axis not in (None, 0):
+            raise ValueError("weight_q must be a 2-D signed QTensor, per tensor or along axis 0")
+        if np.any(weight_q.zero_point != 0):
+            raise ValueError("weight_q must have zero points 0 (symmetric weights)")
+        layer = cls.__new__(cls)
+        layer.bits, layer.per_channel = weight_q.bits, weight_q.axis == 0
+        layer.out_features, layer.in_features = (int(v) for v in weight_q.shape)
+        layer.weight_q = weight_q
+        layer.bias = _check_bias(bias, layer.out_features)
+        layer._pack_weight()
+        layer._set_activation(act_scale, act_zero_point)
+        return layer
 
     @property
     def nbytes(self) -> int:

@@ -236,3 +236,18 @@ def test_concurrent_calls_match_serial():
         t.join()
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def test_from_quantized_uses_the_given_codes():
+    rng = np.random.default_rng(11)
+    codes = rng.integers(-127, 128, (6, 10)).astype(np.int8)
+    wq = lowbit.QTensor.from_codes(codes, np.linspace(0.01, 0.06, 6, dtype=np.float32), axis=0)
+    layer = lowbit.QuantizedLinear.from_quantized(wq, np.ones(6, np.float32))
+    x = rng.standard_normal((4, 10)).astype(np.float32)
+    ref = x @ wq.dequantize().T + 1
+    assert lowbit.sqnr(ref, layer(x)) > 30
+    np.testing.assert_array_equal(layer.weight_q.int_repr(), codes)
+    with pytest.raises(ValueError, match="2-D signed"):
+        lowbit.QuantizedLinear.from_quantized(lowbit.QTensor.from_codes(codes.view(np.uint8), 1.0))
+    with pytest.raises(TypeError, match="QTensor"):
+        lowbit.QuantizedLinear.from_quantized(codes)
