@@ -7,6 +7,7 @@ set(LOWBIT_CORE_SOURCES
   csrc/runtime/threads.cc
   csrc/core/quant.cc
   csrc/core/gemm.cc
+  csrc/core/model.cc
 )
 
 # Scalar references: always built; they are the fallback and the test oracle.

@@ -116,29 +116,30 @@ bool quantize_static(const float* x, Shape3 s, const float* scale, const int32_t
   const float lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
   const size_t C = s.channels;
   if (s.size() == 0) return true;
-  std::vector<char> ok;
+  std::atomic<bool> finite{true};
+  auto note = [&finite](bool ok) {
+    if (!ok) finite.store(false, std::memory_order_relaxed);
+  };
   if (s.inner == 1) {
     std::vector<float> zf(zp, zp + C);
-    ok.assign(s.outer, 1);
     parallel_range(s.outer, std::max<size_t>(1, kGrain / C), [&](size_t b, size_t e) {
       for (size_t r = b; r < e; r++)
-        ok[r] = k.f32_q8_cquantize(x + r * C, C, scale, zf.data(), lo, hi, codes + r * C);
+        note(k.f32_q8_cquantize(x + r * C, C, scale, zf.data(), lo, hi, codes + r * C));
     });
   } else {
     const size_t pieces = (s.inner + kGrain - 1) / kGrain;
     const size_t plen = (s.inner + pieces - 1) / pieces;
     const size_t n = s.outer * C * pieces;
-    ok.assign(n, 1);
     parallel_range(n, std::max<size_t>(1, kGrain / plen), [&](size_t b, size_t e) {
       for (size_t t = b; t < e; t++) {
         const size_t run = t / pieces, c = run % C, start = (t % pieces) * plen;
         const size_t off = run * s.inner + start, len = std::min(plen, s.inner - start);
-        ok[t] = k.f32_q8_quantize(x + off, len, scale[c], static_cast<float>(zp[c]), lo, hi,
-                                  codes + off);
+        note(k.f32_q8_quantize(x + off, len, scale[c], static_cast<float>(zp[c]), lo, hi,
+                               codes + off));
       }
     });
   }
-  return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+  return finite.load();
 }
 
 bool quantize_dynamic(const float* x, Shape3 s, int bits, bool symmetric, uint8_t* codes,

@@ -1,0 +1,162 @@
+// The runtime model: parsing (every field checked), buffer planning, and the forward pass.
+#include "lowbit/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "lowbit/quant.h"
+
+namespace lowbit {
+
+uint32_t crc32(const uint8_t* data, size_t size) {
+  static const auto table = [] {
+    std::vector<uint32_t> t(256);
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < size; i++) c = table[(c ^ data[i]) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+namespace {
+
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kLinear = 1, kRelu = 2;
+constexpr uint32_t kMaxDim = 1u << 20;  // features per layer, at most
+
+// Bounds-checked little-endian reader.
+struct Reader {
+  const uint8_t* p;
+  size_t left;
+  bool take(void* out, size_t n) {
+    if (n > left) return false;
+    std::memcpy(out, p, n);
+    p += n;
+    left -= n;
+    return true;
+  }
+  bool u32(uint32_t* v) { return take(v, 4); }
+  bool f32(float* v) { return take(v, 4); }
+};
+
+bool fail(std::string* error, const std::string& msg) {
+  if (error) *error = msg;
+  return false;
+}
+
+}  // namespace
+
+bool Model::load(const uint8_t* data, size_t size, size_t max_batch, std::string* error) {
+  *this = Model();
+  if (size < 24 || std::memcmp(data, "LBRT", 4) != 0)
+    return fail(error, "not a lowbit runtime file (bad magic or too short)");
+  uint32_t stored_crc;
+  std::memcpy(&stored_crc, data + size - 4, 4);
+  if (crc32(data, size - 4) != stored_crc) return fail(error, "checksum mismatch: corrupt or truncated file");
+  Reader r{data + 4, size - 8};
+  uint32_t version, n_layers, in, out;
+  r.u32(&version);
+  if (version != kVersion)
+    return fail(error, "unsupported version " + std::to_string(version) + " (this runtime reads 1)");
+  r.u32(&n_layers);
+  r.u32(&in);
+  r.u32(&out);
+  if (n_layers == 0 || n_layers > 4096) return fail(error, "bad layer count");
+  if (in == 0 || out == 0 || in > kMaxDim || out > kMaxDim) return fail(error, "bad model dimensions");
+  if (max_batch == 0 || max_batch > (1u << 20)) return fail(error, "max_batch must be in 1..2^20");
+  size_t width = in;
+  widest_ = in;
+  for (uint32_t i = 0; i < n_layers; i++) {
+    Layer L;
+    uint32_t kind;
+    if (!r.u32(&kind)) return fail(error, "truncated layer header");
+    L.kind = static_cast<int>(kind);
+    if (kind == kRelu) {
+      layers_.push_back(std::move(L));
+      continue;
+    }
+    if (kind != kLinear) return fail(error, "unknown layer kind " + std::to_string(kind));
+    uint32_t K, N, flags;
+    if (!r.u32(&K) || !r.u32(&N) || !r.u32(&flags) || !r.f32(&L.act_scale) ||
+        !r.take(&L.act_zp, 4))
+      return fail(error, "truncated linear layer");
+    if (K != width || N == 0 || N > kMaxDim || (flags & ~3u))
+      return fail(error, "linear layer " + std::to_string(i) + ": bad shape or flags");
+    L.static_act = flags & 2;
+    if (L.static_act && (!(L.act_scale > 0.0f) || !std::isfinite(L.act_scale) || L.act_zp < 0 ||
+                         L.act_zp > 255))
+      return fail(error, "linear layer " + std::to_string(i) + ": bad activation parameters");
+    L.w_scale.resize(N);
+    if (!r.take(L.w_scale.data(), 4ull * N)) return fail(error, "truncated weight scales");
+    for (float s : L.w_scale)
+      if (!(s > 0.0f) || !std::isfinite(s)) return fail(error, "bad weight scale");
+    if (static_cast<uint64_t>(N) * K > r.left) return fail(error, "truncated weights");
+    std::vector<int8_t> codes(static_cast<size_t>(N) * K);
+    r.take(codes.data(), codes.size());
+    L.w = pack_b(codes.data(), K, N, 1, static_cast<ptrdiff_t>(K));  // B = W^T
+    if (flags & 1) {
+      L.bias.resize(N);
+      if (!r.take(L.bias.data(), 4ull * N)) return fail(error, "truncated bias");
+      for (float b : L.bias)
+        if (!std::isfinite(b)) return fail(error, "bad bias");
+    }
+    width = N;
+    widest_ = std::max(widest_, width);
+    layers_.push_back(std::move(L));
+  }
+  if (r.left != 0) return fail(error, "trailing bytes after the last layer");
+  if (width != out) return fail(error, "layer shapes do not end at out_features");
+  in_ = in;
+  out_ = out;
+  max_batch_ = max_batch;
+  for (auto& b : buf_) b.assign(max_batch * widest_, 0.0f);
+  codes_.assign(max_batch * widest_, 0);
+  // Plan every thread-local buffer the kernels keep: one forward at the largest batch.
+  std::vector<float> x(max_batch * in_, 0.0f), y(max_batch * out_);
+  forward(x.data(), max_batch, y.data());
+  return true;
+}
+
+bool Model::forward(const float* x, size_t M, float* y) {
+  if (M > max_batch_ || layers_.empty()) return false;
+  const float* cur = x;
+  size_t width = in_;
+  for (size_t i = 0; i < layers_.size(); i++) {
+    const Layer& L = layers_[i];
+    float* dst = (i + 1 == layers_.size()) ? y : buf_[i % 2].data();
+    if (L.kind == kRelu) {
+      // As numpy.maximum(x, 0), which gives +0.0 for -0.0: the output matches Python bit for bit.
+      for (size_t j = 0; j < M * width; j++) dst[j] = cur[j] > 0.0f ? cur[j] : 0.0f;
+    } else if (!L.static_act) {
+      if (!linear_dynamic(cur, M, L.w, L.w_scale.data(), true,
+                          L.bias.empty() ? nullptr : L.bias.data(), false, dst))
+        return false;
+      width = L.w.N;
+    } else {
+      if (!quantize_static(cur, Shape3{1, 1, M * width}, &L.act_scale, &L.act_zp, 0, 255,
+                           codes_.data()))
+        return false;
+      OutputStage os;
+      os.kind = OutputStage::Kind::float32;
+      os.a_zp = L.act_zp;
+      os.a_scale = &L.act_scale;
+      os.b_scale = L.w_scale.data();
+      os.b_scale_per_col = true;
+      os.bias = L.bias.empty() ? nullptr : L.bias.data();
+      os.out = dst;
+      os.ldo = L.w.N;
+      gemm_u8s8(codes_.data(), width, M, L.w, os);
+      width = L.w.N;
+    }
+    cur = dst;
+  }
+  return true;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,57 @@
+// lowbit's C++ runtime: loads a quantized model written by lowbit.export_runtime and runs it with
+// no Python and no allocation in the forward pass (every buffer is planned at load).
+//
+// File format (little-endian), version 1:
+//   "LBRT" | u32 version | u32 n_layers | u32 in_features | u32 out_features | n_layers layers |
+//   u32 CRC-32 (zlib's) of every byte before it
+//   layer = u32 kind, then for kind 1 (int8 linear, y = x W^T + b):
+//     u32 K (in) | u32 N (out) | u32 flags (1: bias, 2: static activations) | f32 act_scale |
+//     i32 act_zero_point | f32 w_scale[N] | i8 codes[N * K] (W, row-major) | f32 bias[N] if flag 1
+//   kind 2 (ReLU) has no data.
+// A linear layer's activations are quantized per row to uint8 (dynamic) unless flag 2 is set,
+// then with the stored scale and zero point, exactly as lowbit.QuantizedLinear does.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lowbit/gemm.h"
+
+namespace lowbit {
+
+class Model {
+ public:
+  // Parses `size` bytes. Returns false (and a message in *error) for anything that is not a
+  // complete, uncorrupted file of a supported version. `max_batch` rows at most per forward().
+  bool load(const uint8_t* data, size_t size, size_t max_batch, std::string* error);
+
+  size_t in_features() const { return in_; }
+  size_t out_features() const { return out_; }
+  size_t max_batch() const { return max_batch_; }
+
+  // y (M x out_features) = the model applied to x (M x in_features), M <= max_batch. Returns
+  // false if M is too large or x holds NaN/Inf. Allocates nothing after the first call with the
+  // largest M (the first call is made by load()).
+  bool forward(const float* x, size_t M, float* y);
+
+ private:
+  struct Layer {
+    int kind = 0;
+    PackedB w;
+    std::vector<float> w_scale, bias;
+    bool static_act = false;
+    float act_scale = 1.0f;
+    int32_t act_zp = 0;
+  };
+  std::vector<Layer> layers_;
+  size_t in_ = 0, out_ = 0, max_batch_ = 0, widest_ = 0;
+  std::vector<float> buf_[2];    // ping-pong activations, max_batch x widest
+  std::vector<uint8_t> codes_;   // static activation codes, max_batch x widest
+};
+
+// zlib's CRC-32 (the checksum of the file format).
+uint32_t crc32(const uint8_t* data, size_t size);
+
+}  // namespace lowbit

@@ -1,0 +1,88 @@
+"""Deployment without Python: lowbit.export_runtime writes a quantized model as one compact,
+versioned, checksummed binary file that lowbit's C++ runtime (csrc/include/lowbit/model.h, the
+example program examples/lowbit_infer.cc) loads and runs on any CPU lowbit builds for.
+
+The format is described in csrc/include/lowbit/model.h. The runtime runs the layers one at a
+time exactly as lowbit does in Python (`lowbit.nn.Sequential(layers)(x)`), on the same kernels,
+so its output equals Python's bit for bit.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from .linear import QuantizedLinear
+
+MAGIC = b"LBRT"
+VERSION = 1
+_LINEAR, _RELU = 1, 2
+
+
+def _layers_of(model) -> list:
+    layers = getattr(model, "layers", model)
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError("model must be a lowbit.nn.Sequential (or anything with .layers) or a list "
+                        f"of layers, got {type(model).__name__}")
+    return list(layers)
+
+
+def runtime_layers(model) -> list:
+    """The layers the runtime executes (Dropout, an identity at inference, is left out).
+    ValueError names any layer the runtime cannot run."""
+    from . import nn
+
+    out = []
+    for i, layer in enumerate(_layers_of(model)):
+        if isinstance(layer, nn.Dropout):
+            continue
+        if not isinstance(layer, (QuantizedLinear, nn.ReLU)):
+            raise ValueError(f"layer {i} ({type(layer).__name__}) cannot be exported: the runtime runs "
+                             "lowbit.QuantizedLinear and ReLU layers (quantize Linear layers first, "
+                             "e.g. with lowbit.quantize_model)")
+        out.append(layer)
+    if not any(isinstance(l, QuantizedLinear) for l in out):
+        raise ValueError("model has no QuantizedLinear layer to export")
+    return out
+
+
+def runtime_reference(model, x) -> np.ndarray:
+    """What the runtime computes for x, in Python: the exported layers applied one by one."""
+    h = x
+    for layer in runtime_layers(model):
+        h = layer(h)
+    return h
+
+
+def export_runtime(model, path) -> int:
+    """Writes `model` (QuantizedLinear and ReLU layers) for the C++ runtime; returns the bytes
+    written. Shapes must chain: each layer's in_features equals the previous out_features."""
+    layers = runtime_layers(model)
+    body = bytearray()
+    width = first = None
+    for i, layer in enumerate(layers):
+        if isinstance(layer, QuantizedLinear):
+            if width is not None and layer.in_features != width:
+                raise ValueError(f"layer {i} takes {layer.in_features} features but receives {width}")
+            first = layer.in_features if first is None else first
+            static = layer.act_scale is not None
+            flags = (1 if layer.bias is not None else 0) | (2 if static else 0)
+            body += struct.pack("<IIIIfi", _LINEAR, layer.in_features, layer.out_features, flags,
+                                layer.act_scale if static else 1.0, layer.act_zero_point if static else 0)
+            body += np.ascontiguousarray(layer._w_scale, "<f4").tobytes()
+            body += np.ascontiguousarray(layer.weight_q.int_repr(), np.int8).tobytes()
+            if layer.bias is not None:
+                body += np.ascontiguousarray(layer.bias, "<f4").tobytes()
+            width = layer.out_features
+        else:
+            if width is None:
+                raise ValueError("the first exported layer must be a QuantizedLinear")
+            body += struct.pack("<I", _RELU)
+    head = MAGIC + struct.pack("<IIII", VERSION, len(layers), first, width)
+    data = head + bytes(body)
+    data += struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
+    with open(os.fspath(path), "wb") as f:
+        f.write(data)
+    return len(data)

@@ -1,0 +1,69 @@
+"""CI check: the C++ runtime example reproduces lowbit's Python output bit for bit.
+
+    python tests/runtime/check_runtime.py BUILD_DIR [--emulator "qemu-aarch64 -L /usr/aarch64-linux-gnu"]
+
+Builds a quantized model (dynamic and static int8 layers, ReLU) from digits-sized random weights,
+exports it with lowbit.export_runtime, runs BUILD_DIR/lowbit_infer (under the emulator if given)
+on several inputs, and compares every output byte with lowbit.deploy.runtime_reference.
+"""
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import lowbit
+
+
+def build_model(rng):
+    from lowbit import nn
+
+    w1 = rng.standard_normal((48, 64)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((32, 48)).astype(np.float32) * 0.2
+    w3 = rng.standard_normal((10, 32)).astype(np.float32) * 0.2
+    return nn.Sequential([
+        lowbit.QuantizedLinear(w1, rng.standard_normal(48).astype(np.float32)),
+        nn.ReLU(),
+        lowbit.QuantizedLinear(w2, None, act_scale=0.05, act_zero_point=0),
+        nn.ReLU(),
+        lowbit.QuantizedLinear(w3, rng.standard_normal(10).astype(np.float32), bits=4,
+                               per_channel=False),
+    ])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build_dir")
+    ap.add_argument("--emulator", default="")
+    args = ap.parse_args()
+    exe = shlex.split(args.emulator) + [os.path.join(args.build_dir, "lowbit_infer")]
+    rng = np.random.default_rng(0)
+    model = build_model(rng)
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.lbrt")
+        size = lowbit.export_runtime(model, path)
+        for rows in (1, 7, 300):
+            x = (rng.standard_normal((rows, 64)) * 2).astype(np.float32)
+            np.save(os.path.join(tmp, "x.npy"), x)
+            r = subprocess.run(exe + [path, os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"rows={rows}: runtime failed: {r.stderr.strip()}")
+                failures += 1
+                continue
+            got = np.load(os.path.join(tmp, "y.npy"), allow_pickle=False)
+            want = lowbit.deploy.runtime_reference(model, x)
+            same = got.shape == want.shape and got.tobytes() == want.tobytes()
+            print(f"rows={rows}: {'bit-exact' if same else 'DIFFERENT'} ({size} byte model, "
+                  f"max |diff| {np.abs(got - want).max() if got.shape == want.shape else 'shape'})")
+            failures += not same
+    print(f"{3 - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
