@@ -1,0 +1,451 @@
+"""Quantization-aware training and codebook fine-tuning for lowbit.nn models.
+
+- ``FakeQuantLinear``: a Linear whose forward rounds its weights (symmetric, per output channel)
+  and its inputs (uint8, per row like QuantizedLinear's dynamic mode, or with a static range
+  learned by a moving-average observer) to the integer grid and back, in float; backward uses the
+  straight-through estimator (gradients pass the rounding unchanged; for static activations they
+  are zeroed where the input was clipped). The rounding reproduces lowbit.quantize's rules
+  exactly (float32 division, round half to even, constant-channel cases), so ``convert_qat``
+  gives QuantizedLinear layers whose int8 inference matches the fake-quantized forward.
+- ``prepare_qat`` / ``convert_qat`` / ``quantize_model``: model-level conversions.
+- ``SharedWeightLinear``: a Linear whose weight is a codebook, ``centroids[indices]``; the
+  gradient of a centroid is the sum of the gradients of the weights that share it (Deep
+  Compression, Han et al. 2016). ``prepare_codebook`` clusters a model's Linear layers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._util import FLOAT_DTYPES, as_float, as_number, as_seed
+from .layers import Layer, Linear, Sequential
+
+__all__ = ["fake_quantize_weight", "fake_quantize_rows", "fake_quantize_static", "FakeQuantLinear",
+           "prepare_qat", "convert_qat", "quantize_model", "SharedWeightLinear", "prepare_codebook"]
+
+_ACT_MODES = ("dynamic", "static", None)
+
+
+# --- the rounding rules of lowbit.quantize, in numpy ------------------------------------------
+def _round_codes(x: np.ndarray, scale: np.ndarray, zp, qmin: int, qmax: int) -> np.ndarray:
+    """clamp(rint(x / scale) + zp, qmin, qmax) in x's dtype (float32: bit-identical to the C++)."""
+    q = np.rint(x / scale)
+    if np.any(zp):
+        q += zp
+    return np.clip(q, qmin, qmax, out=q)
+
+
+def fake_quantize_weight(w, bits: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dequantized weight, codes, scales) of a symmetric per-output-channel quantization of
+    ``w`` (out, in) to ``bits``, exactly as ``lowbit.quantize(w, bits=bits, axis=0)`` computes it:
+    scale = max|w_row| / (2^(bits-1) - 1), codes in the narrow range; a constant row v gets scale
+    |v| (1 when v == 0)."""
+    w = np.asarray(w)
+    dt = w.dtype.type
+    qmax = 2 ** (bits - 1) - 1
+    mn, mx = w.min(axis=1), w.max(axis=1)
+    amax = np.maximum(np.abs(mn), np.abs(mx))
+    s = amax / dt(qmax)
+    s = np.where(s > 0, s, amax)
+    const = mn == mx
+    s = np.where(const, np.where(mn == 0, dt(1), np.abs(mn)), s).astype(w.dtype)
+    codes = _round_codes(w, s[:, None], 0, -qmax, qmax)
+    return codes * s[:, None], codes, s
+
+
+def _asym_params(mn: np.ndarray, mx: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """ONNX DynamicQuantizeLinear parameters (uint8) per entry of mn/mx, like the C++ core."""
+    dt = np.dtype(dtype).type
+    lo, hi = np.minimum(mn, dt(0)), np.maximum(mx, dt(0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = (hi - lo) / dt(255)
+        if np.any(np.isinf(s)):
+            s = np.where(np.isinf(s), ((hi.astype(np.float64) - lo) / 255).astype(dtype), s)
+        s = np.where(s > 0, s, hi - lo)
+        z = np.clip(np.rint(-lo / s), 0, 255)
+    const = mn == mx
+    s = np.where(const, np.where(mn == 0, dt(1), np.abs(mn)), s).astype(dtype)
+    z = np.where(const, np.where(mn < 0, 1, 0), z).astype(dtype)
+    return s, z
+
+
+def fake_quantize_rows(x) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(dequantized x, codes, scales, zero points) of the dynamic per-row uint8 quantization that
+    QuantizedLinear applies to its input: ``lowbit.quantize(x, axis=0, symmetric=False)`` on
+    (rows, features)."""
+    x = np.asarray(x)
+    s, z = _asym_params(x.min(axis=1), x.max(axis=1), x.dtype)
+    codes = _round_codes(x, s[:, None], z[:, None], 0, 255)
+    return (codes - z[:, None]) * s[:, None], codes, s, z
+
+
+def fake_quantize_static(x, scale: float, zero_point: int):
+    """(dequantized x, in-range mask) of uint8 quantization with given parameters, as
+    QuantizedLinear(act_scale=..., act_zero_point=...) quantizes its input: codes
+    clamp(rint(x / scale) + zero_point, 0, 255). The mask is False where x was clipped."""
+    x = np.asarray(x)
+    dt = x.dtype.type
+    s, z = dt(scale), dt(zero_point)
+    q = np.rint(x / s) + z
+    mask = (q >= 0) & (q <= 255)
+    np.clip(q, 0, 255, out=q)
+    return (q - z) * s, mask
+
+
+class FakeQuantLinear(Linear):
+    """A Linear trained with quantization in the loop (see the module docstring).
+
+    ``bits``: weight bits (2..8, symmetric per output channel). ``act``: "dynamic" (default; each
+    input row quantized to uint8 with its own range, as QuantizedLinear does by default),
+    "static" (one range for all rows, tracked during training by an exponential moving average
+    of the batch min/max with ``momentum``; frozen as ``act_scale``/``act_zero_point`` and passed
+    to QuantizedLinear on conversion) or None (weights only). Inference (``layer(x)``) is the
+    fake-quantized forward.
+    """
+
+    def __init__(self, in_features, out_features, *, bias=True, seed=0, bits=8, act="dynamic",
+                 momentum=0.01, dtype=np.float32):
+        super().__init__(in_features, out_features, bias=bias, seed=seed, dtype=dtype)
+        from lowbit._checks import as_int
+
+        self.bits = as_int(bits, "bits", 2, 8)
+        if act not in _ACT_MODES:
+            raise ValueError(f"act must be 'dynamic', 'static' or None, got {act!r}")
+        self.act = act
+        self.momentum = as_number(momentum, "momentum", 0.0, 1.0, lo_open=True)
+        self.act_min = self.act_max = None  # observed range (static)
+
+    @classmethod
+    def from_linear(cls, layer: Linear, *, bits=8, act="dynamic", momentum=0.01) -> "FakeQuantLinear":
+        """A FakeQuantLinear starting from copies of `layer`'s weight and bias."""
+        if not isinstance(layer, Linear):
+            raise TypeError(f"layer must be a lowbit.nn.Linear, got {type(layer).__name__}")
+        new = cls(layer.in_features, layer.out_features, bias=layer.bias is not None, bits=bits, act=act,
+                  momentum=momentum, dtype=layer.weight.dtype)
+        new.weight = np.array(layer.weight, copy=True)
+        if layer.bias is not None:
+            new.bias = np.array(layer.bias, copy=True)
+        return new
+
+    @property
+    def act_scale(self):
+        """The static activation scale (None until a training forward observed a range)."""
+        if self.act != "static" or self.act_min is None:
+            return None
+        return float(_asym_params(np.array([self.act_min], np.float32), np.array([self.act_max], np.float32),
+                                  np.float32)[0][0])
+
+    @property
+    def act_zero_point(self):
+        if self.act != "static" or self.act_min is None:
+            return None
+        return int(_asym_params(np.array([self.act_min], np.float32), np.array([self.act_max], np.float32),
+                                np.float32)[1][0])
+
+    def _effective_weight(self, train):
+        return fake_quantize_weight(self.weight, self.bits)[0]
+
+    def _fake_act(self, x: np.ndarray, train: bool):
+        if self.act is None:
+            return x, None
+        if self.act == "dynamic":
+            x2 = x.reshape(-1, self.in_features)
+            return fake_quantize_rows(x2)[0].reshape(x.shape), None
+        if train:  # update the observer with this batch, then quantize with the new range
+            mn, mx = float(x.min()), float(x.max())
+            if self.act_min is None:
+                self.act_min, self.act_max = mn, mx
+            else:
+                m = self.momentum
+                self.act_min += m * (mn - self.act_min)
+                self.act_max += m * (mx - self.act_max)
+        if self.act_min is None:
+            raise RuntimeError("this FakeQuantLinear (act='static') has not observed any activations "
+                               "yet: train it before inference")
+        s, z = _asym_params(np.array([self.act_min], x.dtype), np.array([self.act_max], x.dtype), x.dtype)
+        return fake_quantize_static(x, s[0], z[0])
+
+    def forward(self, x, train=False, rng=None):
+        x = self._input(x)
+        xq, mask = self._fake_act(x, train)
+        if train:
+            self._cache["act_mask"] = mask
+        return super().forward(xq, train, rng)
+
+    def backward(self, grad, need_input_grad=True):
+        dx = super().backward(grad, need_input_grad)
+        mask = self._cache.get("act_mask")
+        if dx is not None and mask is not None:
+            dx = dx * mask
+        return dx
+
+    def to_quantized(self):
+        """The lowbit.QuantizedLinear computing this layer's fake-quantized forward in int8."""
+        from lowbit.linear import QuantizedLinear
+
+        if self.act is None:
+            raise ValueError("a FakeQuantLinear with act=None quantizes weights only; QuantizedLinear "
+                             "always quantizes activations: train with act='dynamic' or 'static'")
+        b = None if self.bias is None else self.bias.astype(np.float32)
+        return QuantizedLinear(self.weight.astype(np.float32), b, bits=self.bits, per_channel=True,
+                               act_scale=self.act_scale, act_zero_point=self.act_zero_point)
+
+    def __repr__(self) -> str:
+        return (f"FakeQuantLinear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"bits={self.bits}, act={self.act!r})")
+
+
+def _linear_indices(model, layers, name="layers") -> list:
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a lowbit.nn Sequential/MLP, got {type(model).__name__}")
+    if layers is None:
+        return [i for i, l in enumerate(model.layers) if isinstance(l, Linear)]
+    out = []
+    for i in layers:
+        if not -len(model) <= int(i) < len(model) or not isinstance(model.layers[int(i)], Linear):
+            raise ValueError(f"{name} must list indices of Linear layers of the model, got {i}")
+        out.append(int(i) % len(model))
+    return out
+
+
+def prepare_qat(model, *, bits: int = 8, act="dynamic", layers=None, momentum: float = 0.01) -> Sequential:
+    """A copy of ``model`` whose Linear layers (all, or the indices in ``layers``) are
+    FakeQuantLinear, ready for quantization-aware training or distillation. The original model is
+    not modified."""
+    idx = set(_linear_indices(model, layers))
+    new = model.copy()
+    for i in idx:
+        new.layers[i] = FakeQuantLinear.from_linear(model.layers[i], bits=bits, act=act, momentum=momentum)
+    return new
+
+
+def convert_qat(model) -> Sequential:
+    """A copy of a quantization-aware trained ``model`` in which every FakeQuantLinear is the
+    equivalent lowbit.QuantizedLinear (int8 inference); other layers are copied."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a lowbit.nn Sequential/MLP, got {type(model).__name__}")
+    if not any(isinstance(l, FakeQuantLinear) for l in model.layers):
+        raise ValueError("model has no FakeQuantLinear layer: prepare it with prepare_qat and train it, "
+                         "or use quantize_model for post-training quantization")
+    new = model.copy()
+    for i, l in enumerate(model.layers):
+        if isinstance(l, FakeQuantLinear):
+            new.layers[i] = l.to_quantized()
+    return new
+
+
+def quantize_model(model, *, bits: int = 8, per_channel: bool = True, layers=None) -> Sequential:
+    """Post-training quantization: a copy of ``model`` with its Linear layers (all, or the indices
+    in ``layers``) replaced by lowbit.QuantizedLinear (dynamic int8 activations). FakeQuantLinear
+    layers keep their own settings. Works for teachers too (an int8 teacher)."""
+    from lowbit.linear import QuantizedLinear
+
+    idx = _linear_indices(model, layers)
+    new = model.copy()
+    for i in idx:
+        l = model.layers[i]
+        if isinstance(l, FakeQuantLinear) and l.act is not None:
+            new.layers[i] = l.to_quantized()
+        else:
+            b = None if l.bias is None else np.asarray(l.bias, np.float32)
+            new.layers[i] = QuantizedLinear(np.asarray(l.weight, np.float32), b, bits=bits,
+                                            per_channel=per_channel)
+    return new
+
+
+# --- codebooks ----------------------------------------------------------------------------------
+def _nearest(values: np.ndarray, centroids: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Index of the nearest centroid (k, d) for each row of values (n, d), in chunks."""
+    out = np.empty(values.shape[0], np.int64)
+    cn = np.sum(centroids.astype(np.float64) ** 2, axis=1)
+    for s in range(0, values.shape[0], chunk):
+        v = values[s:s + chunk].astype(np.float64)
+        d = cn[None, :] - 2.0 * (v @ centroids.T.astype(np.float64))
+        out[s:s + chunk] = np.argmin(d, axis=1)
+    return out
+
+
+def _kmeans(values: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A small Lloyd k-means (the fallback when lowbit.kmeans is not available): linear
+    initialization over [min, max] for scalars (Deep Compression's best), random rows for vectors;
+    an empty cluster keeps its centroid."""
+    n, d = values.shape
+    k = min(k, n)
+    if d == 1:
+        c = np.linspace(values.min(), values.max(), k).reshape(k, 1)
+    else:
+        c = values[np.random.default_rng(seed).choice(n, k, replace=False)].astype(np.float64)
+    for _ in range(iters):
+        idx = _nearest(values, c)
+        counts = np.bincount(idx, minlength=k)
+        sums = np.stack([np.bincount(idx, weights=values[:, j], minlength=k) for j in range(d)], axis=1)
+        moved = counts > 0
+        new = c.copy()
+        new[moved] = sums[moved] / counts[moved, None]
+        if np.allclose(new, c):
+            c = new
+            break
+        c = new
+    idx = _nearest(values, c)
+    return c.astype(values.dtype), idx
+
+
+class SharedWeightLinear(Linear):
+    """A Linear whose weight is a codebook: ``weight = centroids[indices]`` (read-only view of the
+    decoded weight), trained by fine-tuning the centroids (and bias) with the indices fixed.
+
+    ``centroids``: (k,) or (k, 1) for scalar weight sharing, (k, d) for groups of d consecutive
+    weights along the input axis; ``indices``: integers, (out, in) for scalars or (out, in // d)
+    for groups. backward: each centroid's gradient is the sum of the gradients of its weights.
+    """
+
+    def __init__(self, centroids, indices, bias=None):
+        Layer.__init__(self)
+        c = as_float(centroids, "centroids", np.float64 if np.asarray(centroids).dtype == np.float64 else np.float32)
+        if c.ndim == 1:
+            c = c.reshape(-1, 1)
+        if c.ndim != 2 or c.shape[0] < 1:
+            raise ValueError(f"centroids must have shape (k,) or (k, d), got {np.shape(centroids)}")
+        idx = np.asarray(indices)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"indices must be an integer array, got dtype {idx.dtype}")
+        if idx.ndim != 2 or idx.size == 0:
+            raise ValueError(f"indices must be a non-empty 2-D array (out_features, in_features / d), got {idx.shape}")
+        if idx.min() < 0 or idx.max() >= c.shape[0]:
+            raise ValueError(f"indices must be in 0..{c.shape[0] - 1} (k = {c.shape[0]} centroids)")
+        self.centroids = np.array(c, copy=True)
+        self.indices = idx.astype(np.int64)
+        self.out_features = int(idx.shape[0])
+        self.in_features = int(idx.shape[1] * c.shape[1])
+        if bias is None:
+            self.bias = None
+            self._params = ("centroids",)
+        else:
+            b = as_float(bias, "bias", c.dtype)
+            if b.shape != (self.out_features,):
+                raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
+            self.bias = b.copy()
+            self._params = ("centroids", "bias")
+
+    @property
+    def k(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[1])
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The decoded weight (out_features, in_features), a new array."""
+        return self.centroids[self.indices].reshape(self.out_features, self.in_features)
+
+    @weight.setter
+    def weight(self, value):
+        raise AttributeError("a SharedWeightLinear's weight is centroids[indices]; set centroids instead")
+
+    def _input(self, x):
+        x = np.asarray(x, dtype=self.centroids.dtype)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
+        return x
+
+    def _effective_weight(self, train):
+        return self.weight
+
+    def _weight_grad_target(self, w):
+        return self._buffer("gw", w.shape, w.dtype)
+
+    def _finish_weight_grad(self, gw):
+        flat = self.indices.ravel()
+        g = gw.reshape(-1, self.dim)
+        out = self._grad("centroids")
+        for j in range(self.dim):
+            out[:, j] = np.bincount(flat, weights=g[:, j], minlength=self.k)
+
+    def codebook(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (centroids (k, d), indices)."""
+        return self.centroids.copy(), self.indices.copy()
+
+    def to_linear(self) -> Linear:
+        """A plain Linear with the decoded weight."""
+        return Linear.from_arrays(self.weight, self.bias)
+
+    def to_codebook_linear(self):
+        """The equivalent lowbit.CodebookLinear (needs lowbit's codebook module). The decoded weight
+        holds exactly k distinct values (vectors), which the layer's k-means recovers."""
+        import lowbit
+
+        cls = getattr(lowbit, "CodebookLinear", None)
+        if cls is None:
+            raise ImportError("lowbit.CodebookLinear is not available in this build")
+        b = None if self.bias is None else self.bias.astype(np.float32)
+        return cls(self.weight.astype(np.float32), b, k=self.k, dim=self.dim)
+
+    def __repr__(self) -> str:
+        return (f"SharedWeightLinear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"k={self.k}, dim={self.dim})")
+
+
+def _codebook_arrays(cb, shape, name):
+    """(centroids (k, d), indices) from a (centroids, indices) pair or a Codebook-like object
+    with .centroids and .decode() (indices recovered as the nearest centroid of each decoded
+    value, exact since decoded values are centroids)."""
+    if isinstance(cb, (tuple, list)) and len(cb) == 2:
+        c, idx = cb
+        c = np.asarray(c)
+        c = c.reshape(-1, 1) if c.ndim == 1 else c
+        idx = np.asarray(idx)
+        if c.ndim == 2 and idx.ndim == 1 and idx.size * c.shape[1] == shape[0] * shape[1]:
+            idx = idx.reshape(shape[0], -1)
+        return c, idx
+    if hasattr(cb, "centroids") and hasattr(cb, "decode"):
+        c = np.asarray(cb.centroids, np.float32)
+        c = c.reshape(-1, 1) if c.ndim == 1 else c
+        w = np.asarray(cb.decode(), np.float32)
+        if w.shape != tuple(shape):
+            raise ValueError(f"{name} decodes to shape {w.shape}, but the layer's weight is {tuple(shape)}")
+        d = c.shape[1]
+        return c, _nearest(w.reshape(-1, d), c).reshape(shape[0], shape[1] // d)
+    raise TypeError(f"{name} must be a (centroids, indices) pair or a lowbit Codebook, got {type(cb).__name__}")
+
+
+def prepare_codebook(model, codebooks=None, *, k: int = 16, dim: int = 1, seed: int = 0, iters: int = 25,
+                     layers=None) -> Sequential:
+    """A copy of ``model`` whose Linear layers are SharedWeightLinear, for Deep Compression
+    fine-tuning (train it with lowbit.nn.fit or a Distiller; only centroids and biases learn).
+
+    ``codebooks``: a dict {layer index: (centroids, indices) or lowbit Codebook}; layers not in it
+    (or all, when None) are clustered here with ``k`` centroids of ``dim`` values: with
+    lowbit.kmeans when available, else a built-in Lloyd k-means (linear initialization).
+    """
+    from lowbit._checks import as_int
+
+    k = as_int(k, "k", 2, 65536)
+    dim = as_int(dim, "dim", 1)
+    seed = as_seed(seed)
+    idx = _linear_indices(model, layers)
+    if codebooks is not None and not isinstance(codebooks, dict):
+        raise TypeError(f"codebooks must be a dict {{layer index: codebook}}, got {type(codebooks).__name__}")
+    given = {int(i) % len(model): cb for i, cb in (codebooks or {}).items()}
+    for i in given:
+        if not isinstance(model.layers[i], Linear):
+            raise ValueError(f"codebooks has key {i}, which is not a Linear layer of the model")
+    new = model.copy()
+    import lowbit
+
+    for i in sorted(set(idx) | set(given)):
+        layer = model.layers[i]
+        w = np.asarray(layer.weight, np.float32)
+        if i in given:
+            c, ind = _codebook_arrays(given[i], w.shape, f"codebooks[{i}]")
+        else:
+            if w.shape[1] % dim:
+                raise ValueError(f"dim={dim} must divide in_features={w.shape[1]} of layer {i}")
+            km = getattr(lowbit, "kmeans", None)
+            if km is not None:
+                c, ind = _codebook_arrays(km(w, k, dim=dim, seed=seed), w.shape, f"lowbit.kmeans(layers[{i}])")
+            else:
+                c, ind = _kmeans(w.reshape(-1, dim), k, iters, seed)
+                ind = ind.reshape(w.shape[0], w.shape[1] // dim)
+        new.layers[i] = SharedWeightLinear(np.asarray(c, layer.weight.dtype), ind, layer.bias)
+    return new

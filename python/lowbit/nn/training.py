@@ -1,0 +1,322 @@
+"""Training loops: History, lowbit.nn.fit (hard labels), and the epoch engine lowbit.distill reuses."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from ._util import as_float, as_labels, as_number, as_seed, sub_seed
+from .functional import _cross_entropy
+from .layers import Layer
+from .optim import SCHEDULES, make_optimizer, learning_rate
+
+__all__ = ["History", "fit", "evaluate"]
+
+
+class History:
+    """Per-epoch training record.
+
+    Lists (one entry per epoch run): ``loss`` and ``accuracy`` (mean over the epoch's training
+    batches, in training mode, i.e. with dropout), ``val_loss`` and ``val_accuracy`` (when
+    validation data is given; cross-entropy on the hard labels, inference mode), ``lr`` (the rate
+    at the epoch's last step), ``time`` (seconds). Distillation adds ``soft_loss``, ``hard_loss``
+    and ``hint_loss``. ``best_epoch`` is the 0-based epoch of the lowest ``val_loss`` (None
+    without validation); ``stopped_early`` tells whether early stopping ended the run.
+    """
+
+    _KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+
+    def __init__(self):
+        for k in self._KEYS:
+            setattr(self, k, [])
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.loss)
+
+    def as_dict(self) -> dict:
+        """Every non-empty per-epoch list, by name."""
+        return {k: list(v) for k, v in vars(self).items() if isinstance(v, list) and v}
+
+    def plot(self, path, *, title: str | None = None) -> None:
+        """Writes a PNG with the loss curves (left) and accuracy curves (right). Needs matplotlib
+        (an optional dependency): ImportError with instructions when it is missing."""
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib, an optional dependency of lowbit: "
+                              "pip install matplotlib") from None
+        if self.epochs == 0:
+            raise ValueError("this History is empty: nothing to plot (train for at least one epoch)")
+        fig = Figure(figsize=(10, 4))
+        ax1, ax2 = fig.subplots(1, 2)
+        ep = np.arange(1, self.epochs + 1)
+        for key, ax in (("loss", ax1), ("val_loss", ax1), ("soft_loss", ax1), ("hard_loss", ax1),
+                        ("hint_loss", ax1), ("accuracy", ax2), ("val_accuracy", ax2)):
+            v = getattr(self, key, None)
+            if v:
+                ax.plot(ep[:len(v)], v, label=key)
+        if self.best_epoch is not None:
+            for ax in (ax1, ax2):
+                ax.axvline(self.best_epoch + 1, color="gray", linestyle=":", linewidth=1)
+        ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend()
+        ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+
+    def __repr__(self) -> str:
+        if not self.epochs:
+            return "History(epochs=0)"
+        s = f"History(epochs={self.epochs}, loss={self.loss[-1]:.4f}, accuracy={self.accuracy[-1]:.4f}"
+        if self.val_loss:
+            s += f", val_loss={self.val_loss[-1]:.4f}, val_accuracy={self.val_accuracy[-1]:.4f}"
+        return s + ")"
+
+
+class _Progress:
+    """A progress bar over epochs: tqdm when installed, else one line per epoch on stderr."""
+
+    def __init__(self, enabled: bool, total: int, desc: str):
+        self.enabled, self.total, self.desc = enabled, total, desc
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=True)
+            except ImportError:
+                self.bar = None
+
+    def update(self, epoch: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        txt = {k: f"{v:.4f}" for k, v in metrics.items() if v is not None}
+        if self.bar is not None:
+            self.bar.set_postfix(txt, refresh=False)
+            self.bar.update(1)
+        else:
+            fields = " ".join(f"{k}={v}" for k, v in txt.items())
+            print(f"{self.desc} epoch {epoch + 1}/{self.total} {fields}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def check_model(model, name: str = "model") -> None:
+    if not isinstance(model, Layer):
+        raise TypeError(f"{name} must be a lowbit.nn model (Sequential/MLP or another lowbit.nn.Layer) "
+                        f"to be trained, got {type(model).__name__}")
+    if not model.parameters():
+        raise ValueError(f"{name} has no trainable parameters")
+
+
+def check_common(*, epochs, batch_size, lr, seed, schedule, optimizer, progress):
+    """Validated (epochs, batch_size, lr, seed) for fit-like functions."""
+    from lowbit._checks import as_int
+
+    epochs = as_int(epochs, "epochs", 0)
+    batch_size = as_int(batch_size, "batch_size", 1)
+    lr = as_number(lr, "lr", 0.0)
+    seed = as_seed(seed)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be None, 'constant' or 'cosine', got {schedule!r}")
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, got {type(progress).__name__}")
+    return epochs, batch_size, lr, seed
+
+
+def check_validation(validation_data, dtype, n_features, n_classes):
+    if validation_data is None:
+        return None
+    try:
+        xv, yv = validation_data
+    except (TypeError, ValueError):
+        raise TypeError("validation_data must be a pair (x_val, y_val)") from None
+    xv = as_float(xv, "validation_data[0]", dtype)
+    if xv.ndim != 2 or (n_features is not None and xv.shape[1] != n_features):
+        raise ValueError(f"validation_data[0] must have shape (n, {n_features}), got {xv.shape}")
+    _check_finite(xv, "validation_data[0]")
+    yv = as_labels(yv, "validation_data[1]", xv.shape[0], n_classes)
+    return xv, yv
+
+
+def _check_finite(a, name):
+    from lowbit._checks import check_finite
+
+    check_finite(a, name)
+
+
+def evaluate(model, x, y, *, batch_size: int = 1024) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` (any callable x -> logits) on (x, y), in
+    inference mode, computed in chunks of ``batch_size`` rows."""
+    x = as_float(x, "x", np.float32)
+    y = as_labels(y, "y", x.shape[0])
+    loss = correct = 0.0
+    for s in range(0, x.shape[0], batch_size):
+        z = np.asarray(model(x[s:s + batch_size]))
+        if z.ndim != 2:
+            raise ValueError(f"the model must return 2-D logits (batch, classes), got shape {z.shape}")
+        yb = y[s:s + batch_size]
+        if yb.size and yb.max() >= z.shape[1]:
+            raise ValueError(f"y holds label {int(yb.max())} but the model has {z.shape[1]} outputs")
+        l, _ = _cross_entropy(z, yb)
+        loss += l * len(yb)
+        correct += float(np.sum(z.argmax(axis=1) == yb))
+    n = max(x.shape[0], 1)
+    return loss / n, correct / n
+
+
+def run_epochs(history: History, *, epochs: int, batches, step, trainables, optimizer, lr: float,
+               schedule, min_lr: float, total_steps: int, validate=None, early_stopping=None,
+               min_delta: float = 0.0, restore_best: bool = True, progress: bool = False,
+               desc: str = "fit", callback=None) -> History:
+    """The epoch loop shared by fit and Distiller.fit.
+
+    batches(epoch) yields the arguments of one training step; step(*args) runs forward and
+    backward and returns a dict with "loss" (sum over the batch), "correct" and "count" (and other
+    sums to average into History); trainables() returns (params, grads) for the optimizer;
+    validate() returns (val_loss, val_accuracy).
+    """
+    if early_stopping is not None:
+        from lowbit._checks import as_int
+
+        early_stopping = as_int(early_stopping, "early_stopping", 1)
+        if validate is None:
+            raise ValueError("early_stopping needs validation_data (it watches the validation loss)")
+    best = math.inf
+    best_weights = None
+    wait = 0
+    t_step = 0
+    bar = _Progress(progress, epochs, desc)
+    try:
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            sums: dict = {}
+            cur = lr
+            for args in batches(epoch):
+                cur = learning_rate(lr, schedule, t_step, total_steps, min_lr=min_lr)
+                out = step(*args)
+                params, grads = trainables()
+                optimizer.step(params, grads, lr=cur)
+                t_step += 1
+                for k, v in out.items():
+                    sums[k] = sums.get(k, 0.0) + v
+            count = max(sums.get("count", 0.0), 1.0)
+            mean_loss = sums.get("loss", 0.0) / count
+            if not math.isfinite(mean_loss):
+                raise ValueError(f"training diverged: the loss is {mean_loss} at epoch {epoch + 1}; "
+                                 f"lower lr (now {lr}) or check the inputs")
+            history.loss.append(mean_loss)
+            history.accuracy.append(sums.get("correct", 0.0) / count)
+            for k, v in sums.items():
+                if k not in ("loss", "correct", "count"):
+                    if not hasattr(history, k):
+                        setattr(history, k, [])
+                    getattr(history, k).append(v / count)
+            history.lr.append(cur)
+            metrics = {"loss": mean_loss, "acc": history.accuracy[-1]}
+            stop = False
+            if validate is not None:
+                vl, va = validate()
+                history.val_loss.append(vl)
+                history.val_accuracy.append(va)
+                metrics.update(val_loss=vl, val_acc=va)
+                if vl < best - min_delta:
+                    best, wait = vl, 0
+                    history.best_epoch = epoch
+                    if restore_best and early_stopping is not None:
+                        best_weights = [p.copy() for p in trainables()[0]]
+                else:
+                    wait += 1
+                    if early_stopping is not None and wait >= early_stopping:
+                        stop = True
+                        history.stopped_early = True
+            history.time.append(time.perf_counter() - t0)
+            bar.update(epoch, metrics)
+            if callback is not None and callback(epoch, history):
+                stop = True
+            if stop:
+                break
+    finally:
+        bar.close()
+    if best_weights is not None and history.stopped_early:
+        for p, w in zip(trainables()[0], best_weights):
+            np.copyto(p, w)
+    return history
+
+
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True):
+    """Index arrays of one epoch's mini-batches (the last one may be smaller)."""
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+
+
+def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
+        optimizer="adam", weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0,
+        validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True,
+        shuffle=True, callback=None) -> History:
+    """Trains ``model`` (a lowbit.nn Sequential/MLP) in place on hard labels with softmax
+    cross-entropy and returns its History.
+
+    - ``x`` float (n, features), ``y`` integer labels (n,); shuffled mini-batches of
+      ``batch_size`` (the last may be smaller), ``epochs`` passes.
+    - ``optimizer``: "adam" (default; ``weight_decay`` is decoupled, AdamW), "sgd" (with
+      ``momentum``; ``weight_decay`` is L2) or a lowbit.nn.optim.Optimizer. ``lr`` is the base rate;
+      ``schedule="cosine"`` decays it per step to ``min_lr`` over the run.
+    - ``validation_data=(x_val, y_val)`` records val_loss/val_accuracy per epoch;
+      ``early_stopping=k`` stops after k epochs without a val_loss improvement of more than
+      ``min_delta`` and (``restore_best``) puts back the weights of the best epoch.
+    - Deterministic for a given ``seed`` (shuffling and dropout masks derive from it).
+    - ``callback(epoch, history)`` runs after each epoch; returning True stops training.
+    """
+    check_model(model)
+    epochs, batch_size, lr, seed = check_common(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                                schedule=schedule, optimizer=optimizer, progress=progress)
+    dtype = model.dtype
+    x = as_float(x, "x", dtype)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (n, features), got shape {x.shape}")
+    n_in = getattr(model, "in_features", None)
+    if n_in is not None and x.shape[1] != n_in:
+        raise ValueError(f"x must have {n_in} columns (the model's in_features), got {x.shape[1]}")
+    _check_finite(x, "x")
+    n_classes = getattr(model, "out_features", None)
+    y = as_labels(y, "y", x.shape[0], n_classes)
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one row")
+    val = check_validation(validation_data, dtype, x.shape[1], n_classes)
+    opt = make_optimizer(optimizer, lr, weight_decay=as_number(weight_decay, "weight_decay", 0.0),
+                         momentum=as_number(momentum, "momentum", 0.0, 1.0, hi_open=True))
+    min_lr = as_number(min_lr, "min_lr", 0.0)
+    shuffle_rng = np.random.default_rng(sub_seed(seed, 0))
+    drop_rng = np.random.default_rng(sub_seed(seed, 1))
+    n = x.shape[0]
+    steps_per_epoch = -(-n // batch_size)
+
+    def batches(epoch):
+        for idx in shuffled_batches(n, batch_size, shuffle_rng, shuffle):
+            yield (idx,)
+
+    def step(idx):
+        yb = y[idx]
+        z = model.forward(x[idx], train=True, rng=drop_rng)
+        loss, g = _cross_entropy(z, yb)
+        model.backward(g)
+        return {"loss": loss * len(idx), "correct": float(np.sum(z.argmax(axis=1) == yb)), "count": len(idx)}
+
+    def trainables():
+        return model.parameters(), model.gradients()
+
+    validate = None if val is None else (lambda: evaluate(model, val[0], val[1]))
+    return run_epochs(History(), epochs=epochs, batches=batches, step=step, trainables=trainables,
+                      optimizer=opt, lr=lr, schedule=schedule, min_lr=min_lr,
+                      total_steps=epochs * steps_per_epoch, validate=validate,
+                      early_stopping=early_stopping, min_delta=as_number(min_delta, "min_delta", 0.0),
+                      restore_best=bool(restore_best), progress=bool(progress), desc="fit",
+                      callback=callback)
