@@ -93,43 +93,56 @@ void pack_a(const uint8_t* a, size_t lda, size_t rows, size_t K, size_t kp, APac
   }
 }
 
-// Applies the output stage to one tile: rows [m0, m0 + mr), columns [n0, n0 + nc).
+// Applies the output stage to one tile: rows [m0, m0 + mr), columns [n0, n0 + nc). Each step is
+// a plain loop over the tile's columns (the compiler vectorizes them); the kind is chosen once
+// per row, not per element.
 void output_tile(const int32_t* tile, size_t mr, size_t m0, size_t n0, size_t nc,
                  const int32_t* rowsum, bool flipped, const PackedB& b, const OutputStage& os) {
   const uint32_t K = static_cast<uint32_t>(b.K);
+  const uint32_t zb = static_cast<uint32_t>(os.b_zp);
+  const uint32_t* cs = reinterpret_cast<const uint32_t*>(b.colsum.data()) + n0;
   for (size_t r = 0; r < mr; r++) {
     const size_t m = m0 + r;
     const uint32_t za = static_cast<uint32_t>(os.a_zp_row ? os.a_zp_row[m] : os.a_zp);
-    const uint32_t zb = static_cast<uint32_t>(os.b_zp);
-    // acc - zb * rowsum(A) - za * colsum(B) + K * za * zb, in wrapping uint32 arithmetic.
+    // acc - zb * rowsum(A) - za * colsum(B) + K * za * zb (+ 128 colsum(B) for flipped A), in
+    // wrapping uint32 arithmetic: exact whenever the true result fits int32.
     const uint32_t row_term = K * za * zb - zb * static_cast<uint32_t>(rowsum[r]);
+    const uint32_t col_mul = (flipped ? 128u : 0u) - za;
     const int32_t* t = tile + r * kNR;
-    for (size_t j = 0; j < nc; j++) {
-      const size_t n = n0 + j;
-      uint32_t cs = static_cast<uint32_t>(b.colsum[n]);
-      uint32_t acc = static_cast<uint32_t>(t[j]) + (flipped ? 128u * cs : 0u) + row_term - za * cs;
-      const int32_t v = static_cast<int32_t>(acc);
-      switch (os.kind) {
-        case OutputStage::Kind::int32:
-          static_cast<int32_t*>(os.out)[m * os.ldo + n] = v;
-          break;
-        case OutputStage::Kind::float32: {
-          const float sa = os.a_scale[os.a_scale_per_row ? m : 0];
-          const float sb = os.b_scale[os.b_scale_per_col ? n : 0];
-          float y = static_cast<float>(v) * (sa * sb);
-          if (os.bias) y += os.bias[n];
-          if (os.relu) y = y > 0.0f ? y : 0.0f;
-          static_cast<float*>(os.out)[m * os.ldo + n] = y;
-          break;
-        }
-        case OutputStage::Kind::requant8: {
-          int64_t x = static_cast<int64_t>(v) + (os.bias_i32 ? os.bias_i32[n] : 0);
+    int32_t v[kNR];
+    for (size_t j = 0; j < nc; j++)
+      v[j] = static_cast<int32_t>(static_cast<uint32_t>(t[j]) + col_mul * cs[j] + row_term);
+    switch (os.kind) {
+      case OutputStage::Kind::int32: {
+        int32_t* out = static_cast<int32_t*>(os.out) + m * os.ldo + n0;
+        for (size_t j = 0; j < nc; j++) out[j] = v[j];
+        break;
+      }
+      case OutputStage::Kind::float32: {
+        float* out = static_cast<float*>(os.out) + m * os.ldo + n0;
+        const float sa = os.a_scale[os.a_scale_per_row ? m : 0];
+        float sb[kNR];
+        for (size_t j = 0; j < nc; j++) sb[j] = os.b_scale[os.b_scale_per_col ? n0 + j : 0];
+        float y[kNR];
+        for (size_t j = 0; j < nc; j++) y[j] = static_cast<float>(v[j]) * (sa * sb[j]);
+        if (os.bias)
+          for (size_t j = 0; j < nc; j++) y[j] += os.bias[n0 + j];
+        if (os.relu)
+          for (size_t j = 0; j < nc; j++) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+        for (size_t j = 0; j < nc; j++) out[j] = y[j];
+        break;
+      }
+      case OutputStage::Kind::requant8: {
+        uint8_t* out = static_cast<uint8_t*>(os.out) + m * os.ldo + n0;
+        const int64_t lo = os.relu ? std::max(os.qmin, os.out_zp) : os.qmin;
+        for (size_t j = 0; j < nc; j++) {
+          const size_t n = n0 + j;
+          const int64_t x = static_cast<int64_t>(v[j]) + (os.bias_i32 ? os.bias_i32[n] : 0);
           int64_t q = round_shift(x * os.m0[n], 31 + os.shift[n]) + os.out_zp;
-          const int64_t lo = os.relu ? std::max(os.qmin, os.out_zp) : os.qmin;
           q = std::min<int64_t>(std::max<int64_t>(q, lo), os.qmax);
-          static_cast<uint8_t*>(os.out)[m * os.ldo + n] = static_cast<uint8_t>(q);
-          break;
+          out[j] = static_cast<uint8_t>(q);
         }
+        break;
       }
     }
   }
