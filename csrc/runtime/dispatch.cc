@@ -24,9 +24,9 @@ const std::vector<Entry>& all_tables() {
   static const std::vector<Entry> tables = {
       {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), kernels::gemm_u8s8s32__scalar, 4, APack::u8}, {}},
 #if defined(LOWBIT_HAVE_X86)
-      {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), kernels::gemm_u8s8s32__avx2, 4, APack::s16},
+      {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), kernels::gemm_u8s8s32__avx2, 5, APack::s16},
        {"avx2", "fma"}},
-      {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx2, 4, APack::s16},
+      {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx2, 5, APack::s16},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}},
       {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx512vnni, 8,
         APack::u8},
