@@ -7,6 +7,7 @@ set(LOWBIT_CORE_SOURCES
   csrc/runtime/threads.cc
   csrc/core/quant.cc
   csrc/core/gemm.cc
+  csrc/core/kmeans.cc
   csrc/core/model.cc
 )
 
@@ -19,8 +20,8 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   file(GLOB _avx512 CONFIGURE_DEPENDS csrc/kernels/x86/*__avx512.cc)
   file(GLOB _avx512vnni CONFIGURE_DEPENDS csrc/kernels/x86/*__avx512vnni.cc)
   set_source_files_properties(${_avx2} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
-  set_source_files_properties(${_avx512} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx2;-mfma;-Wno-uninitialized;-Wno-maybe-uninitialized")
-  set_source_files_properties(${_avx512vnni} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-Wno-uninitialized;-Wno-maybe-uninitialized")
+  set_source_files_properties(${_avx512} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx2;-mfma;-Wno-uninitialized;$<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>")
+  set_source_files_properties(${_avx512vnni} PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-Wno-uninitialized;$<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>")
   list(APPEND LOWBIT_KERNEL_SOURCES ${_avx2} ${_avx512} ${_avx512vnni})
   add_compile_definitions(LOWBIT_HAVE_X86=1)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
