@@ -150,15 +150,17 @@ def test_fake_quant_linear_ste_gradients():
     np.testing.assert_allclose(layer.grad_weight, g.T @ xq, rtol=1e-12)
     np.testing.assert_allclose(dx, g @ wq, rtol=1e-12)
     np.testing.assert_allclose(layer.grad_bias, g.sum(0), rtol=1e-12)
-    # static activations: zero gradient where the input was clipped
+    # static activations: the range observed so far (narrowed here so that some inputs clip);
+    # the gradient is zero where the input was clipped and straight-through elsewhere
     st = nn.FakeQuantLinear(6, 4, seed=2, act="static").astype(np.float64)
     st.forward(x, train=True)
     st.act_min, st.act_max = -0.5, 0.5
-    st.forward(x, train=True)
-    st.act_min, st.act_max = -0.5, 0.5  # observer moved: pin the range used below
-    st.forward(x, train=True)
+    st.forward(x, train=True)  # updates the observer, then quantizes with the updated range
     dx = st.backward(g)
-    assert np.all(dx[np.abs(x) > 0.51] == 0)
+    _, mask = nn.fake_quantize_static(x, st.act_scale, st.act_zero_point)
+    assert 0 < mask.sum() < mask.size
+    wq = nn.fake_quantize_weight(st.weight)[0]
+    np.testing.assert_allclose(dx, (g @ wq) * mask, rtol=1e-12, atol=1e-15)
 
 
 # --- layer contract ---------------------------------------------------------------------------------
@@ -300,6 +302,22 @@ def test_fit_cosine_schedule_sgd_and_callback_stop():
     assert nn.learning_rate(1.0, "cosine", 50, 100) == pytest.approx(0.5)
     h = nn.fit(model, x, y, epochs=10, callback=lambda e, hist: e == 1)
     assert h.epochs == 2
+
+
+def test_fit_threads_limits_blas_only_while_training():
+    tpc = pytest.importorskip("threadpoolctl")
+    before = [i["num_threads"] for i in tpc.threadpool_info() if i["user_api"] == "blas"]
+    seen = []
+    x, y = blobs(64)
+
+    def cb(epoch, hist):
+        seen.extend(i["num_threads"] for i in tpc.threadpool_info() if i["user_api"] == "blas")
+
+    nn.fit(nn.MLP([6, 4, 3]), x, y, epochs=1, threads=1, callback=cb)
+    assert seen and all(n == 1 for n in seen)
+    assert [i["num_threads"] for i in tpc.threadpool_info() if i["user_api"] == "blas"] == before
+    with pytest.raises(ValueError, match="threads"):
+        nn.fit(nn.MLP([6, 4, 3]), x, y, epochs=1, threads=0)
 
 
 def test_history_plot(tmp_path, monkeypatch):
@@ -446,6 +464,12 @@ def test_prepare_codebook_and_fine_tune():
     assert len(np.unique(cb.layers[0].weight)) <= 4  # still k shared values
     lin = cb.layers[0].to_linear()
     np.testing.assert_array_equal(lin.weight, cb.layers[0].weight)
+    if hasattr(lowbit, "kmeans"):  # a lowbit.Codebook works as a given codebook too
+        book = lowbit.kmeans(model.layers[0].weight, 4, seed=0)
+        cb3 = nn.prepare_codebook(model, {0: book})
+        np.testing.assert_array_equal(cb3.layers[0].weight, book.decode())
+    if hasattr(lowbit, "CodebookLinear"):  # conversion for inference: the same k shared values
+        np.testing.assert_allclose(cb.layers[0].to_codebook_linear()(x), cb.layers[0](x), atol=1e-3)
 
 
 # --- bad input ------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 
 from lowbit.nn._util import as_float, as_labels, as_number, as_seed, sub_seed
 from lowbit.nn.functional import _kd, _teacher_terms, check_probs, log_softmax, mse_loss
-from lowbit.nn.layers import Layer, Linear, Sequential
+from lowbit.nn.layers import Linear, Sequential
 from lowbit.nn.optim import make_optimizer
 from lowbit.nn.training import (History, _check_finite, check_common, check_model, check_validation,
                                 evaluate, run_epochs, shuffled_batches)
@@ -265,7 +265,7 @@ class Distiller:
             hint_total += w * lh
             d = proj.backward(gh * ph.dtype.type(w))
             hidden_grads[si] = d.copy() if si not in hidden_grads else hidden_grads[si] + d
-        self.student.backward(g, hidden_grads=hidden_grads or None)
+        self.student.backward(g, need_input_grad=False, hidden_grads=hidden_grads or None)
         pred = z.argmax(axis=1)
         target = yb if yb is not None else pb.argmax(axis=1)
         nb = z.shape[0]
@@ -299,21 +299,22 @@ class Distiller:
 
     def fit(self, x, y=None, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False, soft_targets=None,
             validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True, optimizer="adam",
-            weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0, callback=None) -> History:
+            weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0, callback=None, threads=None) -> History:
         """Trains the student (in place) and returns its History (with soft_loss, hard_loss and,
         with hints, hint_loss per epoch besides loss/accuracy/val_*).
 
         - ``soft_targets``: precomputed teacher probabilities at T (from ``soft_targets()``): an
           array, a np.memmap, or the path of a .npy file (memory-mapped, read batch by batch). When
-          omitted and there are no hints, the teachers run once over ``x`` before training (their
-          inference output is deterministic); with hints the teacher runs on every batch.
+          omitted, the teachers run once over ``x`` before training (their inference output is
+          deterministic); with hints, the hinted hidden activations are kept from that pass too
+          (up to 1 GiB; beyond that, or for a memory-mapped ``x``, the teacher runs per batch).
         - The other arguments are those of lowbit.nn.fit (optimizer, weight_decay, momentum,
-          schedule="cosine", validation_data, early_stopping, restore_best, callback); the
-          validation loss is the student's cross-entropy on the hard labels.
+          schedule="cosine", validation_data, early_stopping, restore_best, callback, threads);
+          the validation loss is the student's cross-entropy on the hard labels.
         - ``accuracy`` counts agreement with ``y``, or with the teacher's top class when y is None.
         """
         common = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, schedule=schedule,
-                      optimizer=optimizer, progress=progress)
+                      progress=progress)
         x, y, val, epochs, batch_size, lr, seed, n_classes = self._prepare(x, y, validation_data, common)
         n = x.shape[0]
         if not isinstance(x, np.memmap):
@@ -380,12 +381,12 @@ class Distiller:
                           total_steps=epochs * (-(-n // batch_size)), validate=validate,
                           early_stopping=early_stopping, min_delta=as_number(min_delta, "min_delta", 0.0),
                           restore_best=bool(restore_best), progress=bool(progress), desc="distill",
-                          callback=callback)
+                          callback=callback, threads=threads)
 
     def fit_stream(self, chunks, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False, n_samples=None,
                    validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True,
                    optimizer="adam", weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0,
-                   callback=None) -> History:
+                   callback=None, threads=None) -> History:
         """Trains the student from data and precomputed soft targets that arrive in chunks, e.g.
         files larger than memory or a teacher run elsewhere.
 
@@ -398,7 +399,7 @@ class Distiller:
         if self.hints:
             raise ValueError("hints need the teacher's hidden activations; fit_stream only has soft targets")
         epochs, batch_size, lr, seed = check_common(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                                    schedule=schedule, optimizer=optimizer, progress=progress)
+                                                    schedule=schedule, progress=progress)
         if callable(chunks):
             source = chunks
         else:
@@ -460,7 +461,7 @@ class Distiller:
                           optimizer=opt, lr=lr, schedule=schedule, min_lr=as_number(min_lr, "min_lr", 0.0),
                           total_steps=steps, validate=validate, early_stopping=early_stopping,
                           min_delta=as_number(min_delta, "min_delta", 0.0), restore_best=bool(restore_best),
-                          progress=bool(progress), desc="distill", callback=callback)
+                          progress=bool(progress), desc="distill", callback=callback, threads=threads)
 
     def __repr__(self) -> str:
         return (f"Distiller(teachers={len(self.teachers)}, temperature={self.temperature}, alpha={self.alpha}, "

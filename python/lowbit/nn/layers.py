@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 import numpy as np
 
@@ -404,8 +405,6 @@ class Softmax(Layer):
 
 
 def _positive_int(v, name: str) -> int:
-    import numbers
-
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be a positive integer, got {type(v).__name__}")
     if int(v) < 1:
@@ -421,9 +420,11 @@ class Sequential(Layer):
     - ``forward(x, train=False, *, return_hidden=False, rng=None)``: with ``return_hidden`` returns
       ``(output, hidden)`` where ``hidden[i]`` is the output of ``layers[i]`` (so
       ``hidden[-1] is output``); the same list is kept as ``model.hidden`` after every forward.
-    - ``backward(grad, *, hidden_grads=None, need_input_grad=False)``: back-propagates dLoss/doutput
-      after a training forward; ``hidden_grads`` maps a layer index to an extra gradient with
-      respect to that layer's output (used by hint losses).
+    - ``backward(grad, need_input_grad=True, *, hidden_grads=None)``: back-propagates
+      dLoss/doutput after a training forward, writing every layer's parameter gradients, and
+      returns dLoss/dx (``need_input_grad=False`` skips it, and the layers before the first
+      trainable one, as the trainers do); ``hidden_grads`` maps a layer index to an extra gradient
+      with respect to that layer's output (used by hint losses).
     """
 
     def __init__(self, layers):
@@ -541,7 +542,7 @@ class Sequential(Layer):
         self.hidden = hidden
         return (h, hidden) if return_hidden else h
 
-    def backward(self, grad, need_input_grad=False, *, hidden_grads=None):
+    def backward(self, grad, need_input_grad=True, *, hidden_grads=None):
         n = len(self.layers)
         g = np.asarray(grad)
         extra = {}

@@ -137,7 +137,8 @@ class Adam(Optimizer):
 
 def make_optimizer(optimizer, lr: float, *, weight_decay: float = 0.0, momentum: float = 0.9) -> Optimizer:
     """An Optimizer from a name ("adam", "adamw" (= adam, decoupled decay), "sgd") or an
-    Optimizer instance (returned as is; its own lr is then the base rate unless fit's lr differs)."""
+    Optimizer instance (returned as is, with its own betas/momentum/decay; the learning rate of
+    each step still comes from fit's ``lr`` and ``schedule``)."""
     if isinstance(optimizer, Optimizer):
         return optimizer
     if not isinstance(optimizer, str):

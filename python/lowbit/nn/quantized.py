@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._util import FLOAT_DTYPES, as_float, as_number, as_seed
+from ._util import as_float, as_number, as_seed
 from .layers import Layer, Linear, Sequential
 
 __all__ = ["fake_quantize_weight", "fake_quantize_rows", "fake_quantize_static", "FakeQuantLinear",
@@ -401,10 +401,12 @@ def _codebook_arrays(cb, shape, name):
     if hasattr(cb, "centroids") and hasattr(cb, "decode"):
         c = np.asarray(cb.centroids, np.float32)
         c = c.reshape(-1, 1) if c.ndim == 1 else c
-        w = np.asarray(cb.decode(), np.float32)
-        if w.shape != tuple(shape):
-            raise ValueError(f"{name} decodes to shape {w.shape}, but the layer's weight is {tuple(shape)}")
         d = c.shape[1]
+        if tuple(getattr(cb, "shape", shape)) != tuple(shape):
+            raise ValueError(f"{name} has shape {tuple(cb.shape)}, but the layer's weight is {tuple(shape)}")
+        if callable(getattr(cb, "codes", None)):  # lowbit.Codebook: the unpacked codes
+            return c, np.asarray(cb.codes()).reshape(shape[0], shape[1] // d)
+        w = np.asarray(cb.decode(), np.float32)
         return c, _nearest(w.reshape(-1, d), c).reshape(shape[0], shape[1] // d)
     raise TypeError(f"{name} must be a (centroids, indices) pair or a lowbit Codebook, got {type(cb).__name__}")
 

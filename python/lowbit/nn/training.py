@@ -116,7 +116,7 @@ def check_model(model, name: str = "model") -> None:
         raise ValueError(f"{name} has no trainable parameters")
 
 
-def check_common(*, epochs, batch_size, lr, seed, schedule, optimizer, progress):
+def check_common(*, epochs, batch_size, lr, seed, schedule, progress):
     """Validated (epochs, batch_size, lr, seed) for fit-like functions."""
     from lowbit._checks import as_int
 
@@ -172,13 +172,42 @@ def evaluate(model, x, y, *, batch_size: int = 1024) -> tuple[float, float]:
     return loss / n, correct / n
 
 
-def run_epochs(history: History, *, epochs: int, batches, step, trainables, optimizer, lr: float,
-               schedule, min_lr: float, total_steps: int, validate=None, early_stopping=None,
-               min_delta: float = 0.0, restore_best: bool = True, progress: bool = False,
-               desc: str = "fit", callback=None) -> History:
-    """The epoch loop shared by fit and Distiller.fit.
+def blas_threads(threads):
+    """A context limiting numpy's BLAS to ``threads`` threads (threadpoolctl), or a no-op for None.
 
-    batches(epoch) yields the arguments of one training step; step(*args) runs forward and
+    Small training matrices gain little from several BLAS threads, and on a busy machine spinning
+    BLAS threads can make training many times slower; ``fit(..., threads=1)`` avoids that. Without
+    threadpoolctl the setting is ignored with a warning."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from lowbit._checks import as_int
+
+    threads = as_int(threads, "threads", 1, 1024)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import warnings
+
+        warnings.warn("threads= needs threadpoolctl (pip install threadpoolctl); numpy's BLAS keeps "
+                      "its thread count", RuntimeWarning, stacklevel=3)
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def run_epochs(history: History, *, threads=None, **kw) -> History:
+    """The epoch loop shared by fit and Distiller.fit (see _run_epochs), with numpy's BLAS limited
+    to ``threads`` threads when given."""
+    with blas_threads(threads):
+        return _run_epochs(history, **kw)
+
+
+def _run_epochs(history: History, *, epochs: int, batches, step, trainables, optimizer, lr: float,
+                schedule, min_lr: float, total_steps: int, validate=None, early_stopping=None,
+                min_delta: float = 0.0, restore_best: bool = True, progress: bool = False,
+                desc: str = "fit", callback=None) -> History:
+    """batches(epoch) yields the arguments of one training step; step(*args) runs forward and
     backward and returns a dict with "loss" (sum over the batch), "correct" and "count" (and other
     sums to average into History); trainables() returns (params, grads) for the optimizer;
     validate() returns (val_loss, val_accuracy).
@@ -260,7 +289,7 @@ def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator, shuffle:
 def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
         optimizer="adam", weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0,
         validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True,
-        shuffle=True, callback=None) -> History:
+        shuffle=True, callback=None, threads=None) -> History:
     """Trains ``model`` (a lowbit.nn Sequential/MLP) in place on hard labels with softmax
     cross-entropy and returns its History.
 
@@ -274,10 +303,12 @@ def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
       ``min_delta`` and (``restore_best``) puts back the weights of the best epoch.
     - Deterministic for a given ``seed`` (shuffling and dropout masks derive from it).
     - ``callback(epoch, history)`` runs after each epoch; returning True stops training.
+    - ``threads``: limit numpy's BLAS to this many threads while training (threadpoolctl);
+      None leaves it alone. One thread is usually fastest for small models.
     """
     check_model(model)
     epochs, batch_size, lr, seed = check_common(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                                schedule=schedule, optimizer=optimizer, progress=progress)
+                                                schedule=schedule, progress=progress)
     dtype = model.dtype
     x = as_float(x, "x", dtype)
     if x.ndim != 2:
@@ -307,7 +338,7 @@ def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
         yb = y[idx]
         z = model.forward(x[idx], train=True, rng=drop_rng)
         loss, g = _cross_entropy(z, yb)
-        model.backward(g)
+        model.backward(g, need_input_grad=False)
         return {"loss": loss * len(idx), "correct": float(np.sum(z.argmax(axis=1) == yb)), "count": len(idx)}
 
     def trainables():
@@ -319,4 +350,4 @@ def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
                       total_steps=epochs * steps_per_epoch, validate=validate,
                       early_stopping=early_stopping, min_delta=as_number(min_delta, "min_delta", 0.0),
                       restore_best=bool(restore_best), progress=bool(progress), desc="fit",
-                      callback=callback)
+                      callback=callback, threads=threads)
