@@ -78,25 +78,55 @@ def run_demo(quick: bool = False, seed: int = 0, curves: str = "lowbit_demo_curv
     info = lowbit.cpu_info()
     print(f"lowbit {lowbit.__version__} demo on scikit-learn digits: {len(xtr)} train / {len(xte)} "
           f"test images, kernels: {info['isa']}, threads: {info['threads']}")
-    ep_teacher, ep_student = (5, 10) if quick else (60, 300)
+    # Budgets chosen on a validation split by bench/distill_digits.py (docs/distill_digits.md).
+    ep_teacher, ep_hard, ep_kd = (5, 10, 10) if quick else (100, 100, 1000)
+    common = dict(lr=3e-3, schedule="cosine", seed=seed, progress=progress, threads=1)
 
     print(f"1/4 training the teacher {TEACHER} ({ep_teacher} epochs)")
     teacher = nn.MLP(TEACHER, dropout=0.2, seed=seed)
-    nn.fit(teacher, xtr, ytr, epochs=ep_teacher, lr=3e-3, schedule="cosine", seed=seed,
-           progress=progress)
+    nn.fit(teacher, xtr, ytr, epochs=ep_teacher, **common)
 
-    print(f"2/4 training the student {STUDENT} on hard labels ({ep_student} epochs)")
+    print(f"2/4 training the student {STUDENT} on hard labels ({ep_hard} epochs)")
     hard = nn.MLP(STUDENT, seed=seed)
-    nn.fit(hard, xtr, ytr, epochs=ep_student, lr=3e-3, schedule="cosine", seed=seed,
-           progress=progress)
+    nn.fit(hard, xtr, ytr, epochs=ep_hard, **common)
 
-    print(f"3/4 distilling the student from the teacher (T=4, alpha=0.5, {ep_student} epochs)")
+    print(f"3/4 distilling the student from the teacher (T=4, alpha=0.5, {ep_kd} epochs)")
     student = nn.MLP(STUDENT, seed=seed)
     hist = Distiller(teacher, student, temperature=4.0, alpha=0.5).fit(
-        xtr, ytr, epochs=ep_student, lr=3e-3, schedule="cosine", seed=seed, progress=progress,
-        validation_data=(xte, yte))
+        xtr, ytr, epochs=ep_kd, validation_data=(xte, yte), **common)
 
-    print("4/4 quantizing: int8 and 4-bit codebooks")
+    print("4/4 quantizing: int8 and 4-bit codebooks; timing on one thread each")
+    with one_thread():
+        rows = compare(teacher, student, hard, xte, yte)
+    print()
+    print(format_table(rows, len(xte)))
+    try:
+        hist.plot(curves, title="lowbit demo: distilling the student (digits)")
+        print(f"\ntraining curves: {curves}")
+    except ImportError as e:
+        print(f"\n(no PNG of the training curves: {e})")
+    print(f"finished in {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+class one_thread:
+    """numpy's BLAS and lowbit on one thread each, so the latencies compare like with like."""
+
+    def __enter__(self):
+        from lowbit.nn.training import blas_threads
+
+        self._lowbit = lowbit.get_num_threads()
+        self._blas = blas_threads(1)
+        self._blas.__enter__()
+        lowbit.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        lowbit.set_num_threads(self._lowbit)
+        self._blas.__exit__(*exc)
+
+
+def compare(teacher, student, hard, xte, yte) -> list:
+    """Rows of the demo table: each model in float32 and compressed."""
     rows = []
     batch = xte  # one batch: the whole test set
     for name, model in (("teacher", teacher), ("student (distilled)", student),
@@ -111,20 +141,11 @@ def run_demo(quick: bool = False, seed: int = 0, curves: str = "lowbit_demo_curv
             b, lat = model_bytes(q), latency(q, batch)
             label = "int8 QuantizedLinear" if kind == "int8" else "4-bit codebook (k=16)"
             rows.append((name, label, accuracy(q, xte, yte), b, base_bytes / b, lat, base_lat / lat))
-
-    print()
-    print(format_table(rows, len(xte)))
-    try:
-        hist.plot(curves, title="lowbit demo: distilling the student (digits)")
-        print(f"\ntraining curves: {curves}")
-    except ImportError as e:
-        print(f"\n(no PNG of the training curves: {e})")
-    print(f"finished in {time.perf_counter() - t_start:.1f} s")
-    return 0
+    return rows
 
 
 def format_table(rows, batch: int) -> str:
-    head = ("model", "version", "test accuracy", "size (bytes)", "compression", f"latency / batch of {batch}", "speed-up")
+    head = ("model", "version", "test accuracy", "size (bytes)", "compression", f"latency / batch of {batch} (1 thread)", "speed-up")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, ver, acc, size, ratio, lat, speed in rows:
         lines.append(f"| {name} | {ver} | {100 * acc:.2f}% | {size:,} | {ratio:.2f}x | "
