@@ -26,6 +26,7 @@ BLOCKS = {
     "bench-gemm": (["lowbit", "bench", "gemm"], False),
     "bench-kmeans": (["lowbit", "bench", "kmeans"], False),
     "bench-train": (["lowbit", "bench", "train", "--threads", "1"], False),
+    "bench-nonlinear": (["lowbit", "bench", "nonlinear"], False),
 }
 
 

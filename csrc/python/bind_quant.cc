@@ -1,3 +1,7 @@
+#include <optional>
+
+#include <pybind11/stl.h>
+
 #include "arrays.h"
 #include "lowbit/quant.h"
 
@@ -43,14 +47,25 @@ py::tuple quantize_static_py(const in_array<float>& x, const in_array<float>& sc
   return py::make_tuple(codes, ok);
 }
 
+// out: None (a new array) or a writable float32 C-contiguous array of codes.size() elements,
+// written in place (noconvert: a converted copy would silently lose the result).
 py::array_t<float> dequantize_py(const in_array<uint8_t>& codes, bool is_signed,
-                                 const in_array<float>& scale, const in_array<int32_t>& zp) {
+                                 const in_array<float>& scale, const in_array<int32_t>& zp,
+                                 std::optional<py::array_t<float, py::array::c_style>> out_arg) {
   py_arrays::require_ndim(codes, 3, "codes");
   const Shape3 s{static_cast<size_t>(codes.shape(0)), static_cast<size_t>(codes.shape(1)),
                  static_cast<size_t>(codes.shape(2))};
   py_arrays::require_size(scale, static_cast<py::ssize_t>(s.channels), "scale");
   py_arrays::require_size(zp, static_cast<py::ssize_t>(s.channels), "zero_point");
-  py::array_t<float> out({codes.shape(0), codes.shape(1), codes.shape(2)});
+  py::array_t<float> out;
+  if (out_arg) {
+    out = *out_arg;
+    if (out.size() != codes.size() || !out.writeable())
+      throw py::value_error("out must be a writable float32 C-contiguous array of " +
+                            std::to_string(codes.size()) + " elements");
+  } else {
+    out = py::array_t<float>({codes.shape(0), codes.shape(1), codes.shape(2)});
+  }
   {
     py::gil_scoped_release release;
     dequantize(codes.data(), is_signed, s, scale.data(), zp.data(), out.mutable_data());
@@ -66,7 +81,7 @@ void register_quant(py::module_& m) {
   m.def("quantize_static", &quantize_static_py, py::arg("x"), py::arg("scale"),
         py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"));
   m.def("dequantize", &dequantize_py, py::arg("codes"), py::arg("is_signed"), py::arg("scale"),
-        py::arg("zero_point"));
+        py::arg("zero_point"), py::arg("out").noconvert() = py::none());
   m.def("choose_params", [](float mn, float mx, int bits, bool symmetric) {
     float s;
     int32_t z;

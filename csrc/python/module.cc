@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
   lowbit::register_runtime(m);
   lowbit::register_quant(m);
   lowbit::register_gemm(m);
+  lowbit::register_kmeans(m);
 }

@@ -15,6 +15,12 @@ namespace {
       kernels::qu8_f32_dequantize__##isa, kernels::qs8_f32_cdequantize__##isa,                 \
       kernels::qu8_f32_cdequantize__##isa
 
+#define LOWBIT_KMEANS_ENTRIES(isa)                                                             \
+  kernels::f32_kmeans_assign__##isa, kernels::f32_kmeans1d_assign__##isa,                      \
+      kernels::u4_f32_lookup__##isa, kernels::u8_f32_lookup__##isa,                            \
+      kernels::u16_f32_lookup__##isa, kernels::gemm_s16cb4s64__##isa,                          \
+      kernels::gemm_s16s16s64__##isa
+
 struct Entry {
   KernelTable table;
   std::vector<const char*> requires_features;
@@ -22,23 +28,30 @@ struct Entry {
 
 const std::vector<Entry>& all_tables() {
   static const std::vector<Entry> tables = {
-      {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), kernels::gemm_u8s8s32__scalar, 4, APack::u8}, {}},
+      {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), kernels::gemm_u8s8s32__scalar, 4, APack::u8,
+        LOWBIT_KMEANS_ENTRIES(scalar)}, {}},
 #if defined(LOWBIT_HAVE_X86)
-      {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), kernels::gemm_u8s8s32__avx2, 5, APack::s16},
+      {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), kernels::gemm_u8s8s32__avx2, 5, APack::s16,
+        LOWBIT_KMEANS_ENTRIES(avx2)},
        {"avx2", "fma"}},
-      {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx2, 5, APack::s16},
+      {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx2, 5, APack::s16,
+        LOWBIT_KMEANS_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}},
       {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx512vnni, 8,
-        APack::u8},
+        APack::u8,
+        LOWBIT_KMEANS_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"}},
 #endif
 #if defined(LOWBIT_HAVE_ARM64)
-      {{"neon", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neon, 1, APack::s8_flipped},
+      {{"neon", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neon, 1, APack::s8_flipped,
+        LOWBIT_KMEANS_ENTRIES(neon)},
        {"neon"}},
       {{"neondot", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neondot, 2,
-        APack::s8_flipped},
+        APack::s8_flipped,
+        LOWBIT_KMEANS_ENTRIES(neon)},
        {"neon", "dotprod"}},
-      {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__i8mm, 4, APack::u8},
+      {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__i8mm, 4, APack::u8,
+        LOWBIT_KMEANS_ENTRIES(neon)},
        {"neon", "dotprod", "i8mm"}},
 #endif
   };

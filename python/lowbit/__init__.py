@@ -52,6 +52,7 @@ from .linear import PackedInt8, QuantizedLinear, matmul_int8, pack_int8  # noqa:
 from . import distill, nn  # noqa: E402
 
 # --- exports of each area (one line each; keep this block) ---
+from .codebook import Codebook, CodebookLinear, ProductCodes, kmeans, product_quantize  # noqa: E402
 from .deploy import export_runtime  # noqa: E402
 from .calibrate import EntropyObserver, MinMaxObserver, MSEObserver, PercentileObserver, calibrate, observer  # noqa: E402
 from .nonlinear import CompandedTensor, Pow2Tensor, compand, quantize_pow2, shift_matmul  # noqa: E402
@@ -71,3 +72,4 @@ __all__ += ["save", "load"]
 __all__ += ["QuantizedModel", "quantize_model", "mixed_precision", "layer_report", "load_model"]
 __all__ += ["export_onnx"]
 __all__ += ["export_runtime"]
+__all__ += ["Codebook", "CodebookLinear", "ProductCodes", "kmeans", "product_quantize"]

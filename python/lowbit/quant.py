@@ -90,11 +90,16 @@ class QTensor:
             flat = self._codes.reshape(-1)
         return flat.reshape(outer, c, inner)
 
-    def dequantize(self) -> np.ndarray:
-        """float32 array of `shape`: (q - zero_point) * scale."""
-        out = _core.dequantize(self._bytes3(), self.symmetric, self.scale.reshape(-1),
-                               self.zero_point.reshape(-1))
-        return out.reshape(self.shape)
+    def dequantize(self, out=None) -> np.ndarray:
+        """float32 array of `shape`: (q - zero_point) * scale. `out`: an optional float32
+        C-contiguous array of `shape` to write into (no allocation), which is returned."""
+        if out is not None:
+            if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != self.shape \
+                    or not out.flags.c_contiguous or not out.flags.writeable:
+                raise ValueError(f"out must be a writable C-contiguous float32 array of shape {self.shape}")
+        res = _core.dequantize(self._bytes3(), self.symmetric, self.scale.reshape(-1),
+                               self.zero_point.reshape(-1), out)
+        return out if out is not None else res.reshape(self.shape)
 
     @classmethod
     def from_codes(cls, codes, scale, zero_point=0, *, axis=None, bits=8) -> "QTensor":

@@ -301,3 +301,17 @@ def test_packed_uint2_round_trip_is_exact(codes):
     q = lowbit.QTensor.from_codes(codes, 0.5, 1, bits=2)
     np.testing.assert_array_equal(q.int_repr(), codes)
     np.testing.assert_array_equal(q.dequantize(), (codes.astype(np.float32) - 1) * 0.5)
+
+
+def test_dequantize_into_a_given_array():
+    x = np.random.default_rng(6).standard_normal((33, 17)).astype(np.float32)
+    q = lowbit.quantize(x, axis=1)
+    out = np.full((33, 17), np.nan, np.float32)
+    assert q.dequantize(out=out) is out
+    np.testing.assert_array_equal(out, q.dequantize())
+    for bad in (np.zeros((33, 17)), np.zeros((17, 33), np.float32), np.zeros((33, 17), np.float32).T,
+                np.zeros((33, 17), np.float32)[:, :]):
+        if bad.flags.c_contiguous and bad.dtype == np.float32 and bad.shape == (33, 17):
+            continue
+        with pytest.raises(ValueError, match="out must be"):
+            q.dequantize(out=bad)

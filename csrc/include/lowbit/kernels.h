@@ -53,6 +53,60 @@ enum class APack : int { u8 = 0, s8_flipped = 1, s16 = 2 };
 using gemm_u8s8s32_fn = void (*)(size_t mr, size_t kp, const void* a, size_t lda, const int8_t* b,
                                  int32_t* c, size_t ldc);
 
+// ---- k-means codebooks (drivers in csrc/core/kmeans.cc) ------------------------------------
+// Nearest centroid of each of n points x (rows of d floats, contiguous) among k centroids c (rows
+// of d floats): idx[i] = the first j minimising the score s_j = hn[j] - x_i . c_j, hn[j] =
+// |c_j|^2 / 2 (given). The score is accumulated in float32 in the order t = 0 .. d-1 as
+// s = s - x[t] * c[j][t] with a separate multiply and subtract (never fused), so every ISA
+// computes the same score bit for bit; equal scores keep the lower j.
+using f32_kmeans_assign_fn = void (*)(const float* x, size_t n, size_t d, const float* c,
+                                      const float* hn, size_t k, uint32_t* idx);
+
+// 1-D assignment by thresholds t[0] <= ... <= t[nt-1]: code(x) = #{j : x >= t[j]}. A lookup
+// table over a uniform grid gives the start: g = (uint32)clamp((x - lo) * inv_w, 0, nbins - 1)
+// (float32 subtract, multiply, clamp, truncate), code = lut[g] & 0x7FFFFFFF, then, if bit 31 of
+// lut[g] is set, code steps up while code < nt and x >= t[code]. The table must make that
+// exact: bits 0-30 a lower bound of code(x) for every x in bin g, and bit 31 set unless they
+// are code(x) itself (no threshold falls in bin g).
+struct Kmeans1dLut {
+  const float* t;
+  uint32_t nt;
+  float lo, inv_w;
+  uint32_t nbins;
+  const uint32_t* lut;
+};
+// Codes of x[0..n) written as `bits` = 4 (two per byte, element 2i in the low nibble of byte i;
+// an odd n leaves the last high nibble 0), 8 (uint8) or 16 (uint16, native endian).
+using f32_kmeans1d_assign_fn = void (*)(const float* x, size_t n, const Kmeans1dLut* lut, int bits,
+                                        void* out);
+
+// Codebook decode: out[i * d + t] = table[code(i) * d + t] for i < n, t < d. u4: code(i) is
+// nibble i of `codes` (low nibble first) and the table holds 16 rows; u8 / u16: one code per
+// element, the table holds at least max(code) + 1 rows. flags & kLookupStream: the output is
+// large and not read back soon, so the kernel may write it with non-temporal stores (the values
+// are the same either way).
+constexpr int kLookupStream = 1;
+using u4_f32_lookup_fn = void (*)(const uint8_t* codes, size_t n, const float* table, size_t d,
+                                  float* out, int flags);
+using u8_f32_lookup_fn = void (*)(const uint8_t* codes, size_t n, const float* table, size_t d,
+                                  float* out, int flags);
+using u16_f32_lookup_fn = void (*)(const uint16_t* codes, size_t n, const float* table, size_t d,
+                                   float* out, int flags);
+
+// Codebook GEMM (CodebookLinear), exact: y[r * ldy + c] = sum_{i < kp} x[r * ldx + i] * w(c, i)
+// for r < mr, c < nr, in int64, with |x| <= kCbMaxQ and |w| <= kCbMaxQ; kp a multiple of 64.
+// gemm_s16cb4s64: w(c, i) = table[nibble], 16 int16 entries; row c starts at w + c * ldw bytes
+// and is made of units of 64 weights in 32 bytes: byte j of unit u holds weight 64u + perm(j) in
+// its low nibble and weight 64u + 32 + perm(j) in its high nibble, where perm swaps the middle
+// two quarters: perm(j) = j + 8 for 8 <= j < 16, j - 8 for 16 <= j < 24, j otherwise.
+// gemm_s16s16s64: w(c, i) = w[c * ldw + i].
+constexpr int kCbMaxQ = 4095;
+using gemm_s16cb4s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                                   const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                                   size_t ldy);
+using gemm_s16s16s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                                   const int16_t* w, size_t ldw, int64_t* y, size_t ldy);
+
 struct KernelTable {
   const char* isa;
   f32_rminmax_fn f32_rminmax;
@@ -66,6 +120,14 @@ struct KernelTable {
   gemm_u8s8s32_fn gemm_u8s8s32;
   int gemm_mr;       // rows the GEMM micro-kernel handles at most per call
   APack gemm_apack;  // the A format it reads
+  // k-means codebooks
+  f32_kmeans_assign_fn f32_kmeans_assign;
+  f32_kmeans1d_assign_fn f32_kmeans1d_assign;
+  u4_f32_lookup_fn u4_f32_lookup;
+  u8_f32_lookup_fn u8_f32_lookup;
+  u16_f32_lookup_fn u16_f32_lookup;
+  gemm_s16cb4s64_fn gemm_s16cb4s64;
+  gemm_s16s16s64_fn gemm_s16s16s64;
 };
 
 #define LOWBIT_DECLARE_QUANT_KERNELS(isa)                                                          \
@@ -82,20 +144,36 @@ struct KernelTable {
 #define LOWBIT_DECLARE_GEMM_KERNEL(isa)                                                            \
   void gemm_u8s8s32__##isa(size_t, size_t, const void*, size_t, const int8_t*, int32_t*, size_t);
 
+#define LOWBIT_DECLARE_KMEANS_KERNELS(isa)                                                         \
+  void f32_kmeans_assign__##isa(const float*, size_t, size_t, const float*, const float*, size_t, \
+                                uint32_t*);                                                       \
+  void f32_kmeans1d_assign__##isa(const float*, size_t, const Kmeans1dLut*, int, void*);          \
+  void u4_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \
+  void u8_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \
+  void u16_f32_lookup__##isa(const uint16_t*, size_t, const float*, size_t, float*, int);         \
+  void gemm_s16cb4s64__##isa(size_t, size_t, size_t, const int16_t*, size_t, const uint8_t*,      \
+                             size_t, const int16_t*, int64_t*, size_t);                           \
+  void gemm_s16s16s64__##isa(size_t, size_t, size_t, const int16_t*, size_t, const int16_t*,      \
+                             size_t, int64_t*, size_t);
+
 namespace kernels {
 LOWBIT_DECLARE_QUANT_KERNELS(scalar)
 LOWBIT_DECLARE_GEMM_KERNEL(scalar)
+LOWBIT_DECLARE_KMEANS_KERNELS(scalar)
 #if defined(LOWBIT_HAVE_X86)
 LOWBIT_DECLARE_QUANT_KERNELS(avx2)
 LOWBIT_DECLARE_QUANT_KERNELS(avx512)
 LOWBIT_DECLARE_GEMM_KERNEL(avx2)
 LOWBIT_DECLARE_GEMM_KERNEL(avx512vnni)
+LOWBIT_DECLARE_KMEANS_KERNELS(avx2)
+LOWBIT_DECLARE_KMEANS_KERNELS(avx512)
 #endif
 #if defined(LOWBIT_HAVE_ARM64)
 LOWBIT_DECLARE_QUANT_KERNELS(neon)
 LOWBIT_DECLARE_GEMM_KERNEL(neon)
 LOWBIT_DECLARE_GEMM_KERNEL(neondot)
 LOWBIT_DECLARE_GEMM_KERNEL(i8mm)
+LOWBIT_DECLARE_KMEANS_KERNELS(neon)
 #endif
 }  // namespace kernels
 

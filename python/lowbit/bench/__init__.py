@@ -20,6 +20,7 @@ REGISTRY = {
     "gemm": "gemm",      # int8 GEMM and QuantizedLinear vs numpy, ONNX Runtime and torch
     "kmeans": "kmeans",  # k-means codebooks
     "train": "train",    # numpy training / distillation
+    "nonlinear": "nonlinear",  # SQNR of nonlinear vs linear quantizers (no timing)
 }
 
 

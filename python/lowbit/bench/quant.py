@@ -103,8 +103,9 @@ COPY = "numpy copy: w.copy()"
 QUANTIZE_TOOLS = [LOWBIT_QUANTIZE, "lowbit.quantize(w, axis=0, scale=s)", "numpy expression",
                   "torch.quantize_per_channel (+ranges)",
                   "torch.quantize_per_channel (scales given)", COPY_TO, COPY]
-DEQUANTIZE_TOOLS = [LOWBIT_DEQUANTIZE, "numpy (codes - zp) * scale", "torch qtensor.dequantize()",
-                    COPY_TO, COPY]
+LOWBIT_DEQUANTIZE_OUT = "lowbit q.dequantize(out=buf)"
+DEQUANTIZE_TOOLS = [LOWBIT_DEQUANTIZE, LOWBIT_DEQUANTIZE_OUT, "numpy (codes - zp) * scale",
+                    "numpy (codes - zp) * scale, out=buf", "torch qtensor.dequantize()", COPY_TO, COPY]
 
 
 def build_cases(w: np.ndarray) -> Cases:
@@ -146,6 +147,15 @@ def build_cases(w: np.ndarray) -> Cases:
         notes.append(f"torch missing: {common.import_error('torch')}")
 
     dst = np.empty_like(w)
+    deq_buf = np.empty_like(w)
+    if not np.array_equal(q.dequantize(out=deq_buf), lb_deq):
+        raise AssertionError("q.dequantize(out=...) differs from q.dequantize()")
+    tmp = np.empty(w.shape, np.float32)
+
+    def numpy_dequantize_out():  # the same expression, into preallocated arrays
+        np.subtract(lb_codes, zp_col, out=tmp, dtype=np.float32)
+        return np.multiply(tmp, scale_col, out=deq_buf)
+
     fns = {
         LOWBIT_QUANTIZE: lambda: lowbit.quantize(w, axis=0),
         "lowbit.quantize(w, axis=0, scale=s)": lambda: lowbit.quantize(w, axis=0, scale=scale),
@@ -155,6 +165,8 @@ def build_cases(w: np.ndarray) -> Cases:
         COPY_TO: lambda: np.copyto(dst, w),
         COPY: lambda: w.copy(),
         LOWBIT_DEQUANTIZE: q.dequantize,
+        LOWBIT_DEQUANTIZE_OUT: lambda: q.dequantize(out=deq_buf),
+        "numpy (codes - zp) * scale, out=buf": numpy_dequantize_out,
         "numpy (codes - zp) * scale": lambda: numpy_dequantize(lb_codes, zp_col, scale_col),
         "torch qtensor.dequantize()": None if tqt is None else tqt.dequantize,
     }

@@ -1,0 +1,307 @@
+// NEON (armv8-a) k-means codebook kernels; contracts in lowbit/kernels.h, oracle in
+// ../scalar/kmeans__scalar.cc (tails are handed to it, so they match by construction).
+#include <arm_neon.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+// ---- assignment: 16 points a block, lanes = points (the reference's sequence per lane) -------
+constexpr size_t kBlock = 16;
+
+template <int D>  // D > 0: dimension known at compile time; 0: any d
+void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
+                  uint32_t* idx) {
+  const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
+  float32x4_t b0 = vdupq_n_f32(INFINITY), b1 = b0, b2 = b0, b3 = b0;
+  uint32x4_t i0 = vdupq_n_u32(0), i1 = i0, i2 = i0, i3 = i0;
+  uint32x4_t jv = vdupq_n_u32(0);
+  const uint32x4_t one = vdupq_n_u32(1);
+  for (size_t j = 0; j < k; j++) {
+    const float* cj = c + j * dd;
+    float32x4_t s0 = vdupq_n_f32(hn[j]), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t t = 0; t < dd; t++) {
+      const float32x4_t cb = vdupq_n_f32(cj[t]);
+      const float* xt = xs + t * kBlock;
+      // A separate multiply and subtract (vmlsq/vfmsq would fuse or differ from the reference).
+      s0 = vsubq_f32(s0, vmulq_f32(vld1q_f32(xt), cb));
+      s1 = vsubq_f32(s1, vmulq_f32(vld1q_f32(xt + 4), cb));
+      s2 = vsubq_f32(s2, vmulq_f32(vld1q_f32(xt + 8), cb));
+      s3 = vsubq_f32(s3, vmulq_f32(vld1q_f32(xt + 12), cb));
+    }
+    const uint32x4_t m0 = vcltq_f32(s0, b0), m1 = vcltq_f32(s1, b1);
+    const uint32x4_t m2 = vcltq_f32(s2, b2), m3 = vcltq_f32(s3, b3);
+    b0 = vbslq_f32(m0, s0, b0);
+    b1 = vbslq_f32(m1, s1, b1);
+    b2 = vbslq_f32(m2, s2, b2);
+    b3 = vbslq_f32(m3, s3, b3);
+    i0 = vbslq_u32(m0, jv, i0);
+    i1 = vbslq_u32(m1, jv, i1);
+    i2 = vbslq_u32(m2, jv, i2);
+    i3 = vbslq_u32(m3, jv, i3);
+    jv = vaddq_u32(jv, one);
+  }
+  vst1q_u32(idx, i0);
+  vst1q_u32(idx + 4, i1);
+  vst1q_u32(idx + 8, i2);
+  vst1q_u32(idx + 12, i3);
+}
+
+inline void copy_row(float* dst, const float* src, size_t d) {
+  switch (d) {
+    case 2:
+      vst1_f32(dst, vld1_f32(src));
+      return;
+    case 4:
+      vst1q_f32(dst, vld1q_f32(src));
+      return;
+    case 8:
+      vst1q_f32(dst, vld1q_f32(src));
+      vst1q_f32(dst + 4, vld1q_f32(src + 4));
+      return;
+    default:
+      std::memcpy(dst, src, d * sizeof(float));
+  }
+}
+
+// ---- codebook GEMM ----------------------------------------------------------------------------
+// vmlal adds one product to a lane; a lane takes at most 8 units x 8 products (|x|, |w| <= 4095:
+// 64 * 4095^2 < 2^31) before it is widened into int64 (vpadalq).
+constexpr size_t kChunkUnits = 8;
+
+inline int32x4_t mla8(int32x4_t acc, const int16_t* x, int16x8_t w) {
+  const int16x8_t xv = vld1q_s16(x);
+  acc = vmlal_s16(acc, vget_low_s16(xv), vget_low_s16(w));
+  return vmlal_high_s16(acc, xv, w);
+}
+
+// One 64-weight unit of the 4-bit layout as 8 vectors of 8 int16 weights, in natural order.
+inline void decode_unit(const uint8_t* b, uint8x16_t tlo, uint8x16_t thi, int16x8_t w[8]) {
+  const uint8x16_t mask = vdupq_n_u8(0x0F);
+  const uint8x16_t q0 = vld1q_u8(b), q1 = vld1q_u8(b + 16);
+  const uint8x16_t idx[4] = {vandq_u8(q0, mask), vandq_u8(q1, mask), vshrq_n_u8(q0, 4),
+                             vshrq_n_u8(q1, 4)};
+  // Bytes 0-7 / 8-15 of q0 hold weights 0-7 / 16-23, of q1 weights 8-15 / 24-31 (low nibbles;
+  // high nibbles: +32).
+  static const int order[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+  for (int h = 0; h < 4; h++) {
+    const uint8x16_t lo = vqtbl1q_u8(tlo, idx[h]), hi = vqtbl1q_u8(thi, idx[h]);
+    w[order[h][0]] = vreinterpretq_s16_u8(vzip1q_u8(lo, hi));
+    w[order[h][1]] = vreinterpretq_s16_u8(vzip2q_u8(lo, hi));
+  }
+}
+
+template <int MR, int NR, bool kCb4>
+void tile(size_t kp, const int16_t* x, size_t ldx, const void* wv, size_t ldw, uint8x16_t tlo,
+          uint8x16_t thi, int64_t* y, size_t ldy) {
+  int64x2_t total[MR][NR];
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) total[r][c] = vdupq_n_s64(0);
+  const size_t units = kp / 64;
+  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
+    const size_t u1 = std::min(units, u0 + kChunkUnits);
+    int32x4_t acc[MR][NR][2];
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) acc[r][c][0] = acc[r][c][1] = vdupq_n_s32(0);
+    for (size_t u = u0; u < u1; u++)
+      for (int c = 0; c < NR; c++) {
+        int16x8_t w[8];
+        if (kCb4) {
+          decode_unit(static_cast<const uint8_t*>(wv) + c * ldw + u * 32, tlo, thi, w);
+        } else {
+          const int16_t* wc = static_cast<const int16_t*>(wv) + c * ldw + u * 64;
+          for (int q = 0; q < 8; q++) w[q] = vld1q_s16(wc + 8 * q);
+        }
+        for (int r = 0; r < MR; r++) {
+          const int16_t* xr = x + r * ldx + u * 64;
+          for (int q = 0; q < 8; q += 2) {
+            acc[r][c][0] = mla8(acc[r][c][0], xr + 8 * q, w[q]);
+            acc[r][c][1] = mla8(acc[r][c][1], xr + 8 * q + 8, w[q + 1]);
+          }
+        }
+      }
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) {
+        total[r][c] = vpadalq_s32(total[r][c], acc[r][c][0]);
+        total[r][c] = vpadalq_s32(total[r][c], acc[r][c][1]);
+      }
+  }
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) y[r * ldy + c] = vaddvq_s64(total[r][c]);
+}
+
+template <bool kCb4>
+void gemm(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx, const void* w,
+          size_t ldw, uint8x16_t tlo, uint8x16_t thi, int64_t* y, size_t ldy) {
+  // Weight rows are ldw bytes (4-bit layout) or ldw int16 apart.
+  auto wrow = [&](size_t c) -> const void* {
+    return kCb4 ? static_cast<const void*>(static_cast<const uint8_t*>(w) + c * ldw)
+                : static_cast<const void*>(static_cast<const int16_t*>(w) + c * ldw);
+  };
+  size_t r = 0;
+  for (; r + 4 <= mr; r += 4) {
+    size_t c = 0;
+    for (; c + 2 <= nr; c += 2)
+      tile<4, 2, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
+    for (; c < nr; c++)
+      tile<4, 1, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
+  }
+  for (; r < mr; r++) {
+    size_t c = 0;
+    for (; c + 4 <= nr; c += 4)
+      tile<1, 4, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
+    for (; c < nr; c++)
+      tile<1, 1, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
+  }
+}
+
+}  // namespace
+
+void f32_kmeans_assign__neon(const float* x, size_t n, size_t d, const float* c, const float* hn,
+                             size_t k, uint32_t* idx) {
+  thread_local std::vector<float> xs;
+  xs.resize(d * kBlock);
+  size_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    const float* xb = x + i * d;
+    for (size_t p = 0; p < kBlock; p++)
+      for (size_t t = 0; t < d; t++) xs[t * kBlock + p] = xb[p * d + t];
+    switch (d) {
+      case 2: assign_block<2>(xs.data(), d, c, hn, k, idx + i); break;
+      case 4: assign_block<4>(xs.data(), d, c, hn, k, idx + i); break;
+      case 8: assign_block<8>(xs.data(), d, c, hn, k, idx + i); break;
+      default: assign_block<0>(xs.data(), d, c, hn, k, idx + i);
+    }
+  }
+  if (i < n) f32_kmeans_assign__scalar(x + i * d, n - i, d, c, hn, k, idx + i);
+}
+
+void f32_kmeans1d_assign__neon(const float* x, size_t n, const Kmeans1dLut* lut, int bits,
+                               void* out) {
+  // NEON has no gathers: the grid bin is computed 4 lanes at a time (the reference's selects),
+  // the table lookups and steps per lane.
+  const float32x4_t lo = vdupq_n_f32(lut->lo), inv = vdupq_n_f32(lut->inv_w);
+  const float32x4_t zero = vdupq_n_f32(0.0f), top = vdupq_n_f32(static_cast<float>(lut->nbins - 1));
+  const uint32_t nt = lut->nt;
+  uint8_t* o8 = static_cast<uint8_t*>(out);
+  uint16_t* o16 = static_cast<uint16_t*>(out);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t xv = vld1q_f32(x + i);
+    float32x4_t v = vmulq_f32(vsubq_f32(xv, lo), inv);
+    v = vbslq_f32(vcgtq_f32(v, zero), v, zero);
+    v = vbslq_f32(vcltq_f32(v, top), v, top);
+    uint32_t g[4], code[4];
+    vst1q_u32(g, vcvtq_u32_f32(v));
+    for (int l = 0; l < 4; l++) {
+      const uint32_t e = lut->lut[g[l]];
+      uint32_t cc = e & 0x7FFFFFFFu;
+      if (e >> 31)
+        while (cc < nt && x[i + l] >= lut->t[cc]) cc++;
+      code[l] = cc;
+    }
+    if (bits == 16) {
+      for (int l = 0; l < 4; l++) o16[i + l] = static_cast<uint16_t>(code[l]);
+    } else if (bits == 8) {
+      for (int l = 0; l < 4; l++) o8[i + l] = static_cast<uint8_t>(code[l]);
+    } else {
+      o8[i / 2] = static_cast<uint8_t>(code[0] | (code[1] << 4));
+      o8[i / 2 + 1] = static_cast<uint8_t>(code[2] | (code[3] << 4));
+    }
+  }
+  if (i < n) {
+    void* rest = bits == 4 ? static_cast<void*>(o8 + i / 2)
+                 : bits == 8 ? static_cast<void*>(o8 + i) : static_cast<void*>(o16 + i);
+    f32_kmeans1d_assign__scalar(x + i, n - i, lut, bits, rest);
+  }
+}
+
+void u4_f32_lookup__neon(const uint8_t* codes, size_t n, const float* table, size_t d, float* out,
+                         int) {
+  if (d != 1) {
+    for (size_t i = 0; i < n; i++)
+      copy_row(out + i * d, table + ((codes[i / 2] >> ((i & 1) * 4)) & 15u) * d, d);
+    return;
+  }
+  // The 16 floats as four byte planes; a table lookup per plane, then vst4 interleaves the
+  // planes back into floats.
+  uint8_t planes[4][16];
+  for (int e = 0; e < 16; e++) {
+    uint32_t u;
+    std::memcpy(&u, table + e, 4);
+    for (int p = 0; p < 4; p++) planes[p][e] = static_cast<uint8_t>(u >> (8 * p));
+  }
+  const uint8x16_t p0 = vld1q_u8(planes[0]), p1 = vld1q_u8(planes[1]);
+  const uint8x16_t p2 = vld1q_u8(planes[2]), p3 = vld1q_u8(planes[3]);
+  const uint8x8_t mask = vdup_n_u8(0x0F);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const uint8x8_t b = vld1_u8(codes + i / 2);
+    const uint8x8x2_t z = vzip_u8(vand_u8(b, mask), vshr_n_u8(b, 4));  // codes in element order
+    const uint8x16_t idx = vcombine_u8(z.val[0], z.val[1]);
+    uint8x16x4_t v;
+    v.val[0] = vqtbl1q_u8(p0, idx);
+    v.val[1] = vqtbl1q_u8(p1, idx);
+    v.val[2] = vqtbl1q_u8(p2, idx);
+    v.val[3] = vqtbl1q_u8(p3, idx);
+    vst4q_u8(reinterpret_cast<uint8_t*>(out + i), v);
+  }
+  if (i < n) u4_f32_lookup__scalar(codes + i / 2, n - i, table, 1, out + i, 0);
+}
+
+void u8_f32_lookup__neon(const uint8_t* codes, size_t n, const float* table, size_t d, float* out,
+                         int) {
+  if (d != 1) {
+    for (size_t i = 0; i < n; i++) copy_row(out + i * d, table + codes[i] * d, d);
+    return;
+  }
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {  // no gather: four loads, one store
+    const float v[4] = {table[codes[i]], table[codes[i + 1]], table[codes[i + 2]],
+                        table[codes[i + 3]]};
+    vst1q_f32(out + i, vld1q_f32(v));
+  }
+  if (i < n) u8_f32_lookup__scalar(codes + i, n - i, table, 1, out + i, 0);
+}
+
+void u16_f32_lookup__neon(const uint16_t* codes, size_t n, const float* table, size_t d,
+                          float* out, int) {
+  if (d != 1) {
+    for (size_t i = 0; i < n; i++) copy_row(out + i * d, table + size_t(codes[i]) * d, d);
+    return;
+  }
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float v[4] = {table[codes[i]], table[codes[i + 1]], table[codes[i + 2]],
+                        table[codes[i + 3]]};
+    vst1q_f32(out + i, vld1q_f32(v));
+  }
+  if (i < n) u16_f32_lookup__scalar(codes + i, n - i, table, 1, out + i, 0);
+}
+
+void gemm_s16cb4s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                          const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                          size_t ldy) {
+  uint8_t lo[16], hi[16];
+  for (int e = 0; e < 16; e++) {
+    const uint16_t v = static_cast<uint16_t>(table[e]);
+    lo[e] = static_cast<uint8_t>(v & 0xFF);
+    hi[e] = static_cast<uint8_t>(v >> 8);
+  }
+  gemm<true>(mr, nr, kp, x, ldx, w, ldw, vld1q_u8(lo), vld1q_u8(hi), y, ldy);
+}
+
+void gemm_s16s16s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                          const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
+  gemm<false>(mr, nr, kp, x, ldx, w, ldw, vdupq_n_u8(0), vdupq_n_u8(0), y, ldy);
+}
+
+}  // namespace kernels
+}  // namespace lowbit

@@ -1,0 +1,133 @@
+// Scalar references for the k-means codebook kernels (contracts in lowbit/kernels.h): the
+// fallback on CPUs without SIMD and the oracle every SIMD twin is tested against, bit for bit.
+#include <cmath>
+#include <cstring>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+// The 1-D code of one value: the lookup table's lower bound, then single steps.
+inline uint32_t code1d(float x, const Kmeans1dLut& L) {
+  float v = (x - L.lo) * L.inv_w;
+  v = v > 0.0f ? v : 0.0f;
+  const float top = static_cast<float>(L.nbins - 1);
+  v = v < top ? v : top;
+  const uint32_t e = L.lut[static_cast<uint32_t>(v)];
+  uint32_t c = e & 0x7FFFFFFFu;
+  if (e >> 31)
+    while (c < L.nt && x >= L.t[c]) c++;
+  return c;
+}
+
+// One 64-weight unit of the packed 4-bit layout (32 bytes) decoded through the table.
+inline void cb4_unit(const uint8_t* b, const int16_t* table, int16_t* w) {
+  for (int j = 0; j < 32; j++) {
+    const int i = (j >= 8 && j < 16) ? j + 8 : (j >= 16 && j < 24) ? j - 8 : j;
+    w[i] = table[b[j] & 15];
+    w[32 + i] = table[b[j] >> 4];
+  }
+}
+
+}  // namespace
+
+void f32_kmeans_assign__scalar(const float* x, size_t n, size_t d, const float* c, const float* hn,
+                               size_t k, uint32_t* idx) {
+  for (size_t i = 0; i < n; i++) {
+    const float* xi = x + i * d;
+    float best = INFINITY;
+    uint32_t bj = 0;
+    for (size_t j = 0; j < k; j++) {
+      const float* cj = c + j * d;
+      float s = hn[j];
+      for (size_t t = 0; t < d; t++) s = s - xi[t] * cj[t];
+      if (s < best) {
+        best = s;
+        bj = static_cast<uint32_t>(j);
+      }
+    }
+    idx[i] = bj;
+  }
+}
+
+void f32_kmeans1d_assign__scalar(const float* x, size_t n, const Kmeans1dLut* lut, int bits,
+                                 void* out) {
+  const Kmeans1dLut& L = *lut;
+  if (bits == 4) {
+    uint8_t* o = static_cast<uint8_t*>(out);
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2)
+      o[i / 2] = static_cast<uint8_t>(code1d(x[i], L) | (code1d(x[i + 1], L) << 4));
+    if (i < n) o[i / 2] = static_cast<uint8_t>(code1d(x[i], L));
+  } else if (bits == 8) {
+    uint8_t* o = static_cast<uint8_t*>(out);
+    for (size_t i = 0; i < n; i++) o[i] = static_cast<uint8_t>(code1d(x[i], L));
+  } else {
+    uint16_t* o = static_cast<uint16_t*>(out);
+    for (size_t i = 0; i < n; i++) o[i] = static_cast<uint16_t>(code1d(x[i], L));
+  }
+}
+
+void u4_f32_lookup__scalar(const uint8_t* codes, size_t n, const float* table, size_t d,
+                           float* out, int) {
+  if (d == 1) {
+    for (size_t i = 0; i < n; i++) out[i] = table[(codes[i / 2] >> ((i & 1) * 4)) & 15u];
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const unsigned code = (codes[i / 2] >> ((i & 1) * 4)) & 15u;
+    std::memcpy(out + i * d, table + code * d, d * sizeof(float));
+  }
+}
+
+void u8_f32_lookup__scalar(const uint8_t* codes, size_t n, const float* table, size_t d,
+                           float* out, int) {
+  if (d == 1) {
+    for (size_t i = 0; i < n; i++) out[i] = table[codes[i]];
+    return;
+  }
+  for (size_t i = 0; i < n; i++) std::memcpy(out + i * d, table + codes[i] * d, d * sizeof(float));
+}
+
+void u16_f32_lookup__scalar(const uint16_t* codes, size_t n, const float* table, size_t d,
+                            float* out, int) {
+  if (d == 1) {
+    for (size_t i = 0; i < n; i++) out[i] = table[codes[i]];
+    return;
+  }
+  for (size_t i = 0; i < n; i++) std::memcpy(out + i * d, table + codes[i] * d, d * sizeof(float));
+}
+
+void gemm_s16cb4s64__scalar(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                            const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                            size_t ldy) {
+  for (size_t r = 0; r < mr; r++)
+    for (size_t c = 0; c < nr; c++) {
+      const int16_t* xr = x + r * ldx;
+      const uint8_t* wc = w + c * ldw;
+      int64_t acc = 0;
+      int16_t unit[64];
+      for (size_t u = 0; u < kp / 64; u++) {
+        cb4_unit(wc + u * 32, table, unit);
+        for (size_t i = 0; i < 64; i++) acc += static_cast<int64_t>(xr[u * 64 + i]) * unit[i];
+      }
+      y[r * ldy + c] = acc;
+    }
+}
+
+void gemm_s16s16s64__scalar(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                            const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
+  for (size_t r = 0; r < mr; r++)
+    for (size_t c = 0; c < nr; c++) {
+      const int16_t* xr = x + r * ldx;
+      const int16_t* wc = w + c * ldw;
+      int64_t acc = 0;
+      for (size_t i = 0; i < kp; i++) acc += static_cast<int64_t>(xr[i]) * wc[i];
+      y[r * ldy + c] = acc;
+    }
+}
+
+}  // namespace kernels
+}  // namespace lowbit

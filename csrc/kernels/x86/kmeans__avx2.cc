@@ -1,0 +1,405 @@
+// AVX2 k-means codebook kernels; contracts in lowbit/kernels.h, oracle in
+// ../scalar/kmeans__scalar.cc (tails are handed to it, so they match by construction).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+// ---- assignment -------------------------------------------------------------------------------
+// 32 points a block, lanes = points: every lane runs the scalar reference's exact sequence of
+// float operations for its point, so scores (and the first argmin) match it bit for bit.
+constexpr size_t kBlock = 32;
+
+template <int D>  // D > 0: the dimension known at compile time (x stays in registers); 0: any d
+void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
+                  uint32_t* idx) {
+  const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
+  __m256 b0 = _mm256_set1_ps(INFINITY), b1 = b0, b2 = b0, b3 = b0;
+  __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+  __m256i jv = _mm256_setzero_si256();
+  const __m256i one = _mm256_set1_epi32(1);
+  for (size_t j = 0; j < k; j++) {
+    const float* cj = c + j * dd;
+    __m256 s0 = _mm256_broadcast_ss(hn + j), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t t = 0; t < dd; t++) {
+      const __m256 cb = _mm256_broadcast_ss(cj + t);
+      const float* xt = xs + t * kBlock;
+      s0 = _mm256_sub_ps(s0, _mm256_mul_ps(_mm256_loadu_ps(xt), cb));
+      s1 = _mm256_sub_ps(s1, _mm256_mul_ps(_mm256_loadu_ps(xt + 8), cb));
+      s2 = _mm256_sub_ps(s2, _mm256_mul_ps(_mm256_loadu_ps(xt + 16), cb));
+      s3 = _mm256_sub_ps(s3, _mm256_mul_ps(_mm256_loadu_ps(xt + 24), cb));
+    }
+    const __m256 m0 = _mm256_cmp_ps(s0, b0, _CMP_LT_OQ), m1 = _mm256_cmp_ps(s1, b1, _CMP_LT_OQ);
+    const __m256 m2 = _mm256_cmp_ps(s2, b2, _CMP_LT_OQ), m3 = _mm256_cmp_ps(s3, b3, _CMP_LT_OQ);
+    b0 = _mm256_min_ps(s0, b0);  // = s where s < b, else b (also for NaN s)
+    b1 = _mm256_min_ps(s1, b1);
+    b2 = _mm256_min_ps(s2, b2);
+    b3 = _mm256_min_ps(s3, b3);
+    // j only grows, so the index of the last improvement is the max of the masked j.
+    i0 = _mm256_max_epu32(i0, _mm256_and_si256(jv, _mm256_castps_si256(m0)));
+    i1 = _mm256_max_epu32(i1, _mm256_and_si256(jv, _mm256_castps_si256(m1)));
+    i2 = _mm256_max_epu32(i2, _mm256_and_si256(jv, _mm256_castps_si256(m2)));
+    i3 = _mm256_max_epu32(i3, _mm256_and_si256(jv, _mm256_castps_si256(m3)));
+    jv = _mm256_add_epi32(jv, one);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), i0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8), i1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 16), i2);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 24), i3);
+}
+
+// Small d: 16 points with their coordinates held in registers across all centroids.
+template <int D>
+void assign_block16(const float* xs, const float* c, const float* hn, size_t k, uint32_t* idx) {
+  __m256 x0[D], x1[D];
+  for (int t = 0; t < D; t++) {
+    x0[t] = _mm256_loadu_ps(xs + t * kBlock);
+    x1[t] = _mm256_loadu_ps(xs + t * kBlock + 8);
+  }
+  __m256 b0 = _mm256_set1_ps(INFINITY), b1 = b0;
+  __m256i i0 = _mm256_setzero_si256(), i1 = i0, jv = i0;
+  const __m256i one = _mm256_set1_epi32(1);
+  for (size_t j = 0; j < k; j++) {
+    const float* cj = c + j * D;
+    __m256 s0 = _mm256_broadcast_ss(hn + j), s1 = s0;
+    for (int t = 0; t < D; t++) {
+      const __m256 cb = _mm256_broadcast_ss(cj + t);
+      s0 = _mm256_sub_ps(s0, _mm256_mul_ps(x0[t], cb));
+      s1 = _mm256_sub_ps(s1, _mm256_mul_ps(x1[t], cb));
+    }
+    const __m256 m0 = _mm256_cmp_ps(s0, b0, _CMP_LT_OQ), m1 = _mm256_cmp_ps(s1, b1, _CMP_LT_OQ);
+    b0 = _mm256_min_ps(s0, b0);  // = s where s < b, else b (also for NaN s)
+    b1 = _mm256_min_ps(s1, b1);
+    // j only grows, so the index of the last improvement is the max of the masked j.
+    i0 = _mm256_max_epu32(i0, _mm256_and_si256(jv, _mm256_castps_si256(m0)));
+    i1 = _mm256_max_epu32(i1, _mm256_and_si256(jv, _mm256_castps_si256(m1)));
+    jv = _mm256_add_epi32(jv, one);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), i0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8), i1);
+}
+
+template <int D>
+void assign_small(const float* xs, const float* c, const float* hn, size_t k, uint32_t* idx) {
+  assign_block16<D>(xs, c, hn, k, idx);
+  assign_block16<D>(xs + 16, c, hn, k, idx + 16);
+}
+
+// ---- 1-D assignment ---------------------------------------------------------------------------
+struct Lut8 {
+  __m256 lo, inv_w, top, zero;
+  __m256i nt, ntm1;
+  const float* t;
+  const int* lut;
+};
+
+inline __m256i codes8(__m256 x, const Lut8& L) {
+  __m256 v = _mm256_mul_ps(_mm256_sub_ps(x, L.lo), L.inv_w);
+  v = _mm256_min_ps(_mm256_max_ps(v, L.zero), L.top);  // same selects as the reference
+  const __m256i e = _mm256_i32gather_epi32(L.lut, _mm256_cvttps_epi32(v), 4);
+  __m256i c = _mm256_and_si256(e, _mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i flagged = _mm256_srai_epi32(e, 31);  // lanes whose bin holds a threshold
+  if (_mm256_testz_si256(flagged, flagged)) return c;
+  for (;;) {
+    const __m256 tv = _mm256_i32gather_ps(L.t, _mm256_min_epu32(c, L.ntm1), 4);
+    const __m256i step = _mm256_and_si256(
+        _mm256_and_si256(flagged, _mm256_cmpgt_epi32(L.nt, c)),
+        _mm256_castps_si256(_mm256_cmp_ps(x, tv, _CMP_GE_OQ)));
+    if (_mm256_testz_si256(step, step)) return c;
+    c = _mm256_sub_epi32(c, step);  // step lanes are -1
+  }
+}
+
+// ---- lookups ----------------------------------------------------------------------------------
+inline void copy_row(float* dst, const float* src, size_t d) {
+  switch (d) {
+    case 2: {
+      double v;
+      std::memcpy(&v, src, 8);
+      std::memcpy(dst, &v, 8);
+      return;
+    }
+    case 4:
+      _mm_storeu_ps(dst, _mm_loadu_ps(src));
+      return;
+    case 8:
+      _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+      return;
+    case 16:
+      _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+      _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(src + 8));
+      return;
+    default:
+      std::memcpy(dst, src, d * sizeof(float));
+  }
+}
+
+// ---- codebook GEMM ----------------------------------------------------------------------------
+// int32 lanes take at most 8 units of 64 products (|x|, |w| <= 4095: 8 * 8 * 4095^2 < 2^31)
+// before they are widened to int64.
+constexpr size_t kChunkUnits = 8;
+
+inline int64_t hsum_epi32(__m256i v) {
+  const __m256i s = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
+                                     _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
+  const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  return _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1);
+}
+
+// 4 vectors of 16 int16: x[0..63] of a unit.
+inline __m256i dot_unit(const int16_t* x, __m256i w0, __m256i w1, __m256i w2, __m256i w3) {
+  const __m256i a = _mm256_add_epi32(
+      _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), w0),
+      _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 16)), w1));
+  const __m256i b = _mm256_add_epi32(
+      _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)), w2),
+      _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 48)), w3));
+  return _mm256_add_epi32(a, b);
+}
+
+template <int MR, int NR>
+void cb4_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t ldw, __m256i tlo,
+              __m256i thi, int64_t* y, size_t ldy) {
+  const __m256i m0f = _mm256_set1_epi8(0x0F);
+  int64_t total[MR][NR] = {};
+  const size_t units = kp / 64;
+  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
+    const size_t u1 = std::min(units, u0 + kChunkUnits);
+    __m256i acc[MR][NR];
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
+    for (size_t u = u0; u < u1; u++) {
+      for (int c = 0; c < NR; c++) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c * ldw + u * 32));
+        const __m256i lo = _mm256_and_si256(v, m0f);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
+        // Low and high bytes of the int16 weights; unpacking interleaves them into int16 lanes,
+        // and the layout's permutation makes that come out in natural order.
+        const __m256i llo = _mm256_shuffle_epi8(tlo, lo), lhi = _mm256_shuffle_epi8(thi, lo);
+        const __m256i hlo = _mm256_shuffle_epi8(tlo, hi), hhi = _mm256_shuffle_epi8(thi, hi);
+        const __m256i w0 = _mm256_unpacklo_epi8(llo, lhi), w1 = _mm256_unpackhi_epi8(llo, lhi);
+        const __m256i w2 = _mm256_unpacklo_epi8(hlo, hhi), w3 = _mm256_unpackhi_epi8(hlo, hhi);
+        for (int r = 0; r < MR; r++)
+          acc[r][c] = _mm256_add_epi32(acc[r][c], dot_unit(x + r * ldx + u * 64, w0, w1, w2, w3));
+      }
+    }
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) total[r][c] += hsum_epi32(acc[r][c]);
+  }
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) y[r * ldy + c] = total[r][c];
+}
+
+template <int MR, int NR>
+void dense_tile(size_t kp, const int16_t* x, size_t ldx, const int16_t* w, size_t ldw, int64_t* y,
+                size_t ldy) {
+  int64_t total[MR][NR] = {};
+  const size_t units = kp / 64;
+  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
+    const size_t u1 = std::min(units, u0 + kChunkUnits);
+    __m256i acc[MR][NR];
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
+    for (size_t u = u0; u < u1; u++)
+      for (int c = 0; c < NR; c++) {
+        const __m256i* wc = reinterpret_cast<const __m256i*>(w + c * ldw + u * 64);
+        const __m256i w0 = _mm256_loadu_si256(wc), w1 = _mm256_loadu_si256(wc + 1);
+        const __m256i w2 = _mm256_loadu_si256(wc + 2), w3 = _mm256_loadu_si256(wc + 3);
+        for (int r = 0; r < MR; r++)
+          acc[r][c] = _mm256_add_epi32(acc[r][c], dot_unit(x + r * ldx + u * 64, w0, w1, w2, w3));
+      }
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) total[r][c] += hsum_epi32(acc[r][c]);
+  }
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) y[r * ldy + c] = total[r][c];
+}
+
+// Runs tile<MR, NR> over the mr x nr block: 1 x 4 tiles for single rows, 4 x 2 otherwise.
+template <typename Tile>
+void for_tiles(size_t mr, size_t nr, const Tile& tile) {
+  size_t r = 0;
+  for (; r + 4 <= mr; r += 4) {
+    size_t c = 0;
+    for (; c + 2 <= nr; c += 2) tile.template run<4, 2>(r, c);
+    for (; c < nr; c++) tile.template run<4, 1>(r, c);
+  }
+  for (; r < mr; r++) {
+    size_t c = 0;
+    for (; c + 4 <= nr; c += 4) tile.template run<1, 4>(r, c);
+    for (; c < nr; c++) tile.template run<1, 1>(r, c);
+  }
+}
+
+struct Cb4Tiles {
+  size_t kp, ldx, ldw, ldy;
+  const int16_t* x;
+  const uint8_t* w;
+  int64_t* y;
+  __m256i tlo, thi;
+  template <int MR, int NR>
+  void run(size_t r, size_t c) const {
+    cb4_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, tlo, thi, y + r * ldy + c, ldy);
+  }
+};
+
+struct DenseTiles {
+  size_t kp, ldx, ldw, ldy;
+  const int16_t* x;
+  const int16_t* w;
+  int64_t* y;
+  template <int MR, int NR>
+  void run(size_t r, size_t c) const {
+    dense_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, y + r * ldy + c, ldy);
+  }
+};
+
+}  // namespace
+
+void f32_kmeans_assign__avx2(const float* x, size_t n, size_t d, const float* c, const float* hn,
+                             size_t k, uint32_t* idx) {
+  thread_local std::vector<float> xs;
+  xs.resize(d * kBlock);
+  size_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    const float* xb = x + i * d;
+    for (size_t p = 0; p < kBlock; p++)  // transpose: xs[t][p]
+      for (size_t t = 0; t < d; t++) xs[t * kBlock + p] = xb[p * d + t];
+    switch (d) {
+      case 1: assign_small<1>(xs.data(), c, hn, k, idx + i); break;
+      case 2: assign_small<2>(xs.data(), c, hn, k, idx + i); break;
+      case 3: assign_small<3>(xs.data(), c, hn, k, idx + i); break;
+      case 4: assign_small<4>(xs.data(), c, hn, k, idx + i); break;
+      case 8: assign_block<8>(xs.data(), d, c, hn, k, idx + i); break;
+      default: assign_block<0>(xs.data(), d, c, hn, k, idx + i);
+    }
+  }
+  if (i < n) f32_kmeans_assign__scalar(x + i * d, n - i, d, c, hn, k, idx + i);
+}
+
+void f32_kmeans1d_assign__avx2(const float* x, size_t n, const Kmeans1dLut* lut, int bits,
+                               void* out) {
+  Lut8 L;
+  L.lo = _mm256_set1_ps(lut->lo);
+  L.inv_w = _mm256_set1_ps(lut->inv_w);
+  L.top = _mm256_set1_ps(static_cast<float>(lut->nbins - 1));
+  L.zero = _mm256_setzero_ps();
+  L.nt = _mm256_set1_epi32(static_cast<int>(lut->nt));
+  L.ntm1 = _mm256_set1_epi32(static_cast<int>(lut->nt - 1));
+  L.t = lut->t;
+  L.lut = reinterpret_cast<const int*>(lut->lut);
+  uint8_t* o8 = static_cast<uint8_t*>(out);
+  uint16_t* o16 = static_cast<uint16_t*>(out);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i c = codes8(_mm256_loadu_ps(x + i), L);
+    const __m128i c16 = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    if (bits == 16) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o16 + i), c16);
+      continue;
+    }
+    const __m128i c8 = _mm_packus_epi16(c16, c16);
+    if (bits == 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o8 + i), c8);
+    } else {  // pairs (a, b) -> a + 16 b, then bytes
+      const __m128i pairs = _mm_maddubs_epi16(c8, _mm_set1_epi16(0x1001));
+      const int packed = _mm_cvtsi128_si32(_mm_packus_epi16(pairs, pairs));
+      std::memcpy(o8 + i / 2, &packed, 4);
+    }
+  }
+  if (i < n) {
+    void* rest = bits == 4 ? static_cast<void*>(o8 + i / 2)
+                           : bits == 8 ? static_cast<void*>(o8 + i) : static_cast<void*>(o16 + i);
+    f32_kmeans1d_assign__scalar(x + i, n - i, lut, bits, rest);
+  }
+}
+
+void u4_f32_lookup__avx2(const uint8_t* codes, size_t n, const float* table, size_t d, float* out,
+                         int flags) {
+  if (d != 1) {
+    for (size_t i = 0; i < n; i++)
+      copy_row(out + i * d, table + ((codes[i / 2] >> ((i & 1) * 4)) & 15u) * d, d);
+    return;
+  }
+  // The 16-entry table lives in two registers; a 32-bit word holds the next 8 codes.
+  const __m256 tlo = _mm256_loadu_ps(table), thi = _mm256_loadu_ps(table + 8);
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  auto eight = [&](size_t i) {
+    int word;
+    std::memcpy(&word, codes + i / 2, 4);
+    const __m256i v = _mm256_srlv_epi32(_mm256_set1_epi32(word), shifts);  // permutes use bits 0-2
+    const __m256 a = _mm256_permutevar8x32_ps(tlo, v), b = _mm256_permutevar8x32_ps(thi, v);
+    return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(v, 28)));
+  };
+  size_t i = 0;
+  if (flags & kLookupStream) {
+    for (; i < n && (reinterpret_cast<uintptr_t>(out + i) & 31); i += 2)  // to a 32-byte boundary
+      u4_f32_lookup__scalar(codes + i / 2, std::min<size_t>(2, n - i), table, 1, out + i, 0);
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(out + i, eight(i));
+    _mm_sfence();
+  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, eight(i));
+  if (i < n) u4_f32_lookup__scalar(codes + i / 2, n - i, table, 1, out + i, 0);
+}
+
+// Byte and 16-bit codes: gathers are slower than eight scalar loads on common x86 cores, so the
+// vector is assembled from loads and written in one store.
+template <typename T>
+void lookup_d1(const T* codes, size_t n, const float* table, float* out, int flags) {
+  auto eight = [&](size_t i) {
+    const T* c = codes + i;
+    return _mm256_setr_ps(table[c[0]], table[c[1]], table[c[2]], table[c[3]], table[c[4]],
+                          table[c[5]], table[c[6]], table[c[7]]);
+  };
+  size_t i = 0;
+  if (flags & kLookupStream) {
+    for (; i < n && (reinterpret_cast<uintptr_t>(out + i) & 31); i++) out[i] = table[codes[i]];
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(out + i, eight(i));
+    _mm_sfence();
+  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, eight(i));
+  for (; i < n; i++) out[i] = table[codes[i]];
+}
+
+void u8_f32_lookup__avx2(const uint8_t* codes, size_t n, const float* table, size_t d, float* out,
+                         int flags) {
+  if (d == 1) return lookup_d1(codes, n, table, out, flags);
+  for (size_t i = 0; i < n; i++) copy_row(out + i * d, table + codes[i] * d, d);
+}
+
+void u16_f32_lookup__avx2(const uint16_t* codes, size_t n, const float* table, size_t d,
+                          float* out, int flags) {
+  if (d == 1) return lookup_d1(codes, n, table, out, flags);
+  for (size_t i = 0; i < n; i++) copy_row(out + i * d, table + size_t(codes[i]) * d, d);
+}
+
+void gemm_s16cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                          const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                          size_t ldy) {
+  // Byte planes of the 16 int16 entries, in both 128-bit lanes (vpshufb looks up within a lane).
+  alignas(16) uint8_t lo[16], hi[16];
+  for (int e = 0; e < 16; e++) {
+    const uint16_t v = static_cast<uint16_t>(table[e]);
+    lo[e] = static_cast<uint8_t>(v & 0xFF);
+    hi[e] = static_cast<uint8_t>(v >> 8);
+  }
+  const __m256i tlo = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo)));
+  const __m256i thi = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hi)));
+  for_tiles(mr, nr, Cb4Tiles{kp, ldx, ldw, ldy, x, w, y, tlo, thi});
+}
+
+void gemm_s16s16s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                          const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
+  for_tiles(mr, nr, DenseTiles{kp, ldx, ldw, ldy, x, w, y});
+}
+
+}  // namespace kernels
+}  // namespace lowbit

@@ -1,0 +1,229 @@
+// AVX-512 (F, BW, VL, DQ) k-means codebook kernels; contracts in lowbit/kernels.h, oracle in
+// ../scalar/kmeans__scalar.cc (tails are handed to it, so they match by construction). The
+// codebook GEMMs are the AVX2 ones: integer results are identical by definition.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+
+// ---- assignment: 64 points a block, lanes = points (the reference's sequence per lane) -------
+constexpr size_t kBlock = 64;
+
+template <int D>  // D > 0: dimension known at compile time; 0: any d
+void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
+                  uint32_t* idx) {
+  const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
+  __m512 b0 = _mm512_set1_ps(INFINITY), b1 = b0, b2 = b0, b3 = b0;
+  __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+  __m512i jv = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi32(1);
+  for (size_t j = 0; j < k; j++) {
+    const float* cj = c + j * dd;
+    __m512 s0 = _mm512_set1_ps(hn[j]), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t t = 0; t < dd; t++) {
+      const __m512 cb = _mm512_set1_ps(cj[t]);
+      const float* xt = xs + t * kBlock;
+      s0 = _mm512_sub_ps(s0, _mm512_mul_ps(_mm512_loadu_ps(xt), cb));
+      s1 = _mm512_sub_ps(s1, _mm512_mul_ps(_mm512_loadu_ps(xt + 16), cb));
+      s2 = _mm512_sub_ps(s2, _mm512_mul_ps(_mm512_loadu_ps(xt + 32), cb));
+      s3 = _mm512_sub_ps(s3, _mm512_mul_ps(_mm512_loadu_ps(xt + 48), cb));
+    }
+    const __mmask16 m0 = _mm512_cmp_ps_mask(s0, b0, _CMP_LT_OQ);
+    const __mmask16 m1 = _mm512_cmp_ps_mask(s1, b1, _CMP_LT_OQ);
+    const __mmask16 m2 = _mm512_cmp_ps_mask(s2, b2, _CMP_LT_OQ);
+    const __mmask16 m3 = _mm512_cmp_ps_mask(s3, b3, _CMP_LT_OQ);
+    b0 = _mm512_mask_mov_ps(b0, m0, s0);
+    b1 = _mm512_mask_mov_ps(b1, m1, s1);
+    b2 = _mm512_mask_mov_ps(b2, m2, s2);
+    b3 = _mm512_mask_mov_ps(b3, m3, s3);
+    i0 = _mm512_mask_mov_epi32(i0, m0, jv);
+    i1 = _mm512_mask_mov_epi32(i1, m1, jv);
+    i2 = _mm512_mask_mov_epi32(i2, m2, jv);
+    i3 = _mm512_mask_mov_epi32(i3, m3, jv);
+    jv = _mm512_add_epi32(jv, one);
+  }
+  _mm512_storeu_si512(idx, i0);
+  _mm512_storeu_si512(idx + 16, i1);
+  _mm512_storeu_si512(idx + 32, i2);
+  _mm512_storeu_si512(idx + 48, i3);
+}
+
+// ---- 1-D assignment ---------------------------------------------------------------------------
+struct Lut16 {
+  __m512 lo, inv_w, top, zero;
+  __m512i nt, ntm1, one;
+  const float* t;
+  const int* lut;
+};
+
+inline __m512i codes16(__m512 x, const Lut16& L) {
+  __m512 v = _mm512_mul_ps(_mm512_sub_ps(x, L.lo), L.inv_w);
+  // v > 0 ? v : 0, then v < top ? v : top: the reference's selects, NaN included.
+  v = _mm512_mask_mov_ps(L.zero, _mm512_cmp_ps_mask(v, L.zero, _CMP_GT_OQ), v);
+  v = _mm512_mask_mov_ps(L.top, _mm512_cmp_ps_mask(v, L.top, _CMP_LT_OQ), v);
+  const __m512i e = _mm512_i32gather_epi32(_mm512_cvttps_epu32(v), L.lut, 4);
+  __m512i c = _mm512_and_si512(e, _mm512_set1_epi32(0x7FFFFFFF));
+  const __mmask16 flagged = _mm512_movepi32_mask(e);  // bit 31: the bin holds a threshold
+  if (flagged == 0) return c;
+  for (;;) {
+    const __m512 tv = _mm512_i32gather_ps(_mm512_min_epu32(c, L.ntm1), L.t, 4);
+    const __mmask16 step = flagged & _mm512_cmpgt_epi32_mask(L.nt, c) &
+                           _mm512_cmp_ps_mask(x, tv, _CMP_GE_OQ);
+    if (step == 0) return c;
+    c = _mm512_mask_add_epi32(c, step, c, L.one);
+  }
+}
+
+inline void copy_row(float* dst, const float* src, size_t d) {
+  switch (d) {
+    case 4:
+      _mm_storeu_ps(dst, _mm_loadu_ps(src));
+      return;
+    case 8:
+      _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+      return;
+    case 16:
+      _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+      return;
+    default:
+      std::memcpy(dst, src, d * sizeof(float));
+  }
+}
+
+}  // namespace
+
+void f32_kmeans_assign__avx512(const float* x, size_t n, size_t d, const float* c,
+                               const float* hn, size_t k, uint32_t* idx) {
+  thread_local std::vector<float> xs;
+  xs.resize(d * kBlock);
+  size_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    const float* xb = x + i * d;
+    for (size_t p = 0; p < kBlock; p++)
+      for (size_t t = 0; t < d; t++) xs[t * kBlock + p] = xb[p * d + t];
+    switch (d) {
+      case 2: assign_block<2>(xs.data(), d, c, hn, k, idx + i); break;
+      case 4: assign_block<4>(xs.data(), d, c, hn, k, idx + i); break;
+      case 8: assign_block<8>(xs.data(), d, c, hn, k, idx + i); break;
+      default: assign_block<0>(xs.data(), d, c, hn, k, idx + i);
+    }
+  }
+  if (i < n) f32_kmeans_assign__scalar(x + i * d, n - i, d, c, hn, k, idx + i);
+}
+
+void f32_kmeans1d_assign__avx512(const float* x, size_t n, const Kmeans1dLut* lut, int bits,
+                                 void* out) {
+  Lut16 L;
+  L.lo = _mm512_set1_ps(lut->lo);
+  L.inv_w = _mm512_set1_ps(lut->inv_w);
+  L.top = _mm512_set1_ps(static_cast<float>(lut->nbins - 1));
+  L.zero = _mm512_setzero_ps();
+  L.nt = _mm512_set1_epi32(static_cast<int>(lut->nt));
+  L.ntm1 = _mm512_set1_epi32(static_cast<int>(lut->nt - 1));
+  L.one = _mm512_set1_epi32(1);
+  L.t = lut->t;
+  L.lut = reinterpret_cast<const int*>(lut->lut);
+  uint8_t* o8 = static_cast<uint8_t*>(out);
+  uint16_t* o16 = static_cast<uint16_t*>(out);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i c = codes16(_mm512_loadu_ps(x + i), L);
+    if (bits == 16) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o16 + i), _mm512_cvtepi32_epi16(c));
+      continue;
+    }
+    const __m128i c8 = _mm512_cvtepi32_epi8(c);
+    if (bits == 8) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o8 + i), c8);
+    } else {  // pairs (a, b) -> a + 16 b, then bytes
+      const __m128i pairs = _mm_maddubs_epi16(c8, _mm_set1_epi16(0x1001));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o8 + i / 2), _mm_packus_epi16(pairs, pairs));
+    }
+  }
+  if (i < n) {
+    void* rest = bits == 4 ? static_cast<void*>(o8 + i / 2)
+                 : bits == 8 ? static_cast<void*>(o8 + i) : static_cast<void*>(o16 + i);
+    f32_kmeans1d_assign__scalar(x + i, n - i, lut, bits, rest);
+  }
+}
+
+// Writes 16 floats a step with fn(i) -> __m512, streaming them (64-byte aligned) when asked;
+// tail(i, m) handles single elements.
+template <typename Step, typename Tail>
+void write16(size_t n, float* out, int flags, Step fn, Tail tail) {
+  size_t i = 0;
+  if (flags & kLookupStream) {
+    while (i < n && (reinterpret_cast<uintptr_t>(out + i) & 63)) {
+      const size_t m = std::min<size_t>(2, n - i);  // pairs keep 4-bit codes byte aligned
+      tail(i, m);
+      i += m;
+    }
+    for (; i + 16 <= n; i += 16) _mm512_stream_ps(out + i, fn(i));
+    _mm_sfence();
+  }
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, fn(i));
+  if (i < n) tail(i, n - i);
+}
+
+void u4_f32_lookup__avx512(const uint8_t* codes, size_t n, const float* table, size_t d,
+                           float* out, int flags) {
+  if (d != 1) {
+    for (size_t i = 0; i < n; i++)
+      copy_row(out + i * d, table + ((codes[i / 2] >> ((i & 1) * 4)) & 15u) * d, d);
+    return;
+  }
+  // The whole 16-entry table is one register; 8 bytes hold the next 16 codes.
+  const __m512 t = _mm512_loadu_ps(table);
+  const __m512i shifts = _mm512_set4_epi32(4, 0, 4, 0);  // lanes 0, 1, 2, 3 = 0, 4, 0, 4
+  write16(n, out, flags, [&](size_t i) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i / 2));
+    const __m512i v = _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)), shifts);
+    return _mm512_permutexvar_ps(v, t);  // uses bits 0-3 of each lane
+  }, [&](size_t i, size_t m) { u4_f32_lookup__scalar(codes + i / 2, m, table, 1, out + i, 0); });
+}
+
+void u8_f32_lookup__avx512(const uint8_t* codes, size_t n, const float* table, size_t d,
+                           float* out, int flags) {
+  if (d != 1) {
+    for (size_t i = 0; i < n; i++) copy_row(out + i * d, table + codes[i] * d, d);
+    return;
+  }
+  write16(n, out, flags, [&](size_t i) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i));
+    return _mm512_i32gather_ps(_mm512_cvtepu8_epi32(b), table, 4);
+  }, [&](size_t i, size_t m) { u8_f32_lookup__scalar(codes + i, m, table, 1, out + i, 0); });
+}
+
+void u16_f32_lookup__avx512(const uint16_t* codes, size_t n, const float* table, size_t d,
+                            float* out, int flags) {
+  if (d != 1) {
+    for (size_t i = 0; i < n; i++) copy_row(out + i * d, table + size_t(codes[i]) * d, d);
+    return;
+  }
+  write16(n, out, flags, [&](size_t i) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i));
+    return _mm512_i32gather_ps(_mm512_cvtepu16_epi32(v), table, 4);
+  }, [&](size_t i, size_t m) { u16_f32_lookup__scalar(codes + i, m, table, 1, out + i, 0); });
+}
+
+void gemm_s16cb4s64__avx512(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                            const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                            size_t ldy) {
+  gemm_s16cb4s64__avx2(mr, nr, kp, x, ldx, w, ldw, table, y, ldy);
+}
+
+void gemm_s16s16s64__avx512(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                            const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
+  gemm_s16s16s64__avx2(mr, nr, kp, x, ldx, w, ldw, y, ldy);
+}
+
+}  // namespace kernels
+}  // namespace lowbit

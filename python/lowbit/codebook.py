@@ -1,0 +1,469 @@
+"""k-means codebooks: scalar weight sharing (Deep Compression), vector quantization, product
+quantization, and a linear layer whose weight is a codebook.
+
+* :func:`kmeans` clusters the values (``dim=1``) or the groups of ``dim`` consecutive values of
+  the last axis (``dim > 1``) of an array into ``k`` centroids and returns a :class:`Codebook`.
+* :func:`product_quantize` splits vectors into ``m`` subspaces, each with its own codebook
+  (as faiss' ProductQuantizer), and returns a :class:`ProductCodes`.
+* :class:`CodebookLinear` is a drop-in layer like :class:`lowbit.QuantizedLinear` whose weight is
+  a codebook and whose forward never builds the float weight.
+
+The clustering, the assignment, the decode and the codebook GEMM run in lowbit's C++ kernels
+(``lowbit._core``); results are deterministic for a seed and the same for any thread count.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _core
+from ._checks import as_bool, as_float32, as_int, check_finite
+
+__all__ = ["Codebook", "kmeans", "ProductCodes", "product_quantize", "CodebookLinear",
+           "compression_ratio"]
+
+_INITS = {"kmeans++": 0, "linear": 1, "random": 2}
+_MAX_K = 65536
+
+
+def _index_bits(k: int) -> int:
+    """Stored bits per code: 4 (two codes a byte) for k <= 16, 8 for k <= 256, 16 above."""
+    return 4 if k <= 16 else 8 if k <= 256 else 16
+
+
+def compression_ratio(n: int, k: int, dim: int = 1, b: int = 32) -> float:
+    """Deep Compression's ratio r = n*b / (n*log2(k) + k*b) for n weights of b bits shared
+    through k centroids; with groups of ``dim`` weights, (n/dim) codes of log2(k) bits and k
+    centroids of dim*b bits: r = n*b / ((n/dim)*log2(k) + k*dim*b)."""
+    return float(n * b) / ((n / dim) * math.log2(k) + k * dim * b)
+
+
+def _as_seed(seed) -> int:
+    return as_int(seed, "seed", 0, 2**64 - 1)
+
+
+def _max_points(mppc, k: int) -> int:
+    """Training-sample size for d > 1 (0: every point)."""
+    if mppc is None:
+        return 0
+    return as_int(mppc, "max_points_per_centroid", 1, 2**40) * k
+
+
+class Codebook:
+    """Values (or groups of ``dim`` values) replaced by the nearest of ``k`` centroids.
+
+    Attributes:
+      centroids: float32 ``(k, dim)``.
+      indices: the codes. ``k <= 16``: uint8, packed two per byte (element ``2i`` in the low
+        nibble of byte ``i``), flat, ``ceil(N / 2)`` bytes for ``N`` codes; ``k <= 256``: uint8,
+        and uint16 above, of shape ``shape[:-1] + (shape[-1] // dim,)``.
+      shape: the logical shape (that of the clustered array); ``dim``, ``k``, ``bits`` (index
+        bits as stored: 4, 8 or 16).
+      history: the k-means objective (sum of squared errors) after each Lloyd step, never
+        increasing (dim > 1: on the training sample); inertia: the sum of squared errors of
+        this codebook on the clustered array.
+
+    ``Codebook(centroids, indices, shape)`` wraps existing arrays (checked); :func:`kmeans`
+    makes one.
+    """
+
+    __slots__ = ("centroids", "indices", "shape", "dim", "k", "bits", "history", "inertia")
+
+    def __init__(self, centroids, indices, shape, *, history=(), inertia=None):
+        c = as_float32(centroids, "centroids")
+        if c.ndim == 1:
+            c = c.reshape(-1, 1)
+        if c.ndim != 2 or c.shape[1] < 1:
+            raise ValueError(f"centroids must be 2-D (k, dim), got shape {c.shape}")
+        k, dim = (int(s) for s in c.shape)
+        if not 2 <= k <= _MAX_K:
+            raise ValueError(f"centroids must hold 2..{_MAX_K} rows (k), got {k}")
+        check_finite(c, "centroids")
+        try:
+            shape = tuple(int(s) for s in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
+        if len(shape) == 0 or any(s < 0 for s in shape):
+            raise ValueError(f"shape must have at least one non-negative dimension, got {shape}")
+        if shape[-1] % dim:
+            raise ValueError(f"dim={dim} (the centroids' length) must divide the last axis of "
+                             f"shape {shape}")
+        n = math.prod(shape) // dim
+        bits = _index_bits(k)
+        idx = np.asarray(indices)
+        want = np.uint16 if bits == 16 else np.uint8
+        if idx.dtype != want:
+            raise TypeError(f"indices must be {np.dtype(want).name} for k={k}, got dtype {idx.dtype}")
+        if bits == 4:
+            if idx.ndim != 1 or idx.size != (n + 1) // 2:
+                raise ValueError(f"indices must be {(n + 1) // 2} bytes (k <= 16: two codes a byte, "
+                                 f"flat), got shape {idx.shape}")
+            codes = _unpack_nibbles(idx, n)
+        else:
+            code_shape = shape[:-1] + (shape[-1] // dim,)
+            if idx.shape != code_shape:
+                raise ValueError(f"indices must have shape {code_shape}, got {idx.shape}")
+            codes = idx
+        if codes.size and int(codes.max()) >= k:
+            raise ValueError(f"indices must be smaller than k={k}, got {int(codes.max())}")
+        self._set(np.array(c, np.float32), np.array(idx, order="C"), shape, history, inertia)
+
+    def _set(self, centroids, indices, shape, history, inertia) -> None:
+        self.centroids, self.indices = centroids, indices  # private copies, made read-only
+        self.centroids.setflags(write=False)
+        self.indices.setflags(write=False)
+        self.k, self.dim = (int(s) for s in centroids.shape)
+        self.shape, self.bits = tuple(shape), _index_bits(self.k)
+        self.history = tuple(float(h) for h in history)
+        self.inertia = None if inertia is None else float(inertia)
+
+    @classmethod
+    def _wrap(cls, centroids, indices, shape, history, inertia) -> "Codebook":
+        """A Codebook around fresh arrays from lowbit._core (already checked there)."""
+        cb = cls.__new__(cls)
+        cb._set(centroids, indices, shape, history, inertia)
+        return cb
+
+    @property
+    def size(self) -> int:
+        """Number of values (weights) represented."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes stored: indices + centroids."""
+        return int(self.indices.nbytes + self.centroids.nbytes)
+
+    @property
+    def compression_ratio(self) -> float:
+        """Deep Compression's ratio against float32 weights (see :func:`compression_ratio`)."""
+        return compression_ratio(self.size, self.k, self.dim) if self.size else 1.0
+
+    def codes(self) -> np.ndarray:
+        """The codes unpacked, uint8 (k <= 256) or uint16, of shape shape[:-1] + (shape[-1] // dim,)."""
+        code_shape = self.shape[:-1] + (self.shape[-1] // self.dim,)
+        if self.bits == 4:
+            return _unpack_nibbles(self.indices, math.prod(code_shape)).reshape(code_shape)
+        return self.indices.copy()
+
+    def decode(self, out=None) -> np.ndarray:
+        """float32 array of ``shape``: ``centroids[indices]``, by lowbit's lookup kernels.
+
+        ``out``: optional float32 C-contiguous array of ``shape`` to write into (saves the
+        allocation when decoding repeatedly)."""
+        n = self.size // self.dim
+        if out is None:
+            out = np.empty(self.shape, np.float32)
+        else:
+            if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+                raise TypeError(f"out must be a float32 numpy array, got "
+                                f"{type(out).__name__ if not isinstance(out, np.ndarray) else out.dtype}")
+            if out.shape != self.shape or not out.flags.c_contiguous or not out.flags.writeable:
+                raise ValueError(f"out must be a writeable C-contiguous array of shape {self.shape}, "
+                                 f"got shape {out.shape}")
+        if n:
+            _core.codebook_decode(self.indices.reshape(-1), self.bits, n, self.centroids,
+                                  out.reshape(-1))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Codebook(shape={self.shape}, k={self.k}, dim={self.dim}, index_bits={self.bits}, "
+                f"nbytes={self.nbytes}, compression_ratio={self.compression_ratio:.2f})")
+
+
+def _unpack_nibbles(packed: np.ndarray, n: int) -> np.ndarray:
+    out = np.empty(packed.size * 2, np.uint8)
+    out[0::2] = packed & 0x0F
+    out[1::2] = packed >> 4
+    return out[:n]
+
+
+def _check_init(init) -> int:
+    if not isinstance(init, str):
+        raise TypeError(f"init must be one of {', '.join(map(repr, _INITS))}, got {type(init).__name__}")
+    if init not in _INITS:
+        raise ValueError(f"init must be one of {', '.join(map(repr, _INITS))}, got {init!r}")
+    return _INITS[init]
+
+
+def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_centroid=256) -> Codebook:
+    """k-means codebook of ``x``: every value (``dim=1``, scalar weight sharing as in Deep
+    Compression) or every group of ``dim`` consecutive values of the last axis (vector
+    quantization) is replaced by the nearest of ``k`` centroids.
+
+    Args:
+      x: float array (float16/32/64; computed in float32), at least ``k`` distinct values
+        (``dim=1``) or points (``dim > 1``), no NaN/Inf.
+      k: number of centroids, 2..65536.
+      dim: values per group; must divide the last axis.
+      iters: at most this many Lloyd steps (each run stops early at a fixed point).
+      init: ``"kmeans++"`` (D^2 sampling), ``"linear"`` (evenly over [min, max], Deep
+        Compression's choice) or ``"random"`` (k distinct random points).
+      seed: the result is a deterministic function of (x, k, dim, iters, init, seed) --
+        also across thread counts and kernel sets.
+      max_points_per_centroid: ``dim > 1`` only: Lloyd runs on a random sample of
+        ``k * max_points_per_centroid`` points when there are more (as faiss does; None: all);
+        every point is then assigned and the centroids set to the means of their points.
+
+    ``dim=1`` has its own algorithm: the values are sorted once, so a Lloyd step costs
+    O(k log n) through exact prefix sums instead of O(n k); Lloyd from ``init`` and Lloyd from
+    the optimal partition of a summary of the sorted values (an exact dynamic program over up to
+    max(1024, 8k) groups of values; for large k the asymptotically optimal companding start)
+    both run, and the codebook with the lower error is kept.
+
+    Returns a :class:`Codebook`.
+    """
+    a = as_float32(x, "x")
+    if a.ndim == 0:
+        raise ValueError("x must have at least one dimension, got a 0-d array")
+    if a.size == 0:
+        raise ValueError(f"x must not be empty, got shape {a.shape}")
+    k = as_int(k, "k", 2, _MAX_K)
+    dim = as_int(dim, "dim", 1, 2**31)
+    if a.shape[-1] % dim:
+        raise ValueError(f"dim={dim} must divide the last axis of x (length {a.shape[-1]})")
+    iters = as_int(iters, "iters", 1, 10**6)
+    init_code = _check_init(init)
+    seed = _as_seed(seed)
+    max_points = _max_points(max_points_per_centroid, k)
+    r = _core.kmeans(a.reshape(-1), dim, k, iters, init_code, seed, max_points)
+    if r is None:
+        check_finite(a, "x")
+        raise ValueError("x holds NaN or Inf")  # not reached: check_finite raises
+    codes = r["codes"]
+    if r["bits"] != 4:
+        codes = codes.reshape(a.shape[:-1] + (a.shape[-1] // dim,))
+    return Codebook._wrap(r["centroids"], codes, a.shape, r["history"], r["inertia"])
+
+
+class ProductCodes:
+    """Product quantization of vectors: the last axis (length D) split into ``m`` subspaces of
+    ``D // m`` values, each with its own codebook of ``2**bits`` centroids.
+
+    Attributes: ``centroids`` float32 ``(m, 2**bits, D // m)``; ``codes`` uint8 (bits <= 8) or
+    uint16 of shape ``shape[:-1] + (m,)``; ``shape``, ``m``, ``bits``, ``inertia`` (sum of
+    squared errors per subspace); ``nbytes``; ``decode()``.
+    """
+
+    __slots__ = ("centroids", "codes", "shape", "m", "bits", "inertia")
+
+    def __init__(self, centroids, codes, shape, bits, *, inertia=()):
+        bits = as_int(bits, "bits", 1, 16)
+        c = as_float32(centroids, "centroids")
+        if c.ndim != 3 or c.shape[0] < 1 or c.shape[1] != 2**bits or c.shape[2] < 1:
+            raise ValueError(f"centroids must have shape (m, 2**bits={2**bits}, dsub), got {c.shape}")
+        check_finite(c, "centroids")
+        try:
+            shape = tuple(int(s) for s in shape)
+        except TypeError:
+            raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
+        m, k, dsub = (int(v) for v in c.shape)
+        if len(shape) == 0 or any(v < 0 for v in shape) or shape[-1] != m * dsub:
+            raise ValueError(f"shape must end with m * dsub = {m * dsub}, got {shape}")
+        q = np.asarray(codes)
+        want = np.uint8 if bits <= 8 else np.uint16
+        if q.dtype != want:
+            raise TypeError(f"codes must be {np.dtype(want).name} for bits={bits}, got dtype {q.dtype}")
+        if q.shape != shape[:-1] + (m,):
+            raise ValueError(f"codes must have shape {shape[:-1] + (m,)}, got {q.shape}")
+        if q.size and int(q.max()) >= k:
+            raise ValueError(f"codes must be smaller than 2**bits={k}, got {int(q.max())}")
+        self.centroids = np.array(c, np.float32)
+        self.codes = np.array(q, order="C")
+        self.shape, self.m, self.bits = shape, m, bits
+        self.inertia = tuple(float(v) for v in inertia)
+        self.centroids.setflags(write=False)
+        self.codes.setflags(write=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes stored: codes + centroids."""
+        return int(self.codes.nbytes + self.centroids.nbytes)
+
+    @property
+    def compression_ratio(self) -> float:
+        """float32 bytes of the vectors / nbytes."""
+        return 4.0 * math.prod(self.shape) / self.nbytes
+
+    def decode(self) -> np.ndarray:
+        """float32 array of ``shape``: each subspace's centroid of its code, concatenated."""
+        flat = _core.pq_decode(np.ascontiguousarray(self.codes.reshape(-1, self.m)), self.centroids)
+        return flat.reshape(self.shape)
+
+    def __repr__(self) -> str:
+        return (f"ProductCodes(shape={self.shape}, m={self.m}, bits={self.bits}, nbytes={self.nbytes}, "
+                f"compression_ratio={self.compression_ratio:.2f})")
+
+
+def product_quantize(x, m, *, bits=8, iters=25, seed=0, max_points_per_centroid=256) -> ProductCodes:
+    """Product quantization (as faiss.ProductQuantizer): the vectors of ``x`` (its last axis,
+    length D) are split into ``m`` subspaces of D // m values; each subspace gets a k-means
+    codebook of ``2**bits`` centroids (k-means++, Lloyd on up to ``max_points_per_centroid``
+    points per centroid, then every vector is encoded). Returns a :class:`ProductCodes` with
+    ``decode()`` and ``nbytes``."""
+    a = as_float32(x, "x")
+    if a.ndim == 0:
+        raise ValueError("x must have at least one dimension (vectors on the last axis), got a 0-d array")
+    if a.size == 0:
+        raise ValueError(f"x must not be empty, got shape {a.shape}")
+    m = as_int(m, "m", 1, 2**31)
+    if a.shape[-1] % m:
+        raise ValueError(f"m={m} must divide the vector length (the last axis of x, {a.shape[-1]})")
+    bits = as_int(bits, "bits", 1, 16)
+    iters = as_int(iters, "iters", 1, 10**6)
+    seed = _as_seed(seed)
+    k = 2**bits
+    flat = a.reshape(-1, a.shape[-1])
+    if flat.shape[0] < k:
+        raise ValueError(f"x has {flat.shape[0]} vectors, fewer than 2**bits={k} centroids per subspace")
+    r = _core.product_quantize(flat, m, bits, iters, seed, _max_points(max_points_per_centroid, k))
+    if r is None:
+        check_finite(a, "x")
+        raise ValueError("x holds NaN or Inf")
+    codes = r["codes"].reshape(a.shape[:-1] + (m,))
+    return ProductCodes(r["centroids"], codes, a.shape, bits, inertia=r["inertia"])
+
+
+class CodebookLinear:
+    """A drop-in replacement for a float linear layer y = x W^T + b whose weight is a k-means
+    codebook (Deep Compression weight sharing; ``dim > 1``: vector quantization of groups of
+    ``dim`` weights along the input axis).
+
+    ``weight``: float ``(out_features, in_features)`` (torch.nn.Linear's layout); ``bias``:
+    ``(out_features,)`` or None. The weight is clustered once here with :func:`kmeans`
+    (``layer.codebook``). ``layer(x)`` for float x of shape ``(..., in_features)`` returns float32
+    ``(..., out_features)`` without ever building the float weight: activations are quantized per
+    row to 13-bit integers on the fly, the centroids once to 13-bit integers (one scale), and
+    the products are summed exactly in integers. With ``k <= 16`` and ``dim=1`` the weights stay
+    4-bit codes that the kernel decodes in registers (a lookup-table GEMV for one row streams
+    half a byte per weight); otherwise tiles of weights are decoded inside the multiply.
+    """
+
+    def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="kmeans++"):
+        w = as_float32(weight, "weight")
+        if w.ndim != 2:
+            raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
+        if w.size == 0:
+            raise ValueError(f"weight must not be empty, got shape {w.shape}")
+        check_finite(w, "weight")
+        self._setup(kmeans(w, k, dim=dim, iters=iters, init=init, seed=seed), bias)
+
+    @classmethod
+    def from_codebook(cls, codebook: Codebook, bias=None) -> "CodebookLinear":
+        """The layer of an existing codebook of a (out_features, in_features) weight (for
+        example one fine-tuned, or loaded from a file); no clustering."""
+        if not isinstance(codebook, Codebook):
+            raise TypeError(f"codebook must be a lowbit.Codebook, got {type(codebook).__name__}")
+        if len(codebook.shape) != 2 or codebook.size == 0:
+            raise ValueError(f"codebook must be of a non-empty 2-D weight (out_features, in_features), "
+                             f"got shape {codebook.shape}")
+        layer = cls.__new__(cls)
+        layer._setup(codebook, bias)
+        return layer
+
+    def _setup(self, codebook: Codebook, bias) -> None:
+        self.codebook = codebook
+        self.out_features, self.in_features = (int(s) for s in codebook.shape)
+        if bias is None:
+            self.bias = None
+        else:
+            b = as_float32(bias, "bias")
+            if b.shape != (self.out_features,):
+                raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
+            check_finite(b, "bias")
+            self.bias = b.copy()
+        codes = np.ascontiguousarray(codebook.codes().reshape(-1))
+        self._plan = _core.CodebookLinearPlan(codebook.centroids, codes, self.out_features,
+                                              self.in_features, self.bias)
+
+    @property
+    def k(self) -> int:
+        return self.codebook.k
+
+    @property
+    def dim(self) -> int:
+        return self.codebook.dim
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the forward uses: weight codes (4-bit packed when k <= 16 and dim == 1) +
+        quantized centroids + scale + bias."""
+        return int(self._plan.nbytes)
+
+    def weight(self) -> np.ndarray:
+        """The decoded float weight (out_features, in_features) -- built on request only."""
+        return self.codebook.decode()
+
+    def __call__(self, x, *, relu=False) -> np.ndarray:
+        """float32 (..., out_features) for float x of shape (..., in_features)."""
+        a = as_float32(x, "x")
+        if a.ndim == 0 or a.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {a.shape}")
+        relu = as_bool(relu, "relu")
+        lead = a.shape[:-1]
+        x2 = a.reshape(-1, self.in_features)
+        if x2.shape[0] == 0:
+            return np.zeros(lead + (self.out_features,), np.float32)
+        y = self._plan.forward(x2)
+        if y is None:
+            check_finite(a, "x")
+            raise ValueError("x holds NaN or Inf")
+        if relu:
+            np.maximum(y, 0.0, out=y)
+        return y.reshape(lead + (self.out_features,))
+
+    def __repr__(self) -> str:
+        return (f"CodebookLinear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"k={self.k}, dim={self.dim}, nbytes={self.nbytes})")
+
+
+def _register_io() -> None:
+    """lowbit.save / lowbit.load for Codebook, ProductCodes and CodebookLinear."""
+    from . import io as _io
+
+    def rebuild(what, make):
+        try:
+            return make()
+        except (TypeError, ValueError) as e:  # a state the constructor rejects
+            raise ValueError(f"{what}: {e}") from None
+
+    def cb_from(s):
+        what = "Codebook"
+        c = _io.need_array(s, "centroids", what, dtype=np.float32)
+        idx = _io.need_array(s, "indices", what, kind="u")
+        shape = _io.need_shape(s, "shape", what)
+        history = _io.need(s, "history", (list, tuple), what)
+        inertia = s.get("inertia")
+        return rebuild(what, lambda: Codebook(c, idx, shape, history=history, inertia=inertia))
+
+    _io.register("Codebook", Codebook,
+                 lambda cb: {"centroids": cb.centroids, "indices": cb.indices, "shape": cb.shape,
+                             "history": list(cb.history), "inertia": cb.inertia}, cb_from)
+
+    def pq_from(s):
+        what = "ProductCodes"
+        c = _io.need_array(s, "centroids", what, dtype=np.float32)
+        codes = _io.need_array(s, "codes", what, kind="u")
+        shape = _io.need_shape(s, "shape", what)
+        bits = _io.need(s, "bits", int, what)
+        inertia = _io.need(s, "inertia", (list, tuple), what)
+        return rebuild(what, lambda: ProductCodes(c, codes, shape, bits, inertia=inertia))
+
+    _io.register("ProductCodes", ProductCodes,
+                 lambda p: {"centroids": p.centroids, "codes": p.codes, "shape": p.shape,
+                            "bits": p.bits, "inertia": list(p.inertia)}, pq_from)
+
+    def cl_from(s):
+        what = "CodebookLinear"
+        cb = _io.need(s, "codebook", Codebook, what)
+        bias = s.get("bias")
+        if bias is not None:
+            bias = _io.need_array(s, "bias", what, dtype=np.float32)
+        return rebuild(what, lambda: CodebookLinear.from_codebook(cb, bias))
+
+    _io.register("CodebookLinear", CodebookLinear,
+                 lambda layer: {"codebook": layer.codebook, "bias": layer.bias}, cl_from)
+
+
+_register_io()
