@@ -1125,39 +1125,68 @@ void codebook_decode(const void* codes, int bits, size_t n, const float* centroi
 void pack_cb4_row(const uint8_t* codes, size_t in, size_t kp, uint8_t* dst) {
   std::memset(dst, 0, kp / 2);
   for (size_t i = 0; i < in; i++) {
-    const size_t u = i / 64, w = i % 64, half = w / 32, q = w % 32;
-    const size_t j = (q >= 8 && q < 16) ? q + 8 : (q >= 16 && q < 24) ? q - 8 : q;
-    dst[u * 32 + j] |= static_cast<uint8_t>((codes[i] & 15) << (4 * half));
+    const size_t u = i / 64, w = i % 64;  // weight w of unit u: byte w % 32, nibble w / 32
+    dst[u * 32 + w % 32] |= static_cast<uint8_t>((codes[i] & 15) << (4 * (w / 32)));
   }
 }
 
-CodebookLinearPlan::CodebookLinearPlan(const float* centroids, size_t k, size_t dim,
-                                       const void* codes, size_t out, size_t in, const float* bias)
-    : in_(in), out_(out), kp_((in + 63) / 64 * 64), dim_(dim), nibbles_(k <= 16 && dim == 1) {
-  float maxabs = 0.0f;
-  for (size_t i = 0; i < k * dim; i++) maxabs = std::max(maxabs, std::fabs(centroids[i]));
-  w_scale_ = maxabs > 0.0f ? maxabs / static_cast<float>(kCbMaxQ) : 1.0f;
-  qc_.assign(std::max<size_t>(k, nibbles_ ? 16 : k) * dim, 0);
-  for (size_t i = 0; i < k * dim; i++) {
-    const float q = std::nearbyint(centroids[i] / w_scale_);
-    qc_[i] = static_cast<int16_t>(std::min<float>(kCbMaxQ, std::max<float>(-kCbMaxQ, q)));
+namespace {
+
+// Symmetric quantization of n values to |q| <= qmax: scale max|v| / qmax (1 for all zeros),
+// q = round_half_even(v / scale). Returns false if v holds NaN or Inf.
+template <typename Q>
+bool quantize_sym(const float* v, size_t n, int qmax, Q* q, float* scale) {
+  float mx = 0.0f;
+  bool finite = true;
+  for (size_t i = 0; i < n; i++) {
+    finite &= std::isfinite(v[i]);
+    mx = std::max(mx, std::fabs(v[i]));
   }
+  if (!finite) return false;
+  const float s = mx > 0.0f ? mx / static_cast<float>(qmax) : 1.0f;
+  for (size_t i = 0; i < n; i++) {
+    const float r = std::nearbyint(v[i] / s);
+    q[i] = static_cast<Q>(std::min<float>(static_cast<float>(qmax), std::max<float>(-qmax, r)));
+  }
+  *scale = s;
+  return true;
+}
+
+}  // namespace
+
+CodebookLinearPlan::CodebookLinearPlan(const float* centroids, size_t k, size_t dim,
+                                       const void* codes, size_t out, size_t in, const float* bias,
+                                       bool precise)
+    : in_(in), out_(out), kp_((in + 63) / 64 * 64), dim_(dim), nibbles_(k <= 16 && dim == 1),
+      precise_(precise || !nibbles_) {
   const size_t groups = in / dim;
+  if (nibbles_ && !precise_) {
+    qc8_.assign(16, 0);
+    quantize_sym(centroids, k, 127, qc8_.data(), &w_scale_);
+  } else {
+    qc_.assign(std::max<size_t>(k, 16) * dim, 0);
+    quantize_sym(centroids, k * dim, kCbMaxQ, qc_.data(), &w_scale_);
+  }
   if (nibbles_) {
     packed_.assign(out * kp_ / 2, 0);
     const uint8_t* c8 = static_cast<const uint8_t*>(codes);
     for (size_t o = 0; o < out; o++) pack_cb4_row(c8 + o * in, in, kp_, &packed_[o * kp_ / 2]);
-  } else if (k <= 256) {
-    codes8_.assign(static_cast<const uint8_t*>(codes), static_cast<const uint8_t*>(codes) + out * groups);
   } else {
-    codes16_.assign(static_cast<const uint16_t*>(codes), static_cast<const uint16_t*>(codes) + out * groups);
+    if (k <= 256)
+      codes8_.assign(static_cast<const uint8_t*>(codes), static_cast<const uint8_t*>(codes) + out * groups);
+    else
+      codes16_.assign(static_cast<const uint16_t*>(codes), static_cast<const uint16_t*>(codes) + out * groups);
   }
   if (bias) bias_.assign(bias, bias + out);
 }
 
+std::vector<int16_t> CodebookLinearPlan::qcentroids() const {
+  return qc8_.empty() ? qc_ : std::vector<int16_t>(qc8_.begin(), qc8_.end());
+}
+
 size_t CodebookLinearPlan::nbytes() const {
-  return packed_.size() + codes8_.size() + codes16_.size() * 2 + qc_.size() * 2 + sizeof(float) +
-         bias_.size() * sizeof(float);
+  return packed_.size() + codes8_.size() + codes16_.size() * 2 + qc8_.size() + qc_.size() * 2 +
+         sizeof(float) + bias_.size() * sizeof(float);
 }
 
 template <typename Code>
@@ -1182,29 +1211,27 @@ void CodebookLinearPlan::decode_row(const Code* codes, size_t groups, int16_t* d
 bool CodebookLinearPlan::forward(const float* x, size_t M, float* y) const {
   if (M == 0 || out_ == 0) return true;
   const KernelTable& kt = active_kernels();
-  // Activations: int16 per row, |q| <= 4095, zero padded to kp.
-  std::vector<int16_t> xq(M * kp_, 0);
+  // Activations: per row, symmetric, zero padded to kp: int8 for gemm_s8cb4s64, else int16
+  // (for gemm_s16cb4s64 with the middle quarters of every 32 swapped).
+  const bool int8_path = !precise_;
+  std::vector<int8_t> x8(int8_path ? M * kp_ : 0, 0);
+  std::vector<int16_t> x16(int8_path ? 0 : M * kp_, 0);
   std::vector<float> xs(M);
   std::vector<char> ok(M, 1);
   for_pieces(M, std::max<size_t>(1, 8192 / std::max<size_t>(1, in_)), in_, [&](size_t, size_t b, size_t e) {
+    std::vector<int16_t> row(nibbles_ && !int8_path ? kp_ : 0);
     for (size_t r = b; r < e; r++) {
-      const float* xr = x + r * in_;
-      float mx = 0.0f;
-      bool finite = true;
-      for (size_t i = 0; i < in_; i++) {
-        finite &= std::isfinite(xr[i]);
-        mx = std::max(mx, std::fabs(xr[i]));
-      }
-      if (!finite) {
-        ok[r] = 0;
-        continue;
-      }
-      const float s = mx > 0.0f ? mx / static_cast<float>(kCbMaxQ) : 1.0f;
-      xs[r] = s;
-      int16_t* q = xq.data() + r * kp_;
-      for (size_t i = 0; i < in_; i++) {
-        const float v = std::nearbyint(xr[i] / s);
-        q[i] = static_cast<int16_t>(std::min<float>(kCbMaxQ, std::max<float>(-kCbMaxQ, v)));
+      if (int8_path) {
+        ok[r] = quantize_sym(x + r * in_, in_, 127, x8.data() + r * kp_, &xs[r]);
+      } else if (!nibbles_) {
+        ok[r] = quantize_sym(x + r * in_, in_, kCbMaxQ, x16.data() + r * kp_, &xs[r]);
+      } else {
+        ok[r] = quantize_sym(x + r * in_, in_, kCbMaxQ, row.data(), &xs[r]);
+        int16_t* dst = x16.data() + r * kp_;
+        for (size_t i = 0; i < kp_; i++) {
+          const size_t j = i % 32;
+          dst[i - j + ((j >= 8 && j < 16) ? j + 8 : (j >= 16 && j < 24) ? j - 8 : j)] = row[i];
+        }
       }
     }
   });
@@ -1219,8 +1246,14 @@ bool CodebookLinearPlan::forward(const float* x, size_t M, float* y) const {
   auto task = [&](size_t t) {
     const size_t m0 = (t / ntn) * mb, m1 = std::min(M, m0 + mb);
     const size_t o0 = (t % ntn) * nb, o1 = std::min(out_, o0 + nb);
+    if (nibbles_ && int8_path) {
+      kt.gemm_s8cb4s64(m1 - m0, o1 - o0, kp_, x8.data() + m0 * kp_, kp_,
+                       packed_.data() + o0 * kp_ / 2, kp_ / 2, qc8_.data(),
+                       acc.data() + m0 * out_ + o0, out_);
+      return;
+    }
     if (nibbles_) {
-      kt.gemm_s16cb4s64(m1 - m0, o1 - o0, kp_, xq.data() + m0 * kp_, kp_,
+      kt.gemm_s16cb4s64(m1 - m0, o1 - o0, kp_, x16.data() + m0 * kp_, kp_,
                         packed_.data() + o0 * kp_ / 2, kp_ / 2, qc_.data(),
                         acc.data() + m0 * out_ + o0, out_);
       return;
@@ -1235,7 +1268,7 @@ bool CodebookLinearPlan::forward(const float* x, size_t M, float* y) const {
       else
         decode_row(codes8_.data() + o * groups, groups, dst);
     }
-    kt.gemm_s16s16s64(m1 - m0, o1 - o0, kp_, xq.data() + m0 * kp_, kp_, tile.data(), kp_,
+    kt.gemm_s16s16s64(m1 - m0, o1 - o0, kp_, x16.data() + m0 * kp_, kp_, tile.data(), kp_,
                       acc.data() + m0 * out_ + o0, out_);
   };
   const size_t ntasks = ntn * ntm;

@@ -158,7 +158,8 @@ py::array_t<float> pq_decode_py(const py::array& codes, const in_array<float>& c
 
 std::shared_ptr<CodebookLinearPlan> make_plan(const in_array<float>& centroids, const py::array& codes,
                                               size_t out, size_t in,
-                                              const std::optional<in_array<float>>& bias) {
+                                              const std::optional<in_array<float>>& bias,
+                                              bool precise) {
   py_arrays::require_ndim(centroids, 2, "centroids");
   const size_t k = centroids.shape(0), dim = centroids.shape(1);
   check_k(k);
@@ -181,7 +182,7 @@ std::shared_ptr<CodebookLinearPlan> make_plan(const in_array<float>& centroids, 
   const float* c = centroids.data();
   const void* cp = codes.data();
   py::gil_scoped_release release;
-  return std::make_shared<CodebookLinearPlan>(c, k, dim, cp, out, in, bp);
+  return std::make_shared<CodebookLinearPlan>(c, k, dim, cp, out, in, bp, precise);
 }
 
 }  // namespace
@@ -201,14 +202,16 @@ void register_kmeans(py::module_& m) {
   py::class_<CodebookLinearPlan, std::shared_ptr<CodebookLinearPlan>>(
       m, "CodebookLinearPlan", "a codebook weight prepared for the codebook GEMM kernels")
       .def(py::init(&make_plan), py::arg("centroids"), py::arg("codes"), py::arg("out_features"),
-           py::arg("in_features"), py::arg("bias") = py::none())
+           py::arg("in_features"), py::arg("bias") = py::none(), py::arg("precise") = false)
       .def_property_readonly("in_features", &CodebookLinearPlan::in_features)
       .def_property_readonly("out_features", &CodebookLinearPlan::out_features)
       .def_property_readonly("nbytes", &CodebookLinearPlan::nbytes)
       .def_property_readonly("nibbles", &CodebookLinearPlan::nibbles)
+      .def_property_readonly("precise", &CodebookLinearPlan::precise)
       .def_property_readonly("weight_scale", &CodebookLinearPlan::weight_scale)
       .def_property_readonly("qcentroids", [](const CodebookLinearPlan& p) {
-        return py::array_t<int16_t>(static_cast<py::ssize_t>(p.qcentroids().size()), p.qcentroids().data());
+        const std::vector<int16_t> q = p.qcentroids();
+        return py::array_t<int16_t>(static_cast<py::ssize_t>(q.size()), q.data());
       })
       // y (M, out) for x (M, in), or None when x holds NaN/Inf.
       .def("forward", [](const CodebookLinearPlan& p, const in_array<float>& x) -> py::object {

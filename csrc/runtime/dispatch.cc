@@ -18,8 +18,8 @@ namespace {
 #define LOWBIT_KMEANS_ENTRIES(isa)                                                             \
   kernels::f32_kmeans_assign__##isa, kernels::f32_kmeans1d_assign__##isa,                      \
       kernels::u4_f32_lookup__##isa, kernels::u8_f32_lookup__##isa,                            \
-      kernels::u16_f32_lookup__##isa, kernels::gemm_s16cb4s64__##isa,                          \
-      kernels::gemm_s16s16s64__##isa
+      kernels::u16_f32_lookup__##isa, kernels::gemm_s8cb4s64__##isa,                           \
+      kernels::gemm_s16s16s64__##isa, kernels::gemm_s16cb4s64__##isa
 
 struct Entry {
   KernelTable table;

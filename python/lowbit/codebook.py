@@ -334,23 +334,32 @@ class CodebookLinear:
     ``(out_features,)`` or None. The weight is clustered once here with :func:`kmeans`
     (``layer.codebook``). ``layer(x)`` for float x of shape ``(..., in_features)`` returns float32
     ``(..., out_features)`` without ever building the float weight: activations are quantized per
-    row to 13-bit integers on the fly, the centroids once to 13-bit integers (one scale), and
-    the products are summed exactly in integers. With ``k <= 16`` and ``dim=1`` the weights stay
-    4-bit codes that the kernel decodes in registers (a lookup-table GEMV for one row streams
-    half a byte per weight); otherwise tiles of weights are decoded inside the multiply.
+    row on the fly (symmetric), the centroids once (one scale), and the products are summed
+    exactly in integers. With ``k <= 16`` and ``dim=1`` the weights stay 4-bit codes that the
+    kernel looks up in a 16-entry table held in a register -- a lookup-table GEMV for one row
+    that streams half a byte per weight; otherwise tiles of int16 weights are decoded inside
+    the multiply.
+
+    ``activations``: ``"int8"`` (default; activations and the 4-bit table in 8 bits, like
+    QuantizedLinear's dynamic quantization: about 40 dB from the exact product with the codebook
+    weight, the fastest) or ``"int16"`` (13 bits: within about 1e-4 of it, e.g. to run a
+    fine-tuned shared-weight model faithfully). The decoded-tile path (k > 16 or dim > 1) is
+    always 13-bit. ``layer.weight()`` is the codebook's float weight (built on request).
     """
 
-    def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="kmeans++"):
+    def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="kmeans++",
+                 activations="int8"):
         w = as_float32(weight, "weight")
         if w.ndim != 2:
             raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
         if w.size == 0:
             raise ValueError(f"weight must not be empty, got shape {w.shape}")
         check_finite(w, "weight")
-        self._setup(kmeans(w, k, dim=dim, iters=iters, init=init, seed=seed), bias)
+        activations = _check_activations(activations)
+        self._setup(kmeans(w, k, dim=dim, iters=iters, init=init, seed=seed), bias, activations)
 
     @classmethod
-    def from_codebook(cls, codebook: Codebook, bias=None) -> "CodebookLinear":
+    def from_codebook(cls, codebook: Codebook, bias=None, *, activations="int8") -> "CodebookLinear":
         """The layer of an existing codebook of a (out_features, in_features) weight (for
         example one fine-tuned, or loaded from a file); no clustering."""
         if not isinstance(codebook, Codebook):
@@ -358,12 +367,14 @@ class CodebookLinear:
         if len(codebook.shape) != 2 or codebook.size == 0:
             raise ValueError(f"codebook must be of a non-empty 2-D weight (out_features, in_features), "
                              f"got shape {codebook.shape}")
+        activations = _check_activations(activations)
         layer = cls.__new__(cls)
-        layer._setup(codebook, bias)
+        layer._setup(codebook, bias, activations)
         return layer
 
-    def _setup(self, codebook: Codebook, bias) -> None:
+    def _setup(self, codebook: Codebook, bias, activations: str) -> None:
         self.codebook = codebook
+        self.activations = activations
         self.out_features, self.in_features = (int(s) for s in codebook.shape)
         if bias is None:
             self.bias = None
@@ -375,7 +386,8 @@ class CodebookLinear:
             self.bias = b.copy()
         codes = np.ascontiguousarray(codebook.codes().reshape(-1))
         self._plan = _core.CodebookLinearPlan(codebook.centroids, codes, self.out_features,
-                                              self.in_features, self.bias)
+                                              self.in_features, self.bias,
+                                              activations == "int16")
 
     @property
     def k(self) -> int:
@@ -388,7 +400,7 @@ class CodebookLinear:
     @property
     def nbytes(self) -> int:
         """Bytes the forward uses: weight codes (4-bit packed when k <= 16 and dim == 1) +
-        quantized centroids + scale + bias."""
+        quantized centroids (int8 / int16) + scale + bias."""
         return int(self._plan.nbytes)
 
     def weight(self) -> np.ndarray:
@@ -415,7 +427,15 @@ class CodebookLinear:
 
     def __repr__(self) -> str:
         return (f"CodebookLinear(in_features={self.in_features}, out_features={self.out_features}, "
-                f"k={self.k}, dim={self.dim}, nbytes={self.nbytes})")
+                f"k={self.k}, dim={self.dim}, activations={self.activations!r}, nbytes={self.nbytes})")
+
+
+def _check_activations(activations) -> str:
+    if not isinstance(activations, str):
+        raise TypeError(f"activations must be 'int8' or 'int16', got {type(activations).__name__}")
+    if activations not in ("int8", "int16"):
+        raise ValueError(f"activations must be 'int8' or 'int16', got {activations!r}")
+    return activations
 
 
 def _register_io() -> None:
@@ -460,10 +480,12 @@ def _register_io() -> None:
         bias = s.get("bias")
         if bias is not None:
             bias = _io.need_array(s, "bias", what, dtype=np.float32)
-        return rebuild(what, lambda: CodebookLinear.from_codebook(cb, bias))
+        act = s.get("activations", "int8")
+        return rebuild(what, lambda: CodebookLinear.from_codebook(cb, bias, activations=act))
 
     _io.register("CodebookLinear", CodebookLinear,
-                 lambda layer: {"codebook": layer.codebook, "bias": layer.bias}, cl_from)
+                 lambda layer: {"codebook": layer.codebook, "bias": layer.bias,
+                                "activations": layer.activations}, cl_from)
 
 
 _register_io()

@@ -93,19 +93,26 @@ using u8_f32_lookup_fn = void (*)(const uint8_t* codes, size_t n, const float* t
 using u16_f32_lookup_fn = void (*)(const uint16_t* codes, size_t n, const float* table, size_t d,
                                    float* out, int flags);
 
-// Codebook GEMM (CodebookLinear), exact: y[r * ldy + c] = sum_{i < kp} x[r * ldx + i] * w(c, i)
-// for r < mr, c < nr, in int64, with |x| <= kCbMaxQ and |w| <= kCbMaxQ; kp a multiple of 64.
-// gemm_s16cb4s64: w(c, i) = table[nibble], 16 int16 entries; row c starts at w + c * ldw bytes
-// and is made of units of 64 weights in 32 bytes: byte j of unit u holds weight 64u + perm(j) in
-// its low nibble and weight 64u + 32 + perm(j) in its high nibble, where perm swaps the middle
-// two quarters: perm(j) = j + 8 for 8 <= j < 16, j - 8 for 16 <= j < 24, j otherwise.
-// gemm_s16s16s64: w(c, i) = w[c * ldw + i].
+// Codebook GEMMs (CodebookLinear), exact in integers: y[r * ldy + c] = sum_{i < kp} x[r * ldx + i]
+// * w(c, i) for r < mr, c < nr, summed in int64; kp a multiple of 64.
+// gemm_s8cb4s64: 4-bit codes into a table of 16 int8 entries, w(c, i) = table[code(c, i)], x
+// int8; |x| and |table| <= 127. Row c starts at w + c * ldw bytes and is made of units of 64
+// weights in 32 bytes: byte j of unit u holds the code of weight 64u + j in its low nibble and
+// of weight 64u + 32 + j in its high nibble.
+// gemm_s16s16s64: dense int16 weights w(c, i) = w[c * ldw + i]; |x| and |w| <= kCbMaxQ.
+// gemm_s16cb4s64: the same 4-bit codes into a table of 16 int16 entries, x int16; |x| and
+// |table| <= kCbMaxQ; x is given with the middle quarters of every 32 values swapped:
+// x[r * ldx + 32q + perm(j)] holds activation 32q + j, perm(j) = j + 8 for 8 <= j < 16,
+// j - 8 for 16 <= j < 24, j otherwise.
 constexpr int kCbMaxQ = 4095;
+using gemm_s8cb4s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int8_t* x, size_t ldx,
+                                  const uint8_t* w, size_t ldw, const int8_t* table, int64_t* y,
+                                  size_t ldy);
+using gemm_s16s16s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                                   const int16_t* w, size_t ldw, int64_t* y, size_t ldy);
 using gemm_s16cb4s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
                                    const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
                                    size_t ldy);
-using gemm_s16s16s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
-                                   const int16_t* w, size_t ldw, int64_t* y, size_t ldy);
 
 struct KernelTable {
   const char* isa;
@@ -126,8 +133,9 @@ struct KernelTable {
   u4_f32_lookup_fn u4_f32_lookup;
   u8_f32_lookup_fn u8_f32_lookup;
   u16_f32_lookup_fn u16_f32_lookup;
-  gemm_s16cb4s64_fn gemm_s16cb4s64;
+  gemm_s8cb4s64_fn gemm_s8cb4s64;
   gemm_s16s16s64_fn gemm_s16s16s64;
+  gemm_s16cb4s64_fn gemm_s16cb4s64;
 };
 
 #define LOWBIT_DECLARE_QUANT_KERNELS(isa)                                                          \
@@ -151,10 +159,12 @@ struct KernelTable {
   void u4_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \
   void u8_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \
   void u16_f32_lookup__##isa(const uint16_t*, size_t, const float*, size_t, float*, int);         \
-  void gemm_s16cb4s64__##isa(size_t, size_t, size_t, const int16_t*, size_t, const uint8_t*,      \
-                             size_t, const int16_t*, int64_t*, size_t);                           \
+  void gemm_s8cb4s64__##isa(size_t, size_t, size_t, const int8_t*, size_t, const uint8_t*,        \
+                            size_t, const int8_t*, int64_t*, size_t);                             \
   void gemm_s16s16s64__##isa(size_t, size_t, size_t, const int16_t*, size_t, const int16_t*,      \
-                             size_t, int64_t*, size_t);
+                             size_t, int64_t*, size_t);                                           \
+  void gemm_s16cb4s64__##isa(size_t, size_t, size_t, const int16_t*, size_t, const uint8_t*,      \
+                             size_t, const int16_t*, int64_t*, size_t);
 
 namespace kernels {
 LOWBIT_DECLARE_QUANT_KERNELS(scalar)

@@ -64,22 +64,25 @@ void codebook_decode(const void* codes, int bits, size_t n, const float* centroi
 
 // A linear layer y = x W^T + b whose weight W (out x in) is a codebook: k centroids of dim
 // values, one code per group of dim consecutive weights of a row. The forward never builds the
-// float weight: activations are quantized per row to int16 (|q| <= 4095, scale max|x| / 4095),
-// centroids once to int16 (|q| <= 4095, one scale), products are summed exactly in integers,
-// and y = acc * x_scale * w_scale + b. With k <= 16 and dim 1 the weights stay 4-bit codes
-// that the kernel decodes in registers; otherwise tiles of int16 weights are decoded per call.
+// float weight: activations are quantized per row (symmetric, scale max|x| / qmax), the
+// centroids once (one scale), products are summed exactly in integers, and
+// y = acc * x_scale * w_scale + b. With k <= 16 and dim 1 the weights stay 4-bit codes that the
+// kernel looks up in a register: gemm_s8cb4s64 with activations and centroids in int8 (qmax
+// 127), or, when `precise`, gemm_s16cb4s64 in 13 bits (qmax 4095). Otherwise tiles of int16
+// weights are decoded inside the multiply (gemm_s16s16s64), in 13 bits.
 class CodebookLinearPlan {
  public:
   // codes: out * (in / dim) codes, uint8 when k <= 256 else uint16 (unpacked).
   CodebookLinearPlan(const float* centroids, size_t k, size_t dim, const void* codes, size_t out,
-                     size_t in, const float* bias);
+                     size_t in, const float* bias, bool precise);
   // x: M rows of `in` floats; y: M rows of `out`. Returns false if x holds NaN or Inf.
   bool forward(const float* x, size_t M, float* y) const;
   size_t in_features() const { return in_; }
   size_t out_features() const { return out_; }
   bool nibbles() const { return nibbles_; }
+  bool precise() const { return precise_; }
   float weight_scale() const { return w_scale_; }
-  const std::vector<int16_t>& qcentroids() const { return qc_; }
+  std::vector<int16_t> qcentroids() const;  // the quantized centroids the kernels use
   size_t nbytes() const;  // weights as stored + table + bias
 
  private:
@@ -87,9 +90,10 @@ class CodebookLinearPlan {
   void decode_row(const Code* codes, size_t groups, int16_t* dst) const;  // int16 weights of a row
 
   size_t in_, out_, kp_, dim_;
-  bool nibbles_;
+  bool nibbles_, precise_;
   float w_scale_;
-  std::vector<int16_t> qc_;       // k * dim quantized centroids (16 rows when nibbles_)
+  std::vector<int8_t> qc8_;       // nibbles_ && !precise_: the 16-entry int8 table
+  std::vector<int16_t> qc_;       // otherwise: k * dim (at least 16) int16 centroids
   std::vector<uint8_t> packed_;   // nibbles_: out * kp / 2 bytes in the kernel's 4-bit layout
   std::vector<uint8_t> codes8_;   // otherwise: out * (in / dim) codes (k <= 256)
   std::vector<uint16_t> codes16_; //            (k > 256)
@@ -97,7 +101,7 @@ class CodebookLinearPlan {
 };
 
 // Packs one row of 4-bit codes (`in` codes, padded with code 0 to kp) into the layout of
-// gemm_s16cb4s64 (lowbit/kernels.h); dst holds kp / 2 bytes. Exposed for the tests.
+// gemm_s8cb4s64 (lowbit/kernels.h); dst holds kp / 2 bytes. Exposed for the tests.
 void pack_cb4_row(const uint8_t* codes, size_t in, size_t kp, uint8_t* dst);
 
 }  // namespace lowbit

@@ -71,36 +71,65 @@ inline void copy_row(float* dst, const float* src, size_t d) {
   }
 }
 
-// ---- codebook GEMM ----------------------------------------------------------------------------
-// vmlal adds one product to a lane; a lane takes at most 8 units x 8 products (|x|, |w| <= 4095:
-// 64 * 4095^2 < 2^31) before it is widened into int64 (vpadalq).
+// ---- codebook GEMMs ---------------------------------------------------------------------------
+// A lane takes at most 8 units x 16 products before it is widened into int64 (vpadalq):
+// 4-bit codes: |x|, |w| <= 127; dense int16: 8 units x 8 products of |x|, |w| <= 4095.
 constexpr size_t kChunkUnits = 8;
 
+// x[0..7] . w[0..7] (int16) into four int32 lanes.
 inline int32x4_t mla8(int32x4_t acc, const int16_t* x, int16x8_t w) {
   const int16x8_t xv = vld1q_s16(x);
   acc = vmlal_s16(acc, vget_low_s16(xv), vget_low_s16(w));
   return vmlal_high_s16(acc, xv, w);
 }
 
-// One 64-weight unit of the 4-bit layout as 8 vectors of 8 int16 weights, in natural order.
-inline void decode_unit(const uint8_t* b, uint8x16_t tlo, uint8x16_t thi, int16x8_t w[8]) {
-  const uint8x16_t mask = vdupq_n_u8(0x0F);
-  const uint8x16_t q0 = vld1q_u8(b), q1 = vld1q_u8(b + 16);
-  const uint8x16_t idx[4] = {vandq_u8(q0, mask), vandq_u8(q1, mask), vshrq_n_u8(q0, 4),
-                             vshrq_n_u8(q1, 4)};
-  // Bytes 0-7 / 8-15 of q0 hold weights 0-7 / 16-23, of q1 weights 8-15 / 24-31 (low nibbles;
-  // high nibbles: +32).
-  static const int order[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
-  for (int h = 0; h < 4; h++) {
-    const uint8x16_t lo = vqtbl1q_u8(tlo, idx[h]), hi = vqtbl1q_u8(thi, idx[h]);
-    w[order[h][0]] = vreinterpretq_s16_u8(vzip1q_u8(lo, hi));
-    w[order[h][1]] = vreinterpretq_s16_u8(vzip2q_u8(lo, hi));
-  }
+// x[0..15] . w[0..15] (int8): 16-bit products (|p| <= 127^2), pairwise into int32 lanes.
+inline int32x4_t dot16(int32x4_t acc, int8x16_t x, int8x16_t w) {
+  acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(x), vget_low_s8(w)));
+  return vpadalq_s16(acc, vmull_high_s8(x, w));
 }
 
-template <int MR, int NR, bool kCb4>
-void tile(size_t kp, const int16_t* x, size_t ldx, const void* wv, size_t ldw, uint8x16_t tlo,
-          uint8x16_t thi, int64_t* y, size_t ldy) {
+template <int MR, int NR>
+void cb4_tile(size_t kp, const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, int8x16_t table,
+              int64_t* y, size_t ldy) {
+  const uint8x16_t mask = vdupq_n_u8(0x0F);
+  int64x2_t total[MR][NR];
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) total[r][c] = vdupq_n_s64(0);
+  const size_t units = kp / 64;
+  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
+    const size_t u1 = std::min(units, u0 + kChunkUnits);
+    int32x4_t acc[MR][NR];
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) acc[r][c] = vdupq_n_s32(0);
+    for (size_t u = u0; u < u1; u++)
+      for (int c = 0; c < NR; c++) {
+        const uint8_t* b = w + c * ldw + u * 32;
+        const uint8x16_t q0 = vld1q_u8(b), q1 = vld1q_u8(b + 16);
+        // Low nibbles: weights 0-15 and 16-31; high nibbles: 32-47 and 48-63.
+        const int8x16_t w0 = vqtbl1q_s8(table, vandq_u8(q0, mask));
+        const int8x16_t w1 = vqtbl1q_s8(table, vandq_u8(q1, mask));
+        const int8x16_t w2 = vqtbl1q_s8(table, vshrq_n_u8(q0, 4));
+        const int8x16_t w3 = vqtbl1q_s8(table, vshrq_n_u8(q1, 4));
+        for (int r = 0; r < MR; r++) {
+          const int8_t* xr = x + r * ldx + u * 64;
+          int32x4_t a = acc[r][c];
+          a = dot16(a, vld1q_s8(xr), w0);
+          a = dot16(a, vld1q_s8(xr + 16), w1);
+          a = dot16(a, vld1q_s8(xr + 32), w2);
+          acc[r][c] = dot16(a, vld1q_s8(xr + 48), w3);
+        }
+      }
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) total[r][c] = vpadalq_s32(total[r][c], acc[r][c]);
+  }
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) y[r * ldy + c] = vaddvq_s64(total[r][c]);
+}
+
+template <int MR, int NR>
+void dense_tile(size_t kp, const int16_t* x, size_t ldx, const int16_t* w, size_t ldw, int64_t* y,
+                size_t ldy) {
   int64x2_t total[MR][NR];
   for (int r = 0; r < MR; r++)
     for (int c = 0; c < NR; c++) total[r][c] = vdupq_n_s64(0);
@@ -112,18 +141,14 @@ void tile(size_t kp, const int16_t* x, size_t ldx, const void* wv, size_t ldw, u
       for (int c = 0; c < NR; c++) acc[r][c][0] = acc[r][c][1] = vdupq_n_s32(0);
     for (size_t u = u0; u < u1; u++)
       for (int c = 0; c < NR; c++) {
-        int16x8_t w[8];
-        if (kCb4) {
-          decode_unit(static_cast<const uint8_t*>(wv) + c * ldw + u * 32, tlo, thi, w);
-        } else {
-          const int16_t* wc = static_cast<const int16_t*>(wv) + c * ldw + u * 64;
-          for (int q = 0; q < 8; q++) w[q] = vld1q_s16(wc + 8 * q);
-        }
+        const int16_t* wc = w + c * ldw + u * 64;
+        int16x8_t wv[8];
+        for (int q = 0; q < 8; q++) wv[q] = vld1q_s16(wc + 8 * q);
         for (int r = 0; r < MR; r++) {
           const int16_t* xr = x + r * ldx + u * 64;
           for (int q = 0; q < 8; q += 2) {
-            acc[r][c][0] = mla8(acc[r][c][0], xr + 8 * q, w[q]);
-            acc[r][c][1] = mla8(acc[r][c][1], xr + 8 * q + 8, w[q + 1]);
+            acc[r][c][0] = mla8(acc[r][c][0], xr + 8 * q, wv[q]);
+            acc[r][c][1] = mla8(acc[r][c][1], xr + 8 * q + 8, wv[q + 1]);
           }
         }
       }
@@ -137,30 +162,107 @@ void tile(size_t kp, const int16_t* x, size_t ldx, const void* wv, size_t ldw, u
     for (int c = 0; c < NR; c++) y[r * ldy + c] = vaddvq_s64(total[r][c]);
 }
 
-template <bool kCb4>
-void gemm(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx, const void* w,
-          size_t ldw, uint8x16_t tlo, uint8x16_t thi, int64_t* y, size_t ldy) {
-  // Weight rows are ldw bytes (4-bit layout) or ldw int16 apart.
-  auto wrow = [&](size_t c) -> const void* {
-    return kCb4 ? static_cast<const void*>(static_cast<const uint8_t*>(w) + c * ldw)
-                : static_cast<const void*>(static_cast<const int16_t*>(w) + c * ldw);
-  };
+// 4-bit codes into an int16 table: a table lookup per byte plane, zipped into int16 weights.
+// The 8-weight chunks come out as those of x's swapped layout: chunk q of the unit is w[q].
+inline void decode_s16_unit(const uint8_t* b, uint8x16_t tlo, uint8x16_t thi, int16x8_t w[8]) {
+  const uint8x16_t mask = vdupq_n_u8(0x0F);
+  const uint8x16_t q0 = vld1q_u8(b), q1 = vld1q_u8(b + 16);
+  const uint8x16_t idx[4] = {vandq_u8(q0, mask), vandq_u8(q1, mask), vshrq_n_u8(q0, 4),
+                             vshrq_n_u8(q1, 4)};
+  // Bytes 0-7 / 8-15 of q0 hold weights 0-7 / 8-15, found in x's chunks 0 / 2; q1's weights
+  // 16-23 / 24-31 in chunks 1 / 3 (low nibbles; high nibbles: +32, chunks + 4).
+  static const int chunk[4][2] = {{0, 2}, {1, 3}, {4, 6}, {5, 7}};
+  for (int h = 0; h < 4; h++) {
+    const uint8x16_t lo = vqtbl1q_u8(tlo, idx[h]), hi = vqtbl1q_u8(thi, idx[h]);
+    w[chunk[h][0]] = vreinterpretq_s16_u8(vzip1q_u8(lo, hi));
+    w[chunk[h][1]] = vreinterpretq_s16_u8(vzip2q_u8(lo, hi));
+  }
+}
+
+template <int MR, int NR>
+void cb4_s16_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t ldw,
+                  uint8x16_t tlo, uint8x16_t thi, int64_t* y, size_t ldy) {
+  int64x2_t total[MR][NR];
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) total[r][c] = vdupq_n_s64(0);
+  const size_t units = kp / 64;
+  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
+    const size_t u1 = std::min(units, u0 + kChunkUnits);
+    int32x4_t acc[MR][NR][2];
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) acc[r][c][0] = acc[r][c][1] = vdupq_n_s32(0);
+    for (size_t u = u0; u < u1; u++)
+      for (int c = 0; c < NR; c++) {
+        int16x8_t wv[8];
+        decode_s16_unit(w + c * ldw + u * 32, tlo, thi, wv);
+        for (int r = 0; r < MR; r++) {
+          const int16_t* xr = x + r * ldx + u * 64;
+          for (int q = 0; q < 8; q += 2) {
+            acc[r][c][0] = mla8(acc[r][c][0], xr + 8 * q, wv[q]);
+            acc[r][c][1] = mla8(acc[r][c][1], xr + 8 * q + 8, wv[q + 1]);
+          }
+        }
+      }
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) {
+        total[r][c] = vpadalq_s32(total[r][c], acc[r][c][0]);
+        total[r][c] = vpadalq_s32(total[r][c], acc[r][c][1]);
+      }
+  }
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) y[r * ldy + c] = vaddvq_s64(total[r][c]);
+}
+
+// Runs tile(r, c, MR, NR) over the mr x nr block: 1 x 4 tiles for single rows, 4 x 2 otherwise.
+template <typename Tile>
+void for_tiles(size_t mr, size_t nr, const Tile& tile) {
   size_t r = 0;
   for (; r + 4 <= mr; r += 4) {
     size_t c = 0;
-    for (; c + 2 <= nr; c += 2)
-      tile<4, 2, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
-    for (; c < nr; c++)
-      tile<4, 1, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
+    for (; c + 2 <= nr; c += 2) tile.template run<4, 2>(r, c);
+    for (; c < nr; c++) tile.template run<4, 1>(r, c);
   }
   for (; r < mr; r++) {
     size_t c = 0;
-    for (; c + 4 <= nr; c += 4)
-      tile<1, 4, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
-    for (; c < nr; c++)
-      tile<1, 1, kCb4>(kp, x + r * ldx, ldx, wrow(c), ldw, tlo, thi, y + r * ldy + c, ldy);
+    for (; c + 4 <= nr; c += 4) tile.template run<1, 4>(r, c);
+    for (; c < nr; c++) tile.template run<1, 1>(r, c);
   }
 }
+
+struct Cb4Tiles {
+  size_t kp, ldx, ldw, ldy;
+  const int8_t* x;
+  const uint8_t* w;
+  int64_t* y;
+  int8x16_t table;
+  template <int MR, int NR>
+  void run(size_t r, size_t c) const {
+    cb4_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, table, y + r * ldy + c, ldy);
+  }
+};
+
+struct Cb4S16Tiles {
+  size_t kp, ldx, ldw, ldy;
+  const int16_t* x;
+  const uint8_t* w;
+  int64_t* y;
+  uint8x16_t tlo, thi;
+  template <int MR, int NR>
+  void run(size_t r, size_t c) const {
+    cb4_s16_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, tlo, thi, y + r * ldy + c, ldy);
+  }
+};
+
+struct DenseTiles {
+  size_t kp, ldx, ldw, ldy;
+  const int16_t* x;
+  const int16_t* w;
+  int64_t* y;
+  template <int MR, int NR>
+  void run(size_t r, size_t c) const {
+    dense_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, y + r * ldy + c, ldy);
+  }
+};
 
 }  // namespace
 
@@ -286,6 +388,17 @@ void u16_f32_lookup__neon(const uint16_t* codes, size_t n, const float* table, s
   if (i < n) u16_f32_lookup__scalar(codes + i, n - i, table, 1, out + i, 0);
 }
 
+void gemm_s8cb4s64__neon(size_t mr, size_t nr, size_t kp, const int8_t* x, size_t ldx,
+                         const uint8_t* w, size_t ldw, const int8_t* table, int64_t* y,
+                         size_t ldy) {
+  for_tiles(mr, nr, Cb4Tiles{kp, ldx, ldw, ldy, x, w, y, vld1q_s8(table)});
+}
+
+void gemm_s16s16s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                          const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
+  for_tiles(mr, nr, DenseTiles{kp, ldx, ldw, ldy, x, w, y});
+}
+
 void gemm_s16cb4s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
                           const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
                           size_t ldy) {
@@ -295,12 +408,7 @@ void gemm_s16cb4s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, siz
     lo[e] = static_cast<uint8_t>(v & 0xFF);
     hi[e] = static_cast<uint8_t>(v >> 8);
   }
-  gemm<true>(mr, nr, kp, x, ldx, w, ldw, vld1q_u8(lo), vld1q_u8(hi), y, ldy);
-}
-
-void gemm_s16s16s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
-                          const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
-  gemm<false>(mr, nr, kp, x, ldx, w, ldw, vdupq_n_u8(0), vdupq_n_u8(0), y, ldy);
+  for_tiles(mr, nr, Cb4S16Tiles{kp, ldx, ldw, ldy, x, w, y, vld1q_u8(lo), vld1q_u8(hi)});
 }
 
 }  // namespace kernels

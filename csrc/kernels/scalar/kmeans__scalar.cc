@@ -22,15 +22,6 @@ inline uint32_t code1d(float x, const Kmeans1dLut& L) {
   return c;
 }
 
-// One 64-weight unit of the packed 4-bit layout (32 bytes) decoded through the table.
-inline void cb4_unit(const uint8_t* b, const int16_t* table, int16_t* w) {
-  for (int j = 0; j < 32; j++) {
-    const int i = (j >= 8 && j < 16) ? j + 8 : (j >= 16 && j < 24) ? j - 8 : j;
-    w[i] = table[b[j] & 15];
-    w[32 + i] = table[b[j] >> 4];
-  }
-}
-
 }  // namespace
 
 void f32_kmeans_assign__scalar(const float* x, size_t n, size_t d, const float* c, const float* hn,
@@ -100,19 +91,19 @@ void u16_f32_lookup__scalar(const uint16_t* codes, size_t n, const float* table,
   for (size_t i = 0; i < n; i++) std::memcpy(out + i * d, table + codes[i] * d, d * sizeof(float));
 }
 
-void gemm_s16cb4s64__scalar(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
-                            const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
-                            size_t ldy) {
+void gemm_s8cb4s64__scalar(size_t mr, size_t nr, size_t kp, const int8_t* x, size_t ldx,
+                           const uint8_t* w, size_t ldw, const int8_t* table, int64_t* y,
+                           size_t ldy) {
   for (size_t r = 0; r < mr; r++)
     for (size_t c = 0; c < nr; c++) {
-      const int16_t* xr = x + r * ldx;
+      const int8_t* xr = x + r * ldx;
       const uint8_t* wc = w + c * ldw;
       int64_t acc = 0;
-      int16_t unit[64];
-      for (size_t u = 0; u < kp / 64; u++) {
-        cb4_unit(wc + u * 32, table, unit);
-        for (size_t i = 0; i < 64; i++) acc += static_cast<int64_t>(xr[u * 64 + i]) * unit[i];
-      }
+      for (size_t u = 0; u < kp / 64; u++)
+        for (size_t j = 0; j < 32; j++) {
+          const uint8_t b = wc[u * 32 + j];
+          acc += int32_t(xr[u * 64 + j]) * table[b & 15] + int32_t(xr[u * 64 + 32 + j]) * table[b >> 4];
+        }
       y[r * ldy + c] = acc;
     }
 }
@@ -125,6 +116,25 @@ void gemm_s16s16s64__scalar(size_t mr, size_t nr, size_t kp, const int16_t* x, s
       const int16_t* wc = w + c * ldw;
       int64_t acc = 0;
       for (size_t i = 0; i < kp; i++) acc += static_cast<int64_t>(xr[i]) * wc[i];
+      y[r * ldy + c] = acc;
+    }
+}
+
+void gemm_s16cb4s64__scalar(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                            const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                            size_t ldy) {
+  for (size_t r = 0; r < mr; r++)
+    for (size_t c = 0; c < nr; c++) {
+      const int16_t* xr = x + r * ldx;
+      const uint8_t* wc = w + c * ldw;
+      int64_t acc = 0;
+      for (size_t u = 0; u < kp / 64; u++)
+        for (size_t j = 0; j < 32; j++) {
+          const uint8_t b = wc[u * 32 + j];
+          // Activations j and 32 + j of the unit, where the swapped layout keeps them.
+          const size_t pj = (j >= 8 && j < 16) ? j + 8 : (j >= 16 && j < 24) ? j - 8 : j;
+          acc += int64_t(xr[u * 64 + pj]) * table[b & 15] + int64_t(xr[u * 64 + 32 + pj]) * table[b >> 4];
+        }
       y[r * ldy + c] = acc;
     }
 }

@@ -142,9 +142,9 @@ inline void copy_row(float* dst, const float* src, size_t d) {
   }
 }
 
-// ---- codebook GEMM ----------------------------------------------------------------------------
-// int32 lanes take at most 8 units of 64 products (|x|, |w| <= 4095: 8 * 8 * 4095^2 < 2^31)
-// before they are widened to int64.
+// ---- codebook GEMMs ---------------------------------------------------------------------------
+// Dense int16: int32 lanes take at most 8 units of 8 products (|x|, |w| <= 4095:
+// 64 * 4095^2 < 2^31) before they are widened to int64.
 constexpr size_t kChunkUnits = 8;
 
 inline int64_t hsum_epi32(__m256i v) {
@@ -165,10 +165,13 @@ inline __m256i dot_unit(const int16_t* x, __m256i w0, __m256i w1, __m256i w2, __
   return _mm256_add_epi32(a, b);
 }
 
+// 4-bit codes: the 16-entry int8 table is one vpshufb per 32 weights. Products x * w go through
+// vpmaddubsw as |x| * (w with the sign of x): |pair| <= 2 * 127 * 127 fits int16 exactly; then
+// vpmaddwd with ones widens to int32 (a lane takes 8 products a unit, far from 2^31 in 8 units).
 template <int MR, int NR>
-void cb4_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t ldw, __m256i tlo,
-              __m256i thi, int64_t* y, size_t ldy) {
-  const __m256i m0f = _mm256_set1_epi8(0x0F);
+void cb4_tile(size_t kp, const int8_t* x, size_t ldx, const uint8_t* w, size_t ldw, __m256i table,
+              int64_t* y, size_t ldy) {
+  const __m256i m0f = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   int64_t total[MR][NR] = {};
   const size_t units = kp / 64;
   for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
@@ -177,12 +180,52 @@ void cb4_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t 
     for (int r = 0; r < MR; r++)
       for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
     for (size_t u = u0; u < u1; u++) {
+      __m256i xv[MR][2], xa[MR][2];
+      for (int r = 0; r < MR; r++) {
+        const int8_t* xr = x + r * ldx + u * 64;
+        xv[r][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr));
+        xv[r][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + 32));
+        xa[r][0] = _mm256_abs_epi8(xv[r][0]);
+        xa[r][1] = _mm256_abs_epi8(xv[r][1]);
+      }
+      for (int c = 0; c < NR; c++) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c * ldw + u * 32));
+        const __m256i w0 = _mm256_shuffle_epi8(table, _mm256_and_si256(v, m0f));  // weights 0-31
+        const __m256i w1 = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
+        for (int r = 0; r < MR; r++) {
+          const __m256i p0 = _mm256_maddubs_epi16(xa[r][0], _mm256_sign_epi8(w0, xv[r][0]));
+          const __m256i p1 = _mm256_maddubs_epi16(xa[r][1], _mm256_sign_epi8(w1, xv[r][1]));
+          acc[r][c] = _mm256_add_epi32(
+              acc[r][c], _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
+        }
+      }
+    }
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) total[r][c] += hsum_epi32(acc[r][c]);
+  }
+  for (int r = 0; r < MR; r++)
+    for (int c = 0; c < NR; c++) y[r * ldy + c] = total[r][c];
+}
+
+// 4-bit codes into an int16 table: two vpshufb give the low and high bytes of 32 weights,
+// unpacking interleaves them into int16 lanes -- within 128-bit lanes, which is why x comes with
+// the middle quarters of every 32 swapped.
+template <int MR, int NR>
+void cb4_s16_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t ldw,
+                  __m256i tlo, __m256i thi, int64_t* y, size_t ldy) {
+  const __m256i m0f = _mm256_set1_epi8(0x0F);
+  int64_t total[MR][NR] = {};
+  const size_t units = kp / 64;
+  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
+    const size_t u1 = std::min(units, u0 + kChunkUnits);
+    __m256i acc[MR][NR];
+    for (int r = 0; r < MR; r++)
+      for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
+    for (size_t u = u0; u < u1; u++)
       for (int c = 0; c < NR; c++) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c * ldw + u * 32));
         const __m256i lo = _mm256_and_si256(v, m0f);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
-        // Low and high bytes of the int16 weights; unpacking interleaves them into int16 lanes,
-        // and the layout's permutation makes that come out in natural order.
         const __m256i llo = _mm256_shuffle_epi8(tlo, lo), lhi = _mm256_shuffle_epi8(thi, lo);
         const __m256i hlo = _mm256_shuffle_epi8(tlo, hi), hhi = _mm256_shuffle_epi8(thi, hi);
         const __m256i w0 = _mm256_unpacklo_epi8(llo, lhi), w1 = _mm256_unpackhi_epi8(llo, lhi);
@@ -190,7 +233,6 @@ void cb4_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t 
         for (int r = 0; r < MR; r++)
           acc[r][c] = _mm256_add_epi32(acc[r][c], dot_unit(x + r * ldx + u * 64, w0, w1, w2, w3));
       }
-    }
     for (int r = 0; r < MR; r++)
       for (int c = 0; c < NR; c++) total[r][c] += hsum_epi32(acc[r][c]);
   }
@@ -241,13 +283,25 @@ void for_tiles(size_t mr, size_t nr, const Tile& tile) {
 
 struct Cb4Tiles {
   size_t kp, ldx, ldw, ldy;
+  const int8_t* x;
+  const uint8_t* w;
+  int64_t* y;
+  __m256i table;
+  template <int MR, int NR>
+  void run(size_t r, size_t c) const {
+    cb4_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, table, y + r * ldy + c, ldy);
+  }
+};
+
+struct Cb4S16Tiles {
+  size_t kp, ldx, ldw, ldy;
   const int16_t* x;
   const uint8_t* w;
   int64_t* y;
   __m256i tlo, thi;
   template <int MR, int NR>
   void run(size_t r, size_t c) const {
-    cb4_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, tlo, thi, y + r * ldy + c, ldy);
+    cb4_s16_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, tlo, thi, y + r * ldy + c, ldy);
   }
 };
 
@@ -381,6 +435,19 @@ void u16_f32_lookup__avx2(const uint16_t* codes, size_t n, const float* table, s
   for (size_t i = 0; i < n; i++) copy_row(out + i * d, table + size_t(codes[i]) * d, d);
 }
 
+void gemm_s8cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int8_t* x, size_t ldx,
+                         const uint8_t* w, size_t ldw, const int8_t* table, int64_t* y,
+                         size_t ldy) {
+  // The table in both 128-bit lanes (vpshufb looks up within a lane).
+  const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+  for_tiles(mr, nr, Cb4Tiles{kp, ldx, ldw, ldy, x, w, y, t});
+}
+
+void gemm_s16s16s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                          const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
+  for_tiles(mr, nr, DenseTiles{kp, ldx, ldw, ldy, x, w, y});
+}
+
 void gemm_s16cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
                           const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
                           size_t ldy) {
@@ -393,12 +460,7 @@ void gemm_s16cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, siz
   }
   const __m256i tlo = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo)));
   const __m256i thi = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hi)));
-  for_tiles(mr, nr, Cb4Tiles{kp, ldx, ldw, ldy, x, w, y, tlo, thi});
-}
-
-void gemm_s16s16s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
-                          const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
-  for_tiles(mr, nr, DenseTiles{kp, ldx, ldw, ldy, x, w, y});
+  for_tiles(mr, nr, Cb4S16Tiles{kp, ldx, ldw, ldy, x, w, y, tlo, thi});
 }
 
 }  // namespace kernels

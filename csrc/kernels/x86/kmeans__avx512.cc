@@ -214,15 +214,21 @@ void u16_f32_lookup__avx512(const uint16_t* codes, size_t n, const float* table,
   }, [&](size_t i, size_t m) { u16_f32_lookup__scalar(codes + i, m, table, 1, out + i, 0); });
 }
 
-void gemm_s16cb4s64__avx512(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
-                            const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
-                            size_t ldy) {
-  gemm_s16cb4s64__avx2(mr, nr, kp, x, ldx, w, ldw, table, y, ldy);
+void gemm_s8cb4s64__avx512(size_t mr, size_t nr, size_t kp, const int8_t* x, size_t ldx,
+                           const uint8_t* w, size_t ldw, const int8_t* table, int64_t* y,
+                           size_t ldy) {
+  gemm_s8cb4s64__avx2(mr, nr, kp, x, ldx, w, ldw, table, y, ldy);
 }
 
 void gemm_s16s16s64__avx512(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
                             const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
   gemm_s16s16s64__avx2(mr, nr, kp, x, ldx, w, ldw, y, ldy);
+}
+
+void gemm_s16cb4s64__avx512(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                            const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                            size_t ldy) {
+  gemm_s16cb4s64__avx2(mr, nr, kp, x, ldx, w, ldw, table, y, ldy);
 }
 
 }  // namespace kernels
