@@ -1,5 +1,7 @@
 """Random arguments thrown at the public functions: the only outcomes allowed are a result or a
 TypeError/ValueError (never a crash, a hang, or another exception)."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,7 +35,9 @@ def call(fn, *args, **kwargs):
         return None
 
 
-common = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# LOWBIT_FUZZ_EXAMPLES=100000 for a long run (README, "Fuzzing").
+common = settings(max_examples=int(os.environ.get("LOWBIT_FUZZ_EXAMPLES", "150")), deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow])
 
 
 @common
