@@ -873,8 +873,17 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
     }
   }
   TR("lloyd");
-  // The assignment of every point to the trained centroids, then their means.
-  if (!current) r = assign_pass(all, n, d, c, k, idx, nullptr);
+  // The assignment of every point to the trained centroids, then their means. After Lloyd on a
+  // sample, one more Lloyd step over all points first (what the sample missed).
+  const int full_passes = x == all ? 1 : 2;
+  for (int pass = 0; pass < full_passes; pass++) {
+    if (pass > 0 || !current) r = assign_pass(all, n, d, c, k, idx, nullptr);
+    if (pass + 1 == full_passes) break;
+    for (size_t j = 0; j < k; j++)
+      if (r.counts[j] > 0)
+        for (size_t t = 0; t < d; t++)
+          c[j * d + t] = static_cast<float>(r.sums[j * d + t] / static_cast<double>(r.counts[j]));
+  }
   // inertia of the returned codebook: the pass's error minus what moving to the means saves,
   // plus what rounding the means to float costs.
   double inertia = r.sse;

@@ -203,8 +203,9 @@ def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_cen
       seed: the result is a deterministic function of (x, k, dim, iters, init, seed) --
         also across thread counts and kernel sets.
       max_points_per_centroid: ``dim > 1`` only: Lloyd runs on a random sample of
-        ``k * max_points_per_centroid`` points when there are more (as faiss does; None: all);
-        every point is then assigned and the centroids set to the means of their points.
+        ``k * max_points_per_centroid`` points when there are more (as faiss does; None: all),
+        then one Lloyd step over all points; finally every point is assigned and the centroids
+        set to the means of their points.
 
     ``dim=1`` has its own algorithm: the values are sorted once, so a Lloyd step costs
     O(k log n) through exact prefix sums instead of O(n k); Lloyd from ``init`` and Lloyd from

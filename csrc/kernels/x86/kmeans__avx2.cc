@@ -180,21 +180,20 @@ void cb4_tile(size_t kp, const int8_t* x, size_t ldx, const uint8_t* w, size_t l
     for (int r = 0; r < MR; r++)
       for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
     for (size_t u = u0; u < u1; u++) {
-      __m256i xv[MR][2], xa[MR][2];
-      for (int r = 0; r < MR; r++) {
-        const int8_t* xr = x + r * ldx + u * 64;
-        xv[r][0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr));
-        xv[r][1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + 32));
-        xa[r][0] = _mm256_abs_epi8(xv[r][0]);
-        xa[r][1] = _mm256_abs_epi8(xv[r][1]);
-      }
+      __m256i wl[NR], wh[NR];  // weights 0-31 and 32-63 of the unit, per row
       for (int c = 0; c < NR; c++) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c * ldw + u * 32));
-        const __m256i w0 = _mm256_shuffle_epi8(table, _mm256_and_si256(v, m0f));  // weights 0-31
-        const __m256i w1 = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
-        for (int r = 0; r < MR; r++) {
-          const __m256i p0 = _mm256_maddubs_epi16(xa[r][0], _mm256_sign_epi8(w0, xv[r][0]));
-          const __m256i p1 = _mm256_maddubs_epi16(xa[r][1], _mm256_sign_epi8(w1, xv[r][1]));
+        wl[c] = _mm256_shuffle_epi8(table, _mm256_and_si256(v, m0f));
+        wh[c] = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f));
+      }
+      for (int r = 0; r < MR; r++) {
+        const int8_t* xr = x + r * ldx + u * 64;
+        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr));
+        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + 32));
+        const __m256i a0 = _mm256_abs_epi8(x0), a1 = _mm256_abs_epi8(x1);
+        for (int c = 0; c < NR; c++) {
+          const __m256i p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(wl[c], x0));
+          const __m256i p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(wh[c], x1));
           acc[r][c] = _mm256_add_epi32(
               acc[r][c], _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)));
         }
@@ -440,7 +439,18 @@ void gemm_s8cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int8_t* x, size_
                          size_t ldy) {
   // The table in both 128-bit lanes (vpshufb looks up within a lane).
   const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
-  for_tiles(mr, nr, Cb4Tiles{kp, ldx, ldw, ldy, x, w, y, t});
+  const Cb4Tiles tile{kp, ldx, ldw, ldy, x, w, y, t};
+  size_t r = 0;
+  for (; r + 2 <= mr; r += 2) {  // 2 x 2 tiles keep everything in the 16 registers
+    size_t c = 0;
+    for (; c + 2 <= nr; c += 2) tile.run<2, 2>(r, c);
+    for (; c < nr; c++) tile.run<2, 1>(r, c);
+  }
+  for (; r < mr; r++) {
+    size_t c = 0;
+    for (; c + 4 <= nr; c += 4) tile.run<1, 4>(r, c);
+    for (; c < nr; c++) tile.run<1, 1>(r, c);
+  }
 }
 
 void gemm_s16s16s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,

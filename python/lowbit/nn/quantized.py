@@ -370,16 +370,18 @@ class SharedWeightLinear(Linear):
         """A plain Linear with the decoded weight."""
         return Linear.from_arrays(self.weight, self.bias)
 
-    def to_codebook_linear(self):
+    def to_codebook_linear(self, activations="int16"):
         """The equivalent lowbit.CodebookLinear (needs lowbit's codebook module). The decoded weight
-        holds exactly k distinct values (vectors), which the layer's k-means recovers."""
+        holds exactly k distinct values (vectors), which the layer's k-means recovers.
+        `activations`: "int16" (default here: within about 1e-4 of this float layer) or "int8"
+        (faster, activations quantized like QuantizedLinear's)."""
         import lowbit
 
         cls = getattr(lowbit, "CodebookLinear", None)
         if cls is None:
             raise ImportError("lowbit.CodebookLinear is not available in this build")
         b = None if self.bias is None else self.bias.astype(np.float32)
-        return cls(self.weight.astype(np.float32), b, k=self.k, dim=self.dim)
+        return cls(self.weight.astype(np.float32), b, k=self.k, dim=self.dim, activations=activations)
 
     def __repr__(self) -> str:
         return (f"SharedWeightLinear(in_features={self.in_features}, out_features={self.out_features}, "
