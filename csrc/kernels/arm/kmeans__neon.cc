@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/tiles.h"
 #include "lowbit/kernels.h"
 
 namespace lowbit {
@@ -211,22 +212,6 @@ void cb4_s16_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, siz
   }
   for (int r = 0; r < MR; r++)
     for (int c = 0; c < NR; c++) y[r * ldy + c] = vaddvq_s64(total[r][c]);
-}
-
-// Runs tile(r, c, MR, NR) over the mr x nr block: 1 x 4 tiles for single rows, 4 x 2 otherwise.
-template <typename Tile>
-void for_tiles(size_t mr, size_t nr, const Tile& tile) {
-  size_t r = 0;
-  for (; r + 4 <= mr; r += 4) {
-    size_t c = 0;
-    for (; c + 2 <= nr; c += 2) tile.template run<4, 2>(r, c);
-    for (; c < nr; c++) tile.template run<4, 1>(r, c);
-  }
-  for (; r < mr; r++) {
-    size_t c = 0;
-    for (; c + 4 <= nr; c += 4) tile.template run<1, 4>(r, c);
-    for (; c < nr; c++) tile.template run<1, 1>(r, c);
-  }
 }
 
 struct Cb4Tiles {
