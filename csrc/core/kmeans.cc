@@ -1217,79 +1217,87 @@ void CodebookLinearPlan::decode_row(const Code* codes, size_t groups, int16_t* d
   }
 }
 
-bool CodebookLinearPlan::forward(const float* x, size_t M, float* y) const {
+bool CodebookLinearPlan::forward(const float* x, size_t M, float* y, Workspace* ws) const {
   if (M == 0 || out_ == 0) return true;
   const KernelTable& kt = active_kernels();
   // Activations: per row, symmetric, zero padded to kp: int8 for gemm_s8cb4s64, else int16
-  // (for gemm_s16cb4s64 with the middle quarters of every 32 swapped).
+  // (for gemm_s16cb4s64 with the middle quarters of every 32 swapped). assign() and resize()
+  // reuse the workspace's memory when it is large enough.
   const bool int8_path = !precise_;
-  std::vector<int8_t> x8(int8_path ? M * kp_ : 0, 0);
-  std::vector<int16_t> x16(int8_path ? 0 : M * kp_, 0);
-  std::vector<float> xs(M);
-  std::vector<char> ok(M, 1);
+  ws->x8.assign(int8_path ? M * kp_ : 0, 0);
+  ws->x16.assign(int8_path ? 0 : M * kp_, 0);
+  ws->xs.resize(M);
+  ws->ok.assign(M, 1);
+  int8_t* x8 = ws->x8.data();
+  int16_t* x16 = ws->x16.data();
+  float* xs = ws->xs.data();
+  char* ok = ws->ok.data();
   for_pieces(M, std::max<size_t>(1, 8192 / std::max<size_t>(1, in_)), in_, [&](size_t, size_t b, size_t e) {
-    std::vector<int16_t> row(nibbles_ && !int8_path ? kp_ : 0);
     for (size_t r = b; r < e; r++) {
       if (int8_path) {
-        ok[r] = quantize_sym(x + r * in_, in_, 127, x8.data() + r * kp_, &xs[r]);
-      } else if (!nibbles_) {
-        ok[r] = quantize_sym(x + r * in_, in_, kCbMaxQ, x16.data() + r * kp_, &xs[r]);
-      } else {
-        ok[r] = quantize_sym(x + r * in_, in_, kCbMaxQ, row.data(), &xs[r]);
-        int16_t* dst = x16.data() + r * kp_;
-        for (size_t i = 0; i < kp_; i++) {
-          const size_t j = i % 32;
-          dst[i - j + ((j >= 8 && j < 16) ? j + 8 : (j >= 16 && j < 24) ? j - 8 : j)] = row[i];
-        }
+        ok[r] = quantize_sym(x + r * in_, in_, 127, x8 + r * kp_, &xs[r]);
+        continue;
       }
+      int16_t* dst = x16 + r * kp_;
+      ok[r] = quantize_sym(x + r * in_, in_, kCbMaxQ, dst, &xs[r]);
+      if (nibbles_)  // gemm_s16cb4s64's order: swap values 8..15 and 16..23 of every 32
+        for (size_t i = 0; i < kp_; i += 32) std::swap_ranges(dst + i + 8, dst + i + 16, dst + i + 16);
     }
   });
-  for (char v : ok)
-    if (!v) return false;
+  for (size_t r = 0; r < M; r++)
+    if (!ok[r]) return false;
 
-  std::vector<int64_t> acc(M * out_);
+  ws->acc.resize(M * out_);
+  int64_t* acc = ws->acc.data();
   const size_t nb = nibbles_ ? 64 : 16;           // output rows per task
   const size_t mb = 64;                           // input rows per task
   const size_t ntn = (out_ + nb - 1) / nb, ntm = (M + mb - 1) / mb;
+  const size_t ntasks = ntn * ntm;
   const size_t groups = in_ / dim_;
-  auto task = [&](size_t t) {
+  const bool serial = static_cast<double>(M) * out_ * kp_ < 2e5 || ntasks == 1;
+  // Tasks are split statically over `workers`; each worker decodes its tiles into its own
+  // slice of ws->tiles (the decoded-tile path only).
+  const size_t workers = serial ? 1 : std::min<size_t>(ntasks, static_cast<size_t>(num_threads()));
+  const size_t tile = nibbles_ ? 0 : nb * kp_;
+  ws->tiles.resize(workers * tile);
+  auto task = [&](size_t t, int16_t* tile_buf) {
     const size_t m0 = (t / ntn) * mb, m1 = std::min(M, m0 + mb);
     const size_t o0 = (t % ntn) * nb, o1 = std::min(out_, o0 + nb);
     if (nibbles_ && int8_path) {
-      kt.gemm_s8cb4s64(m1 - m0, o1 - o0, kp_, x8.data() + m0 * kp_, kp_,
-                       packed_.data() + o0 * kp_ / 2, kp_ / 2, qc8_.data(),
-                       acc.data() + m0 * out_ + o0, out_);
+      kt.gemm_s8cb4s64(m1 - m0, o1 - o0, kp_, x8 + m0 * kp_, kp_, packed_.data() + o0 * kp_ / 2,
+                       kp_ / 2, qc8_.data(), acc + m0 * out_ + o0, out_);
       return;
     }
     if (nibbles_) {
-      kt.gemm_s16cb4s64(m1 - m0, o1 - o0, kp_, x16.data() + m0 * kp_, kp_,
-                        packed_.data() + o0 * kp_ / 2, kp_ / 2, qc_.data(),
-                        acc.data() + m0 * out_ + o0, out_);
+      kt.gemm_s16cb4s64(m1 - m0, o1 - o0, kp_, x16 + m0 * kp_, kp_, packed_.data() + o0 * kp_ / 2,
+                        kp_ / 2, qc_.data(), acc + m0 * out_ + o0, out_);
       return;
     }
     // Decode this tile of weights to int16 (zero padded), then the dense kernel.
-    thread_local std::vector<int16_t> tile;
-    tile.assign((o1 - o0) * kp_, 0);
+    std::fill(tile_buf, tile_buf + (o1 - o0) * kp_, int16_t{0});
     for (size_t o = o0; o < o1; o++) {
-      int16_t* dst = tile.data() + (o - o0) * kp_;
+      int16_t* dst = tile_buf + (o - o0) * kp_;
       if (codes8_.empty())
         decode_row(codes16_.data() + o * groups, groups, dst);
       else
         decode_row(codes8_.data() + o * groups, groups, dst);
     }
-    kt.gemm_s16s16s64(m1 - m0, o1 - o0, kp_, x16.data() + m0 * kp_, kp_, tile.data(), kp_,
-                      acc.data() + m0 * out_ + o0, out_);
+    kt.gemm_s16s16s64(m1 - m0, o1 - o0, kp_, x16 + m0 * kp_, kp_, tile_buf, kp_,
+                      acc + m0 * out_ + o0, out_);
   };
-  const size_t ntasks = ntn * ntm;
-  if (static_cast<double>(M) * out_ * kp_ < 2e5 || ntasks == 1) {
-    for (size_t t = 0; t < ntasks; t++) task(t);
+  auto worker = [&](size_t w) {
+    int16_t* tile_buf = ws->tiles.data() + w * tile;
+    for (size_t t = w * ntasks / workers; t < (w + 1) * ntasks / workers; t++) task(t, tile_buf);
+  };
+  if (workers == 1) {
+    worker(0);
   } else {
-    parallel_for(ntasks, task);
+    parallel_for(workers, worker);
   }
-  const double ws = w_scale_;
+  const double wsc = w_scale_;
   for_pieces(M, std::max<size_t>(1, 8192 / out_), out_, [&](size_t, size_t b, size_t e) {
     for (size_t r = b; r < e; r++) {
-      const double s = static_cast<double>(xs[r]) * ws;
+      const double s = static_cast<double>(xs[r]) * wsc;
       for (size_t o = 0; o < out_; o++) {
         float v = static_cast<float>(static_cast<double>(acc[r * out_ + o]) * s);
         if (!bias_.empty()) v += bias_[o];

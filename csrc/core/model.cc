@@ -26,8 +26,8 @@ uint32_t crc32(const uint8_t* data, size_t size) {
 
 namespace {
 
-constexpr uint32_t kVersion = 1;
-constexpr uint32_t kLinear = 1, kRelu = 2;
+constexpr uint32_t kVersion = 2;  // reads 1 and 2
+constexpr uint32_t kLinear = 1, kRelu = 2, kCodebook = 3;
 constexpr uint32_t kMaxDim = 1u << 20;  // features per layer, at most
 
 // Bounds-checked little-endian reader.
@@ -50,6 +50,57 @@ bool fail(std::string* error, const std::string& msg) {
   return false;
 }
 
+// A codebook layer (kind 3) after its kind, every field checked (codes below k); null and a
+// message in *error if anything is wrong.
+std::shared_ptr<const CodebookLinearPlan> read_codebook(Reader* r, uint32_t i, size_t width,
+                                                        std::string* error) {
+  const std::string where = "codebook layer " + std::to_string(i) + ": ";
+  uint32_t K, N, k, dim, flags;
+  if (!r->u32(&K) || !r->u32(&N) || !r->u32(&k) || !r->u32(&dim) || !r->u32(&flags))
+    return fail(error, where + "truncated header"), nullptr;
+  if (K != width || N == 0 || N > kMaxDim || k < 2 || k > 65536 || dim == 0 || K % dim ||
+      (flags & ~3u))
+    return fail(error, where + "bad shape, k, dim or flags"), nullptr;
+  const uint64_t nc = static_cast<uint64_t>(k) * dim;
+  if (4 * nc > r->left) return fail(error, where + "truncated centroids"), nullptr;
+  std::vector<float> centroids(static_cast<size_t>(nc));
+  r->take(centroids.data(), 4 * centroids.size());
+  for (float c : centroids)
+    if (!std::isfinite(c)) return fail(error, where + "bad centroid"), nullptr;
+  const int bits = codebook_bits(k);
+  const uint64_t groups = static_cast<uint64_t>(N) * (K / dim);
+  const uint64_t code_bytes = bits == 4 ? (groups + 1) / 2 : groups * (bits / 8);
+  if (code_bytes > r->left) return fail(error, where + "truncated codes"), nullptr;
+  std::vector<uint8_t> codes8;  // unpacked, k <= 256
+  std::vector<uint16_t> codes16;
+  uint32_t max_code = 0;
+  if (bits == 16) {
+    codes16.resize(static_cast<size_t>(groups));
+    r->take(codes16.data(), 2 * codes16.size());
+    for (uint16_t c : codes16) max_code = std::max<uint32_t>(max_code, c);
+  } else {
+    codes8.resize(static_cast<size_t>(code_bytes));
+    r->take(codes8.data(), codes8.size());
+    if (bits == 4) {
+      std::vector<uint8_t> packed(std::move(codes8));
+      codes8.resize(static_cast<size_t>(groups));
+      for (size_t g = 0; g < codes8.size(); g++) codes8[g] = (packed[g / 2] >> (4 * (g & 1))) & 15;
+    }
+    for (uint8_t c : codes8) max_code = std::max<uint32_t>(max_code, c);
+  }
+  if (groups && max_code >= k) return fail(error, where + "code out of range"), nullptr;
+  std::vector<float> bias;
+  if (flags & 1) {
+    bias.resize(N);
+    if (!r->take(bias.data(), 4ull * N)) return fail(error, where + "truncated bias"), nullptr;
+    for (float b : bias)
+      if (!std::isfinite(b)) return fail(error, where + "bad bias"), nullptr;
+  }
+  const void* codes = bits == 16 ? static_cast<const void*>(codes16.data()) : codes8.data();
+  return std::make_shared<const CodebookLinearPlan>(
+      centroids.data(), k, dim, codes, N, K, bias.empty() ? nullptr : bias.data(), flags & 2);
+}
+
 }  // namespace
 
 bool Model::load(const uint8_t* data, size_t size, size_t max_batch, std::string* error) {
@@ -62,8 +113,8 @@ bool Model::load(const uint8_t* data, size_t size, size_t max_batch, std::string
   Reader r{data + 4, size - 8};
   uint32_t version, n_layers, in, out;
   r.u32(&version);
-  if (version != kVersion)
-    return fail(error, "unsupported version " + std::to_string(version) + " (this runtime reads 1)");
+  if (version < 1 || version > kVersion)
+    return fail(error, "unsupported version " + std::to_string(version) + " (this runtime reads 1 and 2)");
   r.u32(&n_layers);
   r.u32(&in);
   r.u32(&out);
@@ -78,6 +129,14 @@ bool Model::load(const uint8_t* data, size_t size, size_t max_batch, std::string
     if (!r.u32(&kind)) return fail(error, "truncated layer header");
     L.kind = static_cast<int>(kind);
     if (kind == kRelu) {
+      layers_.push_back(std::move(L));
+      continue;
+    }
+    if (kind == kCodebook && version >= 2) {
+      L.codebook = read_codebook(&r, i, width, error);
+      if (!L.codebook) return false;
+      width = L.codebook->out_features();
+      widest_ = std::max(widest_, width);
       layers_.push_back(std::move(L));
       continue;
     }
@@ -130,7 +189,10 @@ bool Model::forward(const float* x, size_t M, float* y) {
   for (size_t i = 0; i < layers_.size(); i++) {
     const Layer& L = layers_[i];
     float* dst = (i + 1 == layers_.size()) ? y : buf_[i % 2].data();
-    if (L.kind == kRelu) {
+    if (L.kind == kCodebook) {
+      if (!L.codebook->forward(cur, M, dst, &cb_ws_)) return false;
+      width = L.codebook->out_features();
+    } else if (L.kind == kRelu) {
       // As numpy.maximum(x, 0), which gives +0.0 for -0.0: the output matches Python bit for bit.
       for (size_t j = 0; j < M * width; j++) dst[j] = cur[j] > 0.0f ? cur[j] : 0.0f;
     } else if (!L.static_act) {

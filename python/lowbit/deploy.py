@@ -2,7 +2,9 @@
 versioned, checksummed binary file that lowbit's C++ runtime (csrc/include/lowbit/model.h, the
 example program examples/lowbit_infer.cc) loads and runs on any CPU lowbit builds for.
 
-The format is described in csrc/include/lowbit/model.h. The runtime runs the layers one at a
+The format is described in csrc/include/lowbit/model.h. Layers: lowbit.QuantizedLinear (dynamic
+or static activations), lowbit.CodebookLinear (k-means codebook weights, stored as packed codes
+and centroids) and ReLU. The runtime runs the layers one at a
 time exactly as lowbit does in Python (`lowbit.nn.Sequential(layers)(x)`), on the same kernels,
 so its output equals Python's bit for bit.
 """
@@ -14,11 +16,13 @@ import zlib
 
 import numpy as np
 
+from .codebook import CodebookLinear
 from .linear import QuantizedLinear
 
 MAGIC = b"LBRT"
-VERSION = 1
-_LINEAR, _RELU = 1, 2
+VERSION = 2  # 1 when the model has no codebook layer (readable by older runtimes)
+_LINEAR, _RELU, _CODEBOOK = 1, 2, 3
+_DENSE = (QuantizedLinear, CodebookLinear)
 
 
 def _layers_of(model) -> list:
@@ -38,13 +42,13 @@ def runtime_layers(model) -> list:
     for i, layer in enumerate(_layers_of(model)):
         if isinstance(layer, nn.Dropout):
             continue
-        if not isinstance(layer, (QuantizedLinear, nn.ReLU)):
+        if not isinstance(layer, _DENSE + (nn.ReLU,)):
             raise ValueError(f"layer {i} ({type(layer).__name__}) cannot be exported: the runtime runs "
-                             "lowbit.QuantizedLinear and ReLU layers (quantize Linear layers first, "
-                             "e.g. with lowbit.quantize_model)")
+                             "lowbit.QuantizedLinear, lowbit.CodebookLinear and ReLU layers (quantize "
+                             "Linear layers first, e.g. with lowbit.quantize_model)")
         out.append(layer)
-    if not any(isinstance(l, QuantizedLinear) for l in out):
-        raise ValueError("model has no QuantizedLinear layer to export")
+    if not any(isinstance(l, _DENSE) for l in out):
+        raise ValueError("model has no QuantizedLinear or CodebookLinear layer to export")
     return out
 
 
@@ -57,16 +61,21 @@ def runtime_reference(model, x) -> np.ndarray:
 
 
 def export_runtime(model, path) -> int:
-    """Writes `model` (QuantizedLinear and ReLU layers) for the C++ runtime; returns the bytes
-    written. Shapes must chain: each layer's in_features equals the previous out_features."""
+    """Writes `model` (QuantizedLinear, CodebookLinear and ReLU layers) for the C++ runtime;
+    returns the bytes written. Shapes must chain: each layer's in_features equals the previous
+    out_features."""
     layers = runtime_layers(model)
     body = bytearray()
     width = first = None
     for i, layer in enumerate(layers):
-        if isinstance(layer, QuantizedLinear):
+        if isinstance(layer, _DENSE):
             if width is not None and layer.in_features != width:
                 raise ValueError(f"layer {i} takes {layer.in_features} features but receives {width}")
             first = layer.in_features if first is None else first
+        if isinstance(layer, CodebookLinear):
+            body += _codebook_layer(layer)
+            width = layer.out_features
+        elif isinstance(layer, QuantizedLinear):
             static = layer.act_scale is not None
             flags = (1 if layer.bias is not None else 0) | (2 if static else 0)
             body += struct.pack("<IIIIfi", _LINEAR, layer.in_features, layer.out_features, flags,
@@ -78,11 +87,25 @@ def export_runtime(model, path) -> int:
             width = layer.out_features
         else:
             if width is None:
-                raise ValueError("the first exported layer must be a QuantizedLinear")
+                raise ValueError("the first exported layer must be a QuantizedLinear or CodebookLinear")
             body += struct.pack("<I", _RELU)
-    head = MAGIC + struct.pack("<IIII", VERSION, len(layers), first, width)
+    version = VERSION if any(isinstance(l, CodebookLinear) for l in layers) else 1
+    head = MAGIC + struct.pack("<IIII", version, len(layers), first, width)
     data = head + bytes(body)
     data += struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
     with open(os.fspath(path), "wb") as f:
         f.write(data)
     return len(data)
+
+
+def _codebook_layer(layer: CodebookLinear) -> bytes:
+    """Layer kind 3: shape, k, dim, flags, centroids, the codes as the Codebook stores them
+    (4-bit packed when k <= 16), bias."""
+    cb = layer.codebook
+    flags = (1 if layer.bias is not None else 0) | (2 if layer.activations == "int16" else 0)
+    out = struct.pack("<IIIIII", _CODEBOOK, layer.in_features, layer.out_features, cb.k, cb.dim, flags)
+    out += np.ascontiguousarray(cb.centroids, "<f4").tobytes()
+    out += np.ascontiguousarray(cb.indices.reshape(-1), "<u2" if cb.bits == 16 else np.uint8).tobytes()
+    if layer.bias is not None:
+        out += np.ascontiguousarray(layer.bias, "<f4").tobytes()
+    return out

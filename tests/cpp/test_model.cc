@@ -58,7 +58,89 @@ std::vector<uint8_t> make_file(std::mt19937& rng, std::vector<int8_t>* w1, std::
   return w.b;
 }
 
+// Version 2, codebook layers: in 12 -> codebook 9 (k=5, 4-bit codes, bias) -> relu ->
+// codebook 8 (k=20, dim=3, 13-bit activations) -> codebook 4 (k=300, dim=2, 16-bit codes, bias).
+struct CbSpec {
+  uint32_t K, N, k, dim, flags;
+};
+const CbSpec kCb[3] = {{12, 9, 5, 1, 1}, {9, 8, 20, 3, 2}, {8, 4, 300, 2, 1}};
+
+std::vector<uint8_t> make_codebook_file(std::mt19937& rng, std::vector<float> (&cent)[3],
+                                        std::vector<uint16_t> (&codes)[3],
+                                        std::vector<float> (&bias)[3]) {
+  Writer w;
+  w.raw("LBRT", 4);
+  w.u32(2), w.u32(4), w.u32(12), w.u32(4);
+  for (int l = 0; l < 3; l++) {
+    const CbSpec& c = kCb[l];
+    cent[l].resize(c.k * c.dim);
+    for (auto& v : cent[l]) v = std::normal_distribution<float>(0, 0.3f)(rng);
+    codes[l].resize(c.N * c.K / c.dim);
+    for (auto& v : codes[l]) v = static_cast<uint16_t>(rng() % c.k);
+    bias[l].assign(c.flags & 1 ? c.N : 0, 0.0f);
+    for (auto& v : bias[l]) v = std::normal_distribution<float>(0, 1)(rng);
+    w.u32(3), w.u32(c.K), w.u32(c.N), w.u32(c.k), w.u32(c.dim), w.u32(c.flags);
+    w.raw(cent[l].data(), 4 * cent[l].size());
+    const int bits = codebook_bits(c.k);
+    std::vector<uint8_t> packed(codebook_code_bytes(codes[l].size(), bits), 0);
+    for (size_t g = 0; g < codes[l].size(); g++) {
+      if (bits == 4) packed[g / 2] |= static_cast<uint8_t>(codes[l][g] << (4 * (g & 1)));
+      if (bits == 8) packed[g] = static_cast<uint8_t>(codes[l][g]);
+      if (bits == 16) std::memcpy(&packed[2 * g], &codes[l][g], 2);
+    }
+    w.raw(packed.data(), packed.size());
+    w.raw(bias[l].data(), 4 * bias[l].size());
+    if (l == 0) w.u32(2);  // relu
+  }
+  w.u32(crc32(w.b.data(), w.b.size()));
+  return w.b;
+}
+
 }  // namespace
+
+TEST(model_codebook_layers_match_the_library) {
+  std::mt19937 rng(5);
+  std::vector<float> cent[3], bias[3];
+  std::vector<uint16_t> codes[3];
+  const auto file = make_codebook_file(rng, cent, codes, bias);
+  Model m;
+  std::string err;
+  CHECK(m.load(file.data(), file.size(), 6, &err), "%s", err.c_str());
+  std::vector<float> x(6 * 12), y(6 * 4);
+  for (auto& v : x) v = std::normal_distribution<float>(0, 1)(rng);
+  CHECK(m.forward(x.data(), 6, y.data()), "forward");
+  // The same layers built directly (CodebookLinearPlan takes unpacked u8 / u16 codes).
+  std::vector<float> h = x, want;
+  for (int l = 0; l < 3; l++) {
+    const CbSpec& c = kCb[l];
+    std::vector<uint8_t> c8(codes[l].begin(), codes[l].end());
+    const void* cp = c.k > 256 ? static_cast<const void*>(codes[l].data()) : c8.data();
+    CodebookLinearPlan plan(cent[l].data(), c.k, c.dim, cp, c.N, c.K,
+                            bias[l].empty() ? nullptr : bias[l].data(), c.flags & 2);
+    want.assign(6 * c.N, 0.0f);
+    CHECK(plan.forward(h.data(), 6, want.data()), "plan forward");
+    if (l == 0)
+      for (auto& v : want) v = v > 0 ? v : 0;
+    h = want;
+  }
+  CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0, "bit-exact");
+  // Allocation-free after load, for every batch size up to the planned one.
+  allocations = 0;
+  counting = true;
+  for (size_t M : {1, 6, 2}) m.forward(x.data(), M, y.data());
+  counting = false;
+  CHECK(allocations == 0, "%ld allocations in forward", allocations.load());
+  // A code >= k behind a valid checksum is refused (the layer would read past its table).
+  auto bad = file;
+  const size_t codes_at = 20 + 4 + 20 + 4 * 5;  // header, kind, layer header, 5 centroids
+  bad[codes_at] = 0x77;                           // codes 7 and 7 with k = 5
+  uint32_t cc = crc32(bad.data(), bad.size() - 4);
+  std::memcpy(bad.data() + bad.size() - 4, &cc, 4);
+  CHECK(!m.load(bad.data(), bad.size(), 6, &err) && err.find("code out of range") != std::string::npos,
+        "%s", err.c_str());
+  // Every truncation is refused.
+  for (size_t n = 0; n < file.size(); n++) CHECK(!m.load(file.data(), n, 2, &err), "truncated to %zu", n);
+}
 
 TEST(model_matches_library_layers) {
   std::mt19937 rng(1);
@@ -125,7 +207,7 @@ TEST(model_refuses_every_corruption) {
       CHECK(!m.load(bad.data(), bad.size(), 4, &err), "flip at %zu accepted", i);
     }
   auto extra = good;  // wrong version with a valid checksum
-  extra[4] = 2;
+  extra[4] = 3;
   uint32_t c = crc32(extra.data(), extra.size() - 4);
   std::memcpy(extra.data() + extra.size() - 4, &c, 4);
   CHECK(!m.load(extra.data(), extra.size(), 4, &err) && err.find("version") != std::string::npos, "%s", err.c_str());

@@ -46,3 +46,26 @@ def test_unsupported_models_are_refused(tmp_path):
         lowbit.export_runtime([a, a], tmp_path / "x")
     with pytest.raises(TypeError, match="model must be"):
         lowbit.export_runtime(42, tmp_path / "x")
+
+
+def test_codebook_layers_are_written_compactly(tmp_path):
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((64, 128)).astype(np.float32)
+    cb4 = lowbit.CodebookLinear(w, np.ones(64, np.float32), k=16)
+    cb8 = lowbit.CodebookLinear(w[:, :64], None, k=64, dim=2, activations="int16")
+    path = tmp_path / "cb.lbrt"
+    n = lowbit.export_runtime([cb4, nn.ReLU(), cb8], path)
+    data = path.read_bytes()
+    version, n_layers, fin, fout = struct.unpack("<IIII", data[4:20])
+    assert (version, n_layers, fin, fout) == (2, 3, 128, 64)  # codebook layers need version 2
+    kind, K, N, k, dim, flags = struct.unpack("<6I", data[20:44])
+    assert (kind, K, N, k, dim, flags) == (3, 128, 64, 16, 1, 1)
+    # 4-bit codes two a byte, 16 centroids, a bias; then the 8-bit layer with its pairs.
+    first = 24 + 16 * 4 + 64 * 128 // 2 + 64 * 4
+    second = 24 + 64 * 2 * 4 + 64 * 32
+    assert n == 20 + first + 4 + second + 4
+    assert data[20 + first:24 + first] == struct.pack("<I", 2)  # the ReLU
+    assert struct.unpack("<6I", data[24 + first:48 + first]) == (3, 64, 64, 64, 2, 2)
+    x = rng.standard_normal((3, 128)).astype(np.float32)
+    np.testing.assert_array_equal(lowbit.deploy.runtime_reference([cb4, nn.ReLU(), cb8], x),
+                                  cb8(np.maximum(cb4(x), 0)))

@@ -2,7 +2,8 @@
 
     python tests/runtime/check_runtime.py BUILD_DIR [--emulator "qemu-aarch64 -L /usr/aarch64-linux-gnu"]
 
-Builds a quantized model (dynamic and static int8 layers, ReLU) from digits-sized random weights,
+Builds a quantized model (dynamic and static int8 layers, codebook layers with 4-, 8- and 16-bit
+codes and both activation widths, ReLU) from digits-sized random weights,
 exports it with lowbit.export_runtime, runs BUILD_DIR/lowbit_infer (under the emulator if given)
 on several inputs, and compares every output byte with lowbit.deploy.runtime_reference.
 """
@@ -21,16 +22,22 @@ import lowbit
 def build_model(rng):
     from lowbit import nn
 
-    w1 = rng.standard_normal((48, 64)).astype(np.float32) * 0.2
-    w2 = rng.standard_normal((32, 48)).astype(np.float32) * 0.2
-    w3 = rng.standard_normal((10, 32)).astype(np.float32) * 0.2
+    def w(o, i):
+        return rng.standard_normal((o, i)).astype(np.float32) * 0.2
+
+    def b(o):
+        return rng.standard_normal(o).astype(np.float32)
+
     return nn.Sequential([
-        lowbit.QuantizedLinear(w1, rng.standard_normal(48).astype(np.float32)),
+        lowbit.QuantizedLinear(w(48, 64), b(48)),
         nn.ReLU(),
-        lowbit.QuantizedLinear(w2, None, act_scale=0.05, act_zero_point=0),
+        lowbit.CodebookLinear(w(40, 48), b(40), k=16),                    # 4-bit codes, int8
         nn.ReLU(),
-        lowbit.QuantizedLinear(w3, rng.standard_normal(10).astype(np.float32), bits=4,
-                               per_channel=False),
+        lowbit.QuantizedLinear(w(32, 40), None, act_scale=0.05, act_zero_point=0),
+        nn.ReLU(),
+        lowbit.CodebookLinear(w(24, 32), None, k=300, activations="int16"),  # 16-bit codes
+        lowbit.CodebookLinear(w(16, 24), b(16), k=64, dim=2),             # 8-bit codes, pairs
+        lowbit.QuantizedLinear(w(10, 16), b(10), bits=4, per_channel=False),
     ])
 
 

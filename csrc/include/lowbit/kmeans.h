@@ -76,8 +76,22 @@ class CodebookLinearPlan {
   // codes: out * (in / dim) codes, uint8 when k <= 256 else uint16 (unpacked).
   CodebookLinearPlan(const float* centroids, size_t k, size_t dim, const void* codes, size_t out,
                      size_t in, const float* bias, bool precise);
+  // Scratch memory of forward(). A workspace that has served a call with M rows (at the
+  // current thread count) serves every call with at most M rows without allocating.
+  struct Workspace {
+    std::vector<int8_t> x8;      // quantized activations (int8 path), M * kp
+    std::vector<int16_t> x16;    // quantized activations (13-bit paths), M * kp
+    std::vector<float> xs;       // activation scale of each row
+    std::vector<char> ok;        // row finite
+    std::vector<int64_t> acc;    // exact sums, M * out
+    std::vector<int16_t> tiles;  // one decoded weight tile per worker (decoded-tile path)
+  };
   // x: M rows of `in` floats; y: M rows of `out`. Returns false if x holds NaN or Inf.
-  bool forward(const float* x, size_t M, float* y) const;
+  bool forward(const float* x, size_t M, float* y, Workspace* ws) const;
+  bool forward(const float* x, size_t M, float* y) const {
+    Workspace ws;
+    return forward(x, M, y, &ws);
+  }
   size_t in_features() const { return in_; }
   size_t out_features() const { return out_; }
   bool nibbles() const { return nibbles_; }

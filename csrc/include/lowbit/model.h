@@ -1,15 +1,22 @@
 // lowbit's C++ runtime: loads a quantized model written by lowbit.export_runtime and runs it with
 // no Python and no allocation in the forward pass (every buffer is planned at load).
 //
-// File format (little-endian), version 1:
+// File format (little-endian), version 2 (version 1: the same without layer kind 3; lowbit
+// writes version 1 when a model has no codebook layer, so older runtimes still read it):
 //   "LBRT" | u32 version | u32 n_layers | u32 in_features | u32 out_features | n_layers layers |
 //   u32 CRC-32 (zlib's) of every byte before it
 //   layer = u32 kind, then for kind 1 (int8 linear, y = x W^T + b):
 //     u32 K (in) | u32 N (out) | u32 flags (1: bias, 2: static activations) | f32 act_scale |
 //     i32 act_zero_point | f32 w_scale[N] | i8 codes[N * K] (W, row-major) | f32 bias[N] if flag 1
 //   kind 2 (ReLU) has no data.
-// A linear layer's activations are quantized per row to uint8 (dynamic) unless flag 2 is set,
-// then with the stored scale and zero point, exactly as lowbit.QuantizedLinear does.
+//   kind 3 (codebook linear, W's groups of `dim` weights along a row replaced by centroids):
+//     u32 K | u32 N | u32 k (2..65536) | u32 dim | u32 flags (1: bias, 2: 13-bit activations) |
+//     f32 centroids[k * dim] | codes of the N * K / dim groups, row-major, in
+//     codebook_code_bytes(N * K / dim, codebook_bits(k)) bytes (k <= 16: two a byte, low nibble
+//     first; k <= 256: u8; else u16) | f32 bias[N] if flag 1
+// An int8 linear layer's activations are quantized per row to uint8 (dynamic) unless flag 2 is
+// set, then with the stored scale and zero point, exactly as lowbit.QuantizedLinear does; a
+// codebook layer runs lowbit::CodebookLinearPlan, as lowbit.CodebookLinear does.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +25,7 @@
 #include <vector>
 
 #include "lowbit/gemm.h"
+#include "lowbit/kmeans.h"
 
 namespace lowbit {
 
@@ -44,11 +52,13 @@ class Model {
     bool static_act = false;
     float act_scale = 1.0f;
     int32_t act_zp = 0;
+    std::shared_ptr<const CodebookLinearPlan> codebook;  // kind 3
   };
   std::vector<Layer> layers_;
   size_t in_ = 0, out_ = 0, max_batch_ = 0, widest_ = 0;
   std::vector<float> buf_[2];    // ping-pong activations, max_batch x widest
   std::vector<uint8_t> codes_;   // static activation codes, max_batch x widest
+  CodebookLinearPlan::Workspace cb_ws_;  // codebook layers' scratch, sized by load()
 };
 
 // zlib's CRC-32 (the checksum of the file format).
