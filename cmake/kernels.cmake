@@ -5,6 +5,7 @@ set(LOWBIT_CORE_SOURCES
   csrc/runtime/cpu.cc
   csrc/runtime/dispatch.cc
   csrc/runtime/threads.cc
+  csrc/runtime/c_api.cc
   csrc/core/quant.cc
   csrc/core/gemm.cc
   csrc/core/kmeans.cc

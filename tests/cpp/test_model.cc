@@ -1,6 +1,7 @@
 // The runtime model: results equal the library's layers, every corruption is refused, and the
 // forward pass allocates nothing.
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -140,6 +141,25 @@ TEST(model_codebook_layers_match_the_library) {
         "%s", err.c_str());
   // Every truncation is refused.
   for (size_t n = 0; n < file.size(); n++) CHECK(!m.load(file.data(), n, 2, &err), "truncated to %zu", n);
+}
+
+extern "C" int lowbit_c_api_check(const unsigned char* file, size_t size, const char* path,
+                                  const float* x, size_t rows, float* y);
+
+TEST(c_api_from_c) {
+  std::mt19937 rng(6);
+  std::vector<float> cent[3], bias[3];
+  std::vector<uint16_t> codes[3];
+  const auto file = make_codebook_file(rng, cent, codes, bias);
+  std::vector<float> x(5 * 12), y(5 * 4), want(5 * 4);
+  for (auto& v : x) v = std::normal_distribution<float>(0, 1)(rng);
+  const std::string path = "lowbit_c_api_check.lbrt";
+  const int failed = lowbit_c_api_check(file.data(), file.size(), path.c_str(), x.data(), 5, y.data());
+  std::remove(path.c_str());
+  CHECK(failed == 0, "check %d of c_api_check.c failed", failed);
+  Model m;
+  CHECK(m.load(file.data(), file.size(), 5, nullptr) && m.forward(x.data(), 5, want.data()), "load");
+  CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0, "C API output equals lowbit::Model's");
 }
 
 TEST(model_matches_library_layers) {
