@@ -428,7 +428,7 @@ def test_fake_quant_layer_matches_quantized_linear(act):
     np.testing.assert_array_equal(q.weight_q.int_repr(), nn.fake_quantize_weight(layer.weight)[1].astype(np.int8))
 
 
-def test_prepare_and_convert_qat_and_quantize_model():
+def test_prepare_and_convert_qat_and_quantize_dynamic():
     model = nn.MLP([8, 16, 4], seed=0)
     qat = nn.prepare_qat(model)
     assert isinstance(qat.layers[0], nn.FakeQuantLinear) and type(model.layers[0]) is nn.Linear
@@ -440,7 +440,7 @@ def test_prepare_and_convert_qat_and_quantize_model():
     assert np.abs(conv(x) - qat(x)).max() < 1e-3 * max(1.0, np.abs(qat(x)).max())
     with pytest.raises(ValueError, match="FakeQuantLinear"):
         nn.convert_qat(model)
-    ptq = nn.quantize_model(model)
+    ptq = nn.quantize_dynamic(model)
     assert type(ptq.layers[0]).__name__ == "QuantizedLinear" and type(model.layers[0]) is nn.Linear
     assert np.abs(ptq(x) - model(x)).max() < 0.05
 

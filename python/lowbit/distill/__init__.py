@@ -10,9 +10,9 @@ QuantizedLinear layers (int8 inference). Codebook fine-tuning: ``prepare_codeboo
 """
 from lowbit.nn.functional import kd_loss
 from lowbit.nn.quantized import (FakeQuantLinear, SharedWeightLinear, convert_qat, prepare_codebook,
-                                 prepare_qat, quantize_model)
+                                 prepare_qat, quantize_dynamic)
 from lowbit.nn.training import History
 from .distiller import Distiller, chunks_from_files
 
 __all__ = ["Distiller", "History", "kd_loss", "chunks_from_files", "prepare_qat", "convert_qat",
-           "quantize_model", "prepare_codebook", "FakeQuantLinear", "SharedWeightLinear"]
+           "quantize_dynamic", "prepare_codebook", "FakeQuantLinear", "SharedWeightLinear"]

@@ -12,13 +12,13 @@ from .optim import SGD, Adam, Optimizer, learning_rate
 from .training import History, evaluate, fit
 from .quantized import (FakeQuantLinear, SharedWeightLinear, convert_qat, fake_quantize_rows,
                         fake_quantize_static, fake_quantize_weight, prepare_codebook, prepare_qat,
-                        quantize_model)
+                        quantize_dynamic)
 
 __all__ = [
     "Layer", "Linear", "ReLU", "GELU", "Dropout", "LayerNorm", "Softmax", "Sequential", "MLP",
     "cross_entropy", "kd_loss", "log_softmax", "softmax", "mse_loss",
     "Optimizer", "SGD", "Adam", "learning_rate",
     "History", "fit", "evaluate",
-    "FakeQuantLinear", "SharedWeightLinear", "prepare_qat", "convert_qat", "quantize_model",
+    "FakeQuantLinear", "SharedWeightLinear", "prepare_qat", "convert_qat", "quantize_dynamic",
     "prepare_codebook", "fake_quantize_weight", "fake_quantize_rows", "fake_quantize_static",
 ]

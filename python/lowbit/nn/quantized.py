@@ -7,7 +7,7 @@
   are zeroed where the input was clipped). The rounding reproduces lowbit.quantize's rules
   exactly (float32 division, round half to even, constant-channel cases), so ``convert_qat``
   gives QuantizedLinear layers whose int8 inference matches the fake-quantized forward.
-- ``prepare_qat`` / ``convert_qat`` / ``quantize_model``: model-level conversions.
+- ``prepare_qat`` / ``convert_qat`` / ``quantize_dynamic``: model-level conversions.
 - ``SharedWeightLinear``: a Linear whose weight is a codebook, ``centroids[indices]``; the
   gradient of a centroid is the sum of the gradients of the weights that share it (Deep
   Compression, Han et al. 2016). ``prepare_codebook`` clusters a model's Linear layers.
@@ -20,7 +20,7 @@ from ._util import as_float, as_number, as_seed
 from .layers import Layer, Linear, Sequential
 
 __all__ = ["fake_quantize_weight", "fake_quantize_rows", "fake_quantize_static", "FakeQuantLinear",
-           "prepare_qat", "convert_qat", "quantize_model", "SharedWeightLinear", "prepare_codebook"]
+           "prepare_qat", "convert_qat", "quantize_dynamic", "SharedWeightLinear", "prepare_codebook"]
 
 _ACT_MODES = ("dynamic", "static", None)
 
@@ -225,7 +225,7 @@ def convert_qat(model) -> Sequential:
         raise TypeError(f"model must be a lowbit.nn Sequential/MLP, got {type(model).__name__}")
     if not any(isinstance(l, FakeQuantLinear) for l in model.layers):
         raise ValueError("model has no FakeQuantLinear layer: prepare it with prepare_qat and train it, "
-                         "or use quantize_model for post-training quantization")
+                         "or use quantize_dynamic for post-training quantization")
     new = model.copy()
     for i, l in enumerate(model.layers):
         if isinstance(l, FakeQuantLinear):
@@ -233,7 +233,7 @@ def convert_qat(model) -> Sequential:
     return new
 
 
-def quantize_model(model, *, bits: int = 8, per_channel: bool = True, layers=None) -> Sequential:
+def quantize_dynamic(model, *, bits: int = 8, per_channel: bool = True, layers=None) -> Sequential:
     """Post-training quantization: a copy of ``model`` with its Linear layers (all, or the indices
     in ``layers``) replaced by lowbit.QuantizedLinear (dynamic int8 activations). FakeQuantLinear
     layers keep their own settings. Works for teachers too (an int8 teacher)."""
