@@ -114,7 +114,7 @@ def test_teachers_of_every_kind(digits, teacher):
     x, y = digits[0][:200], digits[1][:200]
     T = 4.0
     want = softmax64(teacher(x) / T)
-    q_teacher = nn.quantize_model(teacher)  # a model made of QuantizedLinear layers
+    q_teacher = nn.quantize_dynamic(teacher)  # a model made of QuantizedLinear layers
     kinds = {
         "lowbit": teacher,
         "callable": lambda v: teacher(v) * 1.0,
