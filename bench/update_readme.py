@@ -27,6 +27,7 @@ BLOCKS = {
     "bench-kmeans": (["lowbit", "bench", "kmeans"], False),
     "bench-train": (["lowbit", "bench", "train", "--threads", "1"], False),
     "bench-nonlinear": (["lowbit", "bench", "nonlinear"], False),
+    "bench-memory": (["lowbit", "bench", "memory"], False),
 }
 
 

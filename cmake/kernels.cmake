@@ -35,4 +35,12 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   set_source_files_properties(${_i8mm} PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod+i8mm")
   list(APPEND LOWBIT_KERNEL_SOURCES ${_neon} ${_neondot} ${_i8mm})
   add_compile_definitions(LOWBIT_HAVE_ARM64=1)
+elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(arm|armhf|armv[5-8].*)$")
+  # 32-bit ARM (arm-linux-gnueabihf, a Raspberry Pi OS armhf build, ...): SCALAR KERNELS ONLY.
+  # csrc/kernels/arm/ is AArch64 code (vaddvq, vcvtnq, vmaxvq, ... do not exist on armv7), and
+  # armv7 NEON flushes float denormals to zero, so a port would not be bit-exact without extra
+  # care. The scalar references are exact, just slower. cpu_note() (lowbit.cpu_info()["note"])
+  # says so at run time.
+  set(LOWBIT_ARCH_ARM32 ON)
+  add_compile_definitions(LOWBIT_HAVE_ARM32=1)
 endif()

@@ -25,6 +25,25 @@ namespace lowbit {
 namespace {
 
 // ---- random numbers ------------------------------------------------------------------------
+// High half of a 64x64-bit product, the same on every platform (32-bit targets have no __int128).
+inline uint64_t mulhi64(uint64_t a, uint64_t b) {
+#if defined(__SIZEOF_INT128__)
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(a) * b) >> 64);
+#else
+  const uint64_t al = a & 0xffffffffu, ah = a >> 32, bl = b & 0xffffffffu, bh = b >> 32;
+  const uint64_t lh = al * bh, hl = ah * bl;
+  const uint64_t mid = ((al * bl) >> 32) + (lh & 0xffffffffu) + (hl & 0xffffffffu);
+  return ah * bh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+#endif
+}
+// An unsigned type that holds any size_t * size_t product.
+#if defined(__SIZEOF_INT128__)
+using wide_size = unsigned __int128;
+#else
+using wide_size = uint64_t;
+static_assert(sizeof(size_t) <= 4, "no 128-bit integer type for size_t products");
+#endif
+
 struct Rng {
   uint64_t s;
   explicit Rng(uint64_t seed) : s(seed ^ 0x6A09E667F3BCC909ull) {}
@@ -35,7 +54,7 @@ struct Rng {
     return z ^ (z >> 31);
   }
   size_t below(size_t n) {  // uniform in [0, n), n >= 1 (multiply-high; bias < 2^-40 here)
-    return static_cast<size_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+    return static_cast<size_t>(mulhi64(next(), n));
   }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
 };
@@ -413,7 +432,7 @@ struct Compander {
     m.resize(Q + 1);
     std::vector<size_t> pos(Q + 1);
     for (size_t i = 0; i <= Q; i++) {
-      pos[i] = static_cast<size_t>((static_cast<unsigned __int128>(S.n - 1) * i) / Q);
+      pos[i] = static_cast<size_t>((static_cast<wide_size>(S.n - 1) * i) / Q);
       q[i] = S.s[pos[i]];
     }
     m[0] = 0.0;
@@ -1166,7 +1185,7 @@ bool quantize_sym(const float* v, size_t n, int qmax, Q* q, float* scale) {
 CodebookLinearPlan::CodebookLinearPlan(const float* centroids, size_t k, size_t dim,
                                        const void* codes, size_t out, size_t in, const float* bias,
                                        bool precise)
-    : in_(in), out_(out), kp_((in + 63) / 64 * 64), dim_(dim), nibbles_(k <= 16 && dim == 1),
+    : in_(in), out_(out), kp_((in + 63) / 64 * 64), dim_(dim), k_(k), nibbles_(k <= 16 && dim == 1),
       precise_(precise || !nibbles_) {
   const size_t groups = in / dim;
   if (nibbles_ && !precise_) {
@@ -1191,6 +1210,24 @@ CodebookLinearPlan::CodebookLinearPlan(const float* centroids, size_t k, size_t 
 
 std::vector<int16_t> CodebookLinearPlan::qcentroids() const {
   return qc8_.empty() ? qc_ : std::vector<int16_t>(qc8_.begin(), qc8_.end());
+}
+
+void CodebookLinearPlan::codes(void* out) const {
+  if (!nibbles_) {
+    if (codes16_.empty())
+      std::memcpy(out, codes8_.data(), codes8_.size());
+    else
+      std::memcpy(out, codes16_.data(), codes16_.size() * sizeof(uint16_t));
+    return;
+  }
+  uint8_t* o = static_cast<uint8_t*>(out);
+  for (size_t r = 0; r < out_; r++) {  // the inverse of pack_cb4_row
+    const uint8_t* row = packed_.data() + r * kp_ / 2;
+    for (size_t i = 0; i < in_; i++) {
+      const size_t u = i / 64, w = i % 64;
+      o[r * in_ + i] = (row[u * 32 + w % 32] >> (4 * (w / 32))) & 15;
+    }
+  }
 }
 
 size_t CodebookLinearPlan::nbytes() const {

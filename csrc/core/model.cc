@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "lowbit/quant.h"
 
@@ -104,6 +105,15 @@ std::shared_ptr<const CodebookLinearPlan> read_codebook(Reader* r, uint32_t i, s
 }  // namespace
 
 bool Model::load(const uint8_t* data, size_t size, size_t max_batch, std::string* error) {
+  try {
+    return load_checked(data, size, max_batch, error);
+  } catch (const std::bad_alloc&) {  // a valid file whose buffers (x max_batch) do not fit
+    *this = Model();
+    return fail(error, "not enough memory for this model at max_batch " + std::to_string(max_batch));
+  }
+}
+
+bool Model::load_checked(const uint8_t* data, size_t size, size_t max_batch, std::string* error) {
   *this = Model();
   if (size < 24 || std::memcmp(data, "LBRT", 4) != 0)
     return fail(error, "not a lowbit runtime file (bad magic or too short)");
@@ -171,6 +181,9 @@ bool Model::load(const uint8_t* data, size_t size, size_t max_batch, std::string
   }
   if (r.left != 0) return fail(error, "trailing bytes after the last layer");
   if (width != out) return fail(error, "layer shapes do not end at out_features");
+  // Up to 2^40 floats: wraps around a 32-bit size_t (an overflowed buffer), so refuse it there.
+  if (static_cast<uint64_t>(max_batch) * widest_ > SIZE_MAX / sizeof(float))
+    return fail(error, "max_batch x widest layer does not fit this platform's address space");
   in_ = in;
   out_ = out;
   max_batch_ = max_batch;

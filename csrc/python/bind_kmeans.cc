@@ -209,6 +209,12 @@ void register_kmeans(py::module_& m) {
       .def_property_readonly("nibbles", &CodebookLinearPlan::nibbles)
       .def_property_readonly("precise", &CodebookLinearPlan::precise)
       .def_property_readonly("weight_scale", &CodebookLinearPlan::weight_scale)
+      .def("codes", [](const CodebookLinearPlan& p) -> py::array {
+        const auto n = static_cast<py::ssize_t>(p.out_features() * (p.in_features() / p.dim()));
+        py::array out = p.k() > 256 ? py::array(py::array_t<uint16_t>(n)) : py::array(py::array_t<uint8_t>(n));
+        p.codes(out.mutable_data());
+        return out;
+      }, "the codes, unpacked (uint8 for k <= 256, else uint16), flat")
       .def_property_readonly("qcentroids", [](const CodebookLinearPlan& p) {
         const std::vector<int16_t> q = p.qcentroids();
         return py::array_t<int16_t>(static_cast<py::ssize_t>(q.size()), q.data());

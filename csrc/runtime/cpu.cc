@@ -1,4 +1,4 @@
-// CPU feature detection: cpuid + xgetbv on x86, getauxval on aarch64.
+// CPU feature detection: cpuid + xgetbv on x86, getauxval on ARM (64- and 32-bit).
 #include <string>
 #include <vector>
 
@@ -6,7 +6,7 @@
 
 #if defined(LOWBIT_HAVE_X86)
 #include <cpuid.h>
-#elif defined(LOWBIT_HAVE_ARM64)
+#elif defined(LOWBIT_HAVE_ARM64) || defined(LOWBIT_HAVE_ARM32)
 #include <sys/auxv.h>
 #endif
 
@@ -58,6 +58,15 @@ std::vector<std::string> detect() {
   if (hw2 & (1ul << 13)) f.push_back("i8mm");    // HWCAP2_I8MM
   return f;
 }
+#elif defined(LOWBIT_HAVE_ARM32)
+// Reported for information only: 32-bit builds have scalar kernels only (cpu_note()).
+std::vector<std::string> detect() {
+  std::vector<std::string> f;
+  const unsigned long hw = getauxval(AT_HWCAP);
+  if (hw & (1ul << 12)) f.push_back("neon");   // HWCAP_NEON
+  if (hw & (1ul << 16)) f.push_back("vfpv4");  // HWCAP_VFPv4
+  return f;
+}
 #else
 std::vector<std::string> detect() { return {}; }
 #endif
@@ -69,8 +78,21 @@ const char* cpu_arch() {
   return "x86_64";
 #elif defined(__aarch64__)
   return "aarch64";
+#elif defined(__arm__)
+  return "arm";
 #else
   return "unknown";
+#endif
+}
+
+const char* cpu_note() {
+#if defined(LOWBIT_HAVE_ARM32)
+  return "32-bit ARM build: scalar kernels only (the NEON kernels are AArch64 code); results are "
+         "bit-exact, just slower";
+#elif !defined(LOWBIT_HAVE_X86) && !defined(LOWBIT_HAVE_ARM64)
+  return "no SIMD kernels for this architecture: scalar kernels only";
+#else
+  return "";
 #endif
 }
 

@@ -42,7 +42,7 @@ const std::vector<Entry>& all_tables() {
         LOWBIT_KMEANS_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"}},
 #endif
-#if defined(LOWBIT_HAVE_ARM64)
+#if defined(LOWBIT_HAVE_ARM64)  // not on 32-bit ARM, which has "scalar" only (cmake/kernels.cmake)
       {{"neon", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neon, 1, APack::s8_flipped,
         LOWBIT_KMEANS_ENTRIES(neon)},
        {"neon"}},

@@ -26,13 +26,18 @@ _apply_isa_override()
 
 
 def cpu_info() -> dict:
-    """The CPU and the kernel set in use: arch, features, isa, supported_isas, threads."""
+    """The CPU and the kernel set in use: arch, features, isa, supported_isas, threads, note.
+
+    ``note`` says what the build's kernels lack on this architecture (e.g. 32-bit ARM runs the
+    scalar kernels only), or is ``""``.
+    """
     return {
         "arch": _core.cpu_arch(),
         "features": list(_core.cpu_features()),
         "isa": _core.active_isa(),
         "supported_isas": list(_core.supported_isas()),
         "threads": _core.num_threads(),
+        "note": _core.cpu_note(),
     }
 
 

@@ -172,6 +172,15 @@ class Codebook:
                 f"nbytes={self.nbytes}, compression_ratio={self.compression_ratio:.2f})")
 
 
+def _pack_nibbles(codes: np.ndarray) -> np.ndarray:
+    """Codes < 16, two a byte (element 2i in the low nibble of byte i; an odd count leaves the
+    last high nibble 0): the inverse of _unpack_nibbles."""
+    c = codes.reshape(-1)
+    if c.size % 2:
+        c = np.append(c, np.uint8(0))
+    return (c[0::2] | (c[1::2] << 4)).astype(np.uint8)
+
+
 def _unpack_nibbles(packed: np.ndarray, n: int) -> np.ndarray:
     out = np.empty(packed.size * 2, np.uint8)
     out[0::2] = packed & 0x0F
@@ -374,7 +383,10 @@ class CodebookLinear:
         return layer
 
     def _setup(self, codebook: Codebook, bias, activations: str) -> None:
-        self.codebook = codebook
+        # The plan (codes in the kernels' layout) is the only copy of the codes kept; `codebook`
+        # is rebuilt from it on request, so the layer's resident weight bytes are `nbytes`.
+        self._centroids, self._shape = codebook.centroids, codebook.shape
+        self._history, self._inertia = codebook.history, codebook.inertia
         self.activations = activations
         self.out_features, self.in_features = (int(s) for s in codebook.shape)
         if bias is None:
@@ -391,12 +403,23 @@ class CodebookLinear:
                                               activations == "int16")
 
     @property
+    def codebook(self) -> Codebook:
+        """The layer's Codebook (centroids, indices, history), rebuilt from the plan on each access."""
+        codes = self._plan.codes()
+        bits = _index_bits(self._centroids.shape[0])
+        if bits == 4:
+            codes = _pack_nibbles(codes)
+        else:
+            codes = codes.reshape(self._shape[:-1] + (self._shape[-1] // self.dim,))
+        return Codebook._wrap(self._centroids, codes, self._shape, self._history, self._inertia)
+
+    @property
     def k(self) -> int:
-        return self.codebook.k
+        return int(self._centroids.shape[0])
 
     @property
     def dim(self) -> int:
-        return self.codebook.dim
+        return int(self._centroids.shape[1])
 
     @property
     def nbytes(self) -> int:

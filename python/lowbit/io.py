@@ -201,6 +201,7 @@ def save(obj, path) -> None:
 class _Decoder:
     def __init__(self, arrays):
         self.arrays = arrays
+        self.given: set[int] = set()  # arrays already handed out once
 
     def dec(self, v, depth=0):
         if depth > 200:
@@ -215,7 +216,10 @@ class _Decoder:
             i = v["__array__"]
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.arrays):
                 raise ValueError(f"lowbit file is corrupt: bad array reference {i!r}")
-            return self.arrays[i].copy()
+            if i in self.given:  # referenced again: its own copy, never an alias
+                return self.arrays[i].copy()
+            self.given.add(i)  # first reference: the fresh array _parse_arrays made
+            return self.arrays[i]
         if "__tuple__" in v and len(v) == 1 and isinstance(v["__tuple__"], list):
             return tuple(self.dec(x, depth + 1) for x in v["__tuple__"])
         if "__dict__" in v and len(v) == 1 and isinstance(v["__dict__"], dict):
@@ -289,11 +293,11 @@ def loads(data: bytes):
         what = "truncated" if len(data) < want else "has trailing bytes"
         raise ValueError(f"lowbit file is corrupt ({what}): the preamble announces {want} bytes, "
                          f"the file has {len(data)}")
-    body = data[_PREAMBLE.size:]
+    body = memoryview(data)[_PREAMBLE.size:]  # views, not copies of the whole file
     if hashlib.sha256(body).digest() != digest:
         raise ValueError("lowbit file is corrupt: checksum mismatch (SHA-256 of header and payload)")
     try:
-        header = json.loads(body[:hlen].decode("utf-8"))
+        header = json.loads(bytes(body[:hlen]).decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ValueError(f"lowbit file is corrupt: the header is not valid JSON ({e})") from None
     if not isinstance(header, dict) or header.get("format") != "lowbit" or "root" not in header:

@@ -117,19 +117,29 @@ class QuantizedLinear:
         self.bits = as_int(bits, "bits", 2, 8)
         self.per_channel = as_bool(per_channel, "per_channel")
         self.out_features, self.in_features = (int(s) for s in w.shape)
-        self.weight_q: QTensor = quantize(w, bits=self.bits, axis=0 if self.per_channel else None,
-                                          symmetric=True)
         self.bias = _check_bias(bias, self.out_features)
-        self._pack_weight()
+        self._pack_weight(quantize(w, bits=self.bits, axis=0 if self.per_channel else None,
+                                   symmetric=True))
         self._set_activation(act_scale, act_zero_point)
 
-    def _pack_weight(self) -> None:
-        """Packs weight_q's codes (with the scales and bias) for the kernels: the derived state."""
-        codes = self.weight_q.int_repr()  # (out, in) int8
+    def _pack_weight(self, weight_q: QTensor) -> None:
+        """Packs weight_q's codes (with the scales and bias) for the kernels. The packed copy is
+        the only copy the layer keeps (weight_q is rebuilt from it on request), so its resident
+        weight bytes are those of `nbytes`."""
+        codes = weight_q.int_repr()  # (out, in) int8
         self._packed = PackedInt8(codes.T)  # B = W^T, (in, out); packing reads through the strides
-        self._w_scale = np.ascontiguousarray(np.broadcast_to(self.weight_q.scale, (self.out_features,)),
+        self._w_scale_q = np.array(weight_q.scale, np.float32)  # () or (out,), as weight_q has it
+        self._w_scale = np.ascontiguousarray(np.broadcast_to(weight_q.scale, (self.out_features,)),
                                              dtype=np.float32)
         self._dynamic = _core.DynamicLinear(self._packed._packed, self._w_scale, self.bias)
+
+    @property
+    def weight_q(self) -> QTensor:
+        """The quantized weight, a QTensor (out_features, in_features) with zero points 0, rebuilt
+        from the packed weight on each access."""
+        codes = np.ascontiguousarray(self._packed.unpack().T)
+        return QTensor.from_codes(codes, self._w_scale_q, 0, axis=0 if self.per_channel else None,
+                                  bits=self.bits)
 
     def _set_activation(self, act_scale, act_zero_point) -> None:
         """Static activation parameters (validated like lowbit.quantize's), or None: dynamic."""
@@ -156,9 +166,8 @@ class QuantizedLinear:
         layer = cls.__new__(cls)
         layer.bits, layer.per_channel = weight_q.bits, weight_q.axis == 0
         layer.out_features, layer.in_features = (int(v) for v in weight_q.shape)
-        layer.weight_q = weight_q
         layer.bias = _check_bias(bias, layer.out_features)
-        layer._pack_weight()
+        layer._pack_weight(weight_q)
         layer._set_activation(act_scale, act_zero_point)
         return layer
 

@@ -7,6 +7,7 @@ int main() {
   std::printf("lowbit native tests: arch %s, kernel sets:", lowbit::cpu_arch());
   for (const auto& isa : lowbit::supported_isas()) std::printf(" %s", isa.c_str());
   std::printf("\n");
+  if (*lowbit::cpu_note()) std::printf("note: %s\n", lowbit::cpu_note());
   int passed = 0, failed = 0;
   for (const auto& c : lbtest::registry()) {
     const int before = lbtest::failures();

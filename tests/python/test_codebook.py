@@ -407,3 +407,19 @@ def test_load_rejects_inconsistent_state():
     state["indices"] = cb.indices.astype(np.uint16)
     with pytest.raises(ValueError, match="Codebook"):
         lio._BY_NAME["Codebook"].from_state(state)
+
+
+@pytest.mark.parametrize("k,dim,shape", [(16, 1, (9, 131)), (5, 1, (3, 7)), (64, 2, (40, 70)),
+                                         (300, 1, (24, 32)), (16, 2, (8, 10))])
+def test_codebook_linear_keeps_only_the_plan(k, dim, shape):
+    w = np.random.default_rng(k).standard_normal(shape).astype(np.float32)
+    cb = lowbit.kmeans(w, k, dim=dim)
+    layer = lowbit.CodebookLinear.from_codebook(cb, np.zeros(shape[0], np.float32))
+    # The codes live in the plan only; the Codebook is rebuilt from it, equal to the original.
+    assert sum(v.nbytes for v in vars(layer).values() if isinstance(v, np.ndarray)) \
+        <= cb.centroids.nbytes + shape[0] * 4
+    got = layer.codebook
+    np.testing.assert_array_equal(got.indices, cb.indices)
+    np.testing.assert_array_equal(got.centroids, cb.centroids)
+    assert (got.shape, got.history, got.inertia) == (cb.shape, cb.history, cb.inertia)
+    np.testing.assert_array_equal(layer.weight(), cb.decode())

@@ -251,3 +251,24 @@ def test_from_quantized_uses_the_given_codes():
         lowbit.QuantizedLinear.from_quantized(lowbit.QTensor.from_codes(codes.view(np.uint8), 1.0))
     with pytest.raises(TypeError, match="QTensor"):
         lowbit.QuantizedLinear.from_quantized(codes)
+
+
+def _arrays_held(obj) -> int:
+    """Bytes of the numpy arrays an object keeps in its attributes."""
+    return sum(v.nbytes for v in vars(obj).values() if isinstance(v, np.ndarray))
+
+
+@pytest.mark.parametrize("bits,per_channel", [(8, True), (4, False)])
+def test_quantized_linear_keeps_one_copy_of_the_weight(bits, per_channel):
+    w = np.random.default_rng(3).standard_normal((96, 130)).astype(np.float32)
+    layer = lowbit.QuantizedLinear(w, np.ones(96, np.float32), bits=bits, per_channel=per_channel)
+    # Only scales and bias sit beside the packed weight: weight_q is rebuilt on request.
+    assert _arrays_held(layer) <= 3 * 96 * 4
+    want = lowbit.quantize(w, bits=bits, axis=0 if per_channel else None, symmetric=True)
+    got = layer.weight_q
+    np.testing.assert_array_equal(got.int_repr(), want.int_repr())
+    np.testing.assert_array_equal(got.scale, want.scale)
+    assert (got.bits, got.axis, got.symmetric) == (want.bits, want.axis, True)
+    again = lowbit.QuantizedLinear.from_quantized(got, layer.bias)
+    x = np.random.default_rng(4).standard_normal((5, 130)).astype(np.float32)
+    np.testing.assert_array_equal(again(x), layer(x))

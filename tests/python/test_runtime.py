@@ -10,11 +10,12 @@ from lowbit import _core
 
 def test_cpu_info_fields():
     info = lowbit.cpu_info()
-    assert info["arch"] in ("x86_64", "aarch64", "unknown")
+    assert info["arch"] in ("x86_64", "aarch64", "arm", "unknown")
     assert isinstance(info["features"], list)
     assert info["isa"] in info["supported_isas"]
     assert info["supported_isas"][0] == "scalar"
     assert info["threads"] == lowbit.get_num_threads() >= 1
+    assert isinstance(info["note"], str)
 
 
 def test_default_isa_is_the_best_supported():

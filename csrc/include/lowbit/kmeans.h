@@ -94,17 +94,22 @@ class CodebookLinearPlan {
   }
   size_t in_features() const { return in_; }
   size_t out_features() const { return out_; }
+  size_t k() const { return k_; }
+  size_t dim() const { return dim_; }
   bool nibbles() const { return nibbles_; }
   bool precise() const { return precise_; }
   float weight_scale() const { return w_scale_; }
   std::vector<int16_t> qcentroids() const;  // the quantized centroids the kernels use
+  // The codes as given to the constructor (out * in / dim, uint8 when k <= 256 else uint16),
+  // read back from the plan's own layout: the plan is the only copy a layer needs to keep.
+  void codes(void* out) const;
   size_t nbytes() const;  // weights as stored + table + bias
 
  private:
   template <typename Code>
   void decode_row(const Code* codes, size_t groups, int16_t* dst) const;  // int16 weights of a row
 
-  size_t in_, out_, kp_, dim_;
+  size_t in_, out_, kp_, dim_, k_;
   bool nibbles_, precise_;
   float w_scale_;
   std::vector<int8_t> qc8_;       // nibbles_ && !precise_: the 16-entry int8 table

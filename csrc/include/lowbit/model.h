@@ -32,7 +32,8 @@ namespace lowbit {
 class Model {
  public:
   // Parses `size` bytes. Returns false (and a message in *error) for anything that is not a
-  // complete, uncorrupted file of a supported version. `max_batch` rows at most per forward().
+  // complete, uncorrupted file of a supported version, or when its buffers for `max_batch` rows
+  // (at most per forward()) cannot be allocated. Never throws.
   bool load(const uint8_t* data, size_t size, size_t max_batch, std::string* error);
 
   size_t in_features() const { return in_; }
@@ -45,6 +46,7 @@ class Model {
   bool forward(const float* x, size_t M, float* y);
 
  private:
+  bool load_checked(const uint8_t* data, size_t size, size_t max_batch, std::string* error);
   struct Layer {
     int kind = 0;
     PackedB w;

@@ -31,8 +31,11 @@ class FunctionRef<R(A...)> {
   R (*call_)(void*, A...);
 };
 
-// "x86_64", "aarch64" or "unknown".
+// "x86_64", "aarch64", "arm" (32-bit) or "unknown".
 const char* cpu_arch();
+// What this build's kernel coverage lacks on this architecture, e.g. that 32-bit ARM runs scalar
+// kernels only; "" when the SIMD kernel sets are built.
+const char* cpu_note();
 // Features detected on this CPU (and enabled by the OS), e.g. "avx2", "avx512vnni", "dotprod".
 const std::vector<std::string>& cpu_features();
 

@@ -21,6 +21,7 @@ REGISTRY = {
     "kmeans": "kmeans",  # k-means codebooks
     "train": "train",    # numpy training / distillation
     "nonlinear": "nonlinear",  # SQNR of nonlinear vs linear quantizers (no timing)
+    "memory": "memory",  # peak RSS of inference, float vs int8 vs codebook (fresh processes)
 }
 
 
