@@ -12,11 +12,6 @@
 #include <limits>
 #include <numeric>
 #include <unordered_set>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-static double now_ms(){return std::chrono::duration<double,std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();}
-#define TR(msg) do { if (std::getenv("KMT")) { double t_=now_ms(); std::fprintf(stderr, "%-12s %8.2f ms\n", msg, t_-t_last); t_last=t_; } } while(0)
 
 #include "lowbit/quant.h"  // parallel_range
 #include "lowbit/runtime.h"
@@ -804,7 +799,6 @@ struct NdOutcome {
 // Lloyd on x (m x d), then the final assignment of all points `all` (n x d) into idx.
 NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters, KmeansInit init,
                       Rng& rng, size_t max_points, uint32_t* idx) {
-  double t_last = now_ms();
   // The training set: all points, or a sample that still has k distinct rows.
   std::vector<float> sample;
   const float* x = all;
@@ -821,7 +815,6 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
   }
   NdOutcome out;
   out.train = m;
-  TR("sample");
   std::vector<float> c;
   if (init == KmeansInit::kmeanspp) {
     // Seeding on at most max(4096, 16 k) of the points: D^2 sampling costs O(points * k * d),
@@ -853,7 +846,6 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
     }
   }
 
-  TR("init");
   // Lloyd: assignment (kernel) + means; stops when the error stops decreasing (a fixed point,
   // up to rounding), so the recorded errors never increase.
   std::vector<uint32_t> a(m);
@@ -891,7 +883,6 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
         std::memcpy(&c[empty[q] * d], x + order[q] * d, d * sizeof(float));
     }
   }
-  TR("lloyd");
   // The assignment of every point to the trained centroids, then their means. After Lloyd on a
   // sample, one more Lloyd step over all points first (what the sample missed).
   const int full_passes = x == all ? 1 : 2;
@@ -917,7 +908,6 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
       c[j * d + t] = cf;
     }
   }
-  TR("final");
   out.inertia = std::max(inertia, 0.0);
   out.centroids = std::move(c);
   return out;
@@ -1033,10 +1023,8 @@ KmeansResult kmeans_1d(const float* x, size_t n, size_t k, int iters, KmeansInit
 KmeansResult kmeans_nd(const float* x, size_t n, size_t d, size_t k, int iters, KmeansInit init,
                        uint64_t seed, size_t max_points, void* codes) {
   KmeansResult res;
-  double t_last = now_ms();
   float maxabs;
   if (!check_nd(x, n, d, k, &maxabs, &res.error, &res.nonfinite)) return res;
-  TR("check");
   const int e = scale_exponent(maxabs);
   std::vector<float> scaled;
   if (e != 0) {
@@ -1047,10 +1035,8 @@ KmeansResult kmeans_nd(const float* x, size_t n, size_t d, size_t k, int iters, 
   Rng rng(seed);
   std::vector<uint32_t> idx(n);
   NdOutcome o = kmeans_core(x, n, d, k, iters, init, rng, max_points, idx.data());
-  TR("core");
   const int bits = codebook_bits(k);
   for_pieces(n, kPiece, 1, [&](size_t, size_t b, size_t end) { store_codes(idx.data(), b, end, bits, codes); });
-  TR("codes");
   if (e != 0) {
     for (float& v : o.centroids) v = std::ldexp(v, e);
     for (double& h : o.history) h = std::ldexp(h, 2 * e);

@@ -19,6 +19,13 @@ namespace {
 // float operations for its point, so scores (and the first argmin) match it bit for bit.
 constexpr size_t kBlock = 32;
 
+// The index lanes: j where the score improved (mask m), else unchanged. One vblendvps instead
+// of an and + max_epu32 pair (the same result, since j only grows): on Zen 3 the compare, min
+// and multiplies share two pipes, and the kernel measured 7-9% faster for d = 4 and 8.
+inline __m256i take_where(__m256i i, __m256i jv, __m256 m) {
+  return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i), _mm256_castsi256_ps(jv), m));
+}
+
 template <int D>  // D > 0: the dimension known at compile time (x stays in registers); 0: any d
 void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
                   uint32_t* idx) {
@@ -44,11 +51,10 @@ void assign_block(const float* xs, size_t d, const float* c, const float* hn, si
     b1 = _mm256_min_ps(s1, b1);
     b2 = _mm256_min_ps(s2, b2);
     b3 = _mm256_min_ps(s3, b3);
-    // j only grows, so the index of the last improvement is the max of the masked j.
-    i0 = _mm256_max_epu32(i0, _mm256_and_si256(jv, _mm256_castps_si256(m0)));
-    i1 = _mm256_max_epu32(i1, _mm256_and_si256(jv, _mm256_castps_si256(m1)));
-    i2 = _mm256_max_epu32(i2, _mm256_and_si256(jv, _mm256_castps_si256(m2)));
-    i3 = _mm256_max_epu32(i3, _mm256_and_si256(jv, _mm256_castps_si256(m3)));
+    i0 = take_where(i0, jv, m0);
+    i1 = take_where(i1, jv, m1);
+    i2 = take_where(i2, jv, m2);
+    i3 = take_where(i3, jv, m3);
     jv = _mm256_add_epi32(jv, one);
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), i0);
@@ -79,9 +85,8 @@ void assign_block16(const float* xs, const float* c, const float* hn, size_t k, 
     const __m256 m0 = _mm256_cmp_ps(s0, b0, _CMP_LT_OQ), m1 = _mm256_cmp_ps(s1, b1, _CMP_LT_OQ);
     b0 = _mm256_min_ps(s0, b0);  // = s where s < b, else b (also for NaN s)
     b1 = _mm256_min_ps(s1, b1);
-    // j only grows, so the index of the last improvement is the max of the masked j.
-    i0 = _mm256_max_epu32(i0, _mm256_and_si256(jv, _mm256_castps_si256(m0)));
-    i1 = _mm256_max_epu32(i1, _mm256_and_si256(jv, _mm256_castps_si256(m1)));
+    i0 = take_where(i0, jv, m0);
+    i1 = take_where(i1, jv, m1);
     jv = _mm256_add_epi32(jv, one);
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), i0);
@@ -388,22 +393,57 @@ void u4_f32_lookup__avx2(const uint8_t* codes, size_t n, const float* table, siz
   if (i < n) u4_f32_lookup__scalar(codes + i / 2, n - i, table, 1, out + i, 0);
 }
 
-// Byte and 16-bit codes: gathers are slower than eight scalar loads on common x86 cores, so the
-// vector is assembled from loads and written in one store.
+// Byte and 16-bit codes: gathers are slower than scalar loads on common x86 cores (Zen 3: about
+// half the speed), so the vector is assembled from eight table loads and written in one store.
+// The codes come in 64-bit words and are taken apart in registers: that keeps the load ports
+// for the table (eight byte loads instead measured ~15% slower, out of cache and in it).
+inline __m256 eight_codes(const uint8_t* c, const float* table) {
+  uint64_t w;
+  std::memcpy(&w, c, 8);
+  const size_t a0 = w & 255, a1 = (w >> 8) & 255;
+  w >>= 16;
+  const size_t a2 = w & 255, a3 = (w >> 8) & 255;
+  w >>= 16;
+  const size_t a4 = w & 255, a5 = (w >> 8) & 255;
+  w >>= 16;
+  const size_t a6 = w & 255, a7 = w >> 8;
+  return _mm256_setr_ps(table[a0], table[a1], table[a2], table[a3], table[a4], table[a5],
+                        table[a6], table[a7]);
+}
+
+inline __m256 eight_codes(const uint16_t* c, const float* table) {
+  uint64_t w, v;
+  std::memcpy(&w, c, 8);
+  std::memcpy(&v, c + 4, 8);
+  const size_t a0 = w & 0xFFFF, a1 = (w >> 16) & 0xFFFF;
+  w >>= 32;
+  const size_t a2 = w & 0xFFFF, a3 = w >> 16;
+  const size_t a4 = v & 0xFFFF, a5 = (v >> 16) & 0xFFFF;
+  v >>= 32;
+  const size_t a6 = v & 0xFFFF, a7 = v >> 16;
+  return _mm256_setr_ps(table[a0], table[a1], table[a2], table[a3], table[a4], table[a5],
+                        table[a6], table[a7]);
+}
+
+// 16 values a step (two independent vectors in flight), then 8, then single values.
 template <typename T>
 void lookup_d1(const T* codes, size_t n, const float* table, float* out, int flags) {
-  auto eight = [&](size_t i) {
-    const T* c = codes + i;
-    return _mm256_setr_ps(table[c[0]], table[c[1]], table[c[2]], table[c[3]], table[c[4]],
-                          table[c[5]], table[c[6]], table[c[7]]);
-  };
   size_t i = 0;
   if (flags & kLookupStream) {
     for (; i < n && (reinterpret_cast<uintptr_t>(out + i) & 31); i++) out[i] = table[codes[i]];
-    for (; i + 8 <= n; i += 8) _mm256_stream_ps(out + i, eight(i));
+    for (; i + 16 <= n; i += 16) {
+      const __m256 a = eight_codes(codes + i, table), b = eight_codes(codes + i + 8, table);
+      _mm256_stream_ps(out + i, a);
+      _mm256_stream_ps(out + i + 8, b);
+    }
     _mm_sfence();
   }
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, eight(i));
+  for (; i + 16 <= n; i += 16) {
+    const __m256 a = eight_codes(codes + i, table), b = eight_codes(codes + i + 8, table);
+    _mm256_storeu_ps(out + i, a);
+    _mm256_storeu_ps(out + i + 8, b);
+  }
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, eight_codes(codes + i, table));
   for (; i < n; i++) out[i] = table[codes[i]];
 }
 
