@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     s.set_defaults(fn=_demo)
     s = sub.add_parser("bench", help="kernel benchmarks against the installed peers, as ratios")
     s.add_argument("which", nargs="*", default=[],
-                   help="which benchmarks: quant, gemm, kmeans, train (default: all available)")
+                   help="which benchmarks: quant, gemm, kmeans, train, nonlinear, memory (default: all available)")
     s.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     s.add_argument("--repeat", type=int, default=7, help="timed repetitions (median is reported)")
     s.add_argument("--quick", action="store_true", help="small shapes only")
