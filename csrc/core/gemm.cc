@@ -156,12 +156,15 @@ void gemm_u8s8(const uint8_t* a, size_t lda, size_t M, const PackedB& b, const O
   const size_t MR = static_cast<size_t>(kt.gemm_mr), kp = b.kp;
   const size_t elem = kt.gemm_apack == APack::s16 ? 2 : 1;
   const bool flipped = kt.gemm_apack == APack::s8_flipped;
-  // Row blocks: A block of about 128 KiB, a multiple of MR rows. Column blocks: a B block of about
-  // 128 KiB stays in L2 while the rows of a row block stream past it.
-  size_t mb = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, kp * elem) / MR) * MR;
-  mb = std::min(mb, (M + MR - 1) / MR * MR);
+  // Row blocks: packed A blocks of at most about 256 KiB, as few as that allows and of equal
+  // size (multiples of MR rows), so that B, which every row block streams once, is streamed as
+  // few times as possible. Column blocks: a B block of about 128 KiB stays in L2 beside the A
+  // block while the row strips of the A block pass over it.
+  const size_t max_rows = std::max<size_t>(MR, (256 << 10) / std::max<size_t>(1, kp * elem));
+  const size_t want_blocks = (M + max_rows - 1) / max_rows;
+  const size_t mb = ((M + want_blocks - 1) / want_blocks + MR - 1) / MR * MR;
+  const size_t mblocks = (M + mb - 1) / mb;  // rounding mb up may leave fewer blocks
   size_t nbp = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, kp * kNR));
-  const size_t mblocks = (M + mb - 1) / mb;
   const size_t threads = static_cast<size_t>(num_threads());
   // Enough tasks to keep every thread busy (at least 2 per thread when the shape allows).
   while (nbp > 1 && mblocks * ((b.panels + nbp - 1) / nbp) < 2 * threads) nbp = (nbp + 1) / 2;
