@@ -324,7 +324,7 @@ class Timing:
 
 
 def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 7,
-            min_sample: float = 0.05, warmup: float = 0.02, settle: float = 0.003,
+            min_sample: float = 0.05, warmup: float = 0.02, settle: float | None = None,
             max_call: float | None = None) -> dict[str, Timing]:
     """Times ``cases`` (``(name, fn)`` pairs, fn called without arguments) interleaved.
 
@@ -332,8 +332,16 @@ def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 
     also estimates its time per call; a sample then runs ``inner = ceil(min_sample / estimate)``
     calls. Round r runs the cases in an order rotated by r. A fn whose first call takes longer
     than ``max_call`` seconds is not repeated: its Timing holds that one call (``single``).
+    Before each sample the machine is left idle for ``settle`` seconds and fn is called once
+    untimed. With more than one thread, OpenBLAS, ONNX Runtime and OpenMP keep their worker
+    threads spinning for up to ~0.1 s after a call; without the pause those spinning threads
+    take the cores from whichever tool is timed next (measured here: lowbit's 2-thread GEMM at
+    half speed right after a numpy matmul). So ``settle`` defaults to 0.2 s when lowbit runs
+    more than one thread (the benchmarks set every tool's thread count alike), else 3 ms.
     Returns ``{name: Timing}``.
     """
+    if settle is None:
+        settle = 0.2 if lowbit.get_num_threads() > 1 else 0.003
     names = [n for n, _ in cases]
     if len(set(names)) != len(names):
         raise ValueError(f"cases must have distinct names, got {names}")
@@ -364,6 +372,7 @@ def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 
                 timing = result[name]
                 if settle > 0:
                     time.sleep(settle)
+                fn()  # untimed: the caches and the worker threads after the pause
                 t0 = time.perf_counter()
                 for _ in range(timing.inner):
                     fn()
