@@ -90,3 +90,71 @@ def test_non_arrays_raise_type_error(bad):
                lambda v: lowbit.QuantizedLinear(v), lambda v: lowbit.sqnr(v, v)):
         with pytest.raises(ALLOWED):
             fn(bad)
+
+
+# --- the rest of the public functions that take arrays ---------------------------------------
+small = st.integers(-2, 40)
+ints = st.one_of(small, st.just(2**40), st.floats(allow_nan=True), st.none(), st.text(max_size=3))
+
+
+@common
+@given(x=arrays(max_dims=2, max_side=9), k=ints, dim=st.one_of(st.integers(-1, 5), st.none()),
+       init=st.sampled_from(["kmeans++", "linear", "random", "bogus", 3]), iters=st.integers(-1, 4))
+def test_kmeans_and_codebooks_never_crash(x, k, dim, init, iters):
+    cb = call(lowbit.kmeans, x, k, dim=dim, init=init, iters=iters)
+    if cb is not None:
+        assert cb.decode().shape == x.shape
+        w = call(lowbit.CodebookLinear.from_codebook, cb)
+        if w is not None:
+            assert call(w, np.ones((2, w.in_features), np.float32)).shape == (2, w.out_features)
+
+
+@common
+@given(w=arrays(max_dims=2, max_side=9), x=arrays(max_dims=3, max_side=9), k=ints,
+       dim=st.integers(-1, 4), act=st.sampled_from(["int8", "int16", "int4", None]))
+def test_codebook_linear_never_crashes(w, x, k, dim, act):
+    layer = call(lowbit.CodebookLinear, w, None, k=k, dim=dim, activations=act, iters=3)
+    if layer is not None:
+        y = call(layer, x)
+        assert y is None or y.shape == x.shape[:-1] + (layer.out_features,)
+
+
+@common
+@given(x=arrays(max_dims=2, max_side=12), m=st.integers(-1, 5), bits=st.integers(-1, 10))
+def test_product_quantize_never_crashes(x, m, bits):
+    pq = call(lowbit.product_quantize, x, m, bits=bits, iters=2)
+    if pq is not None:
+        assert pq.decode().shape == x.shape
+
+
+@common
+@given(x=arrays(), y=arrays(), bits=st.integers(-1, 10), method=st.sampled_from(
+    ["minmax", "percentile", "mse", "entropy", "mu-law", "tanh", "bogus"]))
+def test_calibration_and_nonlinear_quantizers_never_crash(x, y, bits, method):
+    call(lowbit.calibrate, x, method, bits=bits)
+    call(lowbit.sqnr, x, y)
+    call(lowbit.quantize_pow2, x, bits=bits)
+    call(lowbit.compand, x, method=method, bits=bits)
+    call(lowbit.binarize, x)
+    call(lowbit.prune_magnitude, x, 0.5)
+    call(lowbit.low_rank, x, 1)
+    obs = call(lowbit.observer, method, bits=bits) if method in ("percentile", "mse", "entropy") else None
+    if obs is not None:
+        call(obs.observe, x)
+
+
+@common
+@given(data=st.binary(max_size=300), flips=st.lists(st.integers(0, 10**6), max_size=4))
+def test_loaders_refuse_random_and_corrupt_bytes(tmp_path_factory, data, flips):
+    d = tmp_path_factory.mktemp("fuzz")
+    # A valid file with a few bytes flipped, and pure random bytes: each loads or raises ValueError.
+    good = d / "good.lbit"
+    lowbit.save(lowbit.quantize(np.arange(12, dtype=np.float32).reshape(3, 4)), good)
+    blob = bytearray(good.read_bytes())
+    for f in flips:
+        blob[f % len(blob)] ^= 0xFF
+    for raw in (bytes(blob), data):
+        p = d / "x.lbit"
+        p.write_bytes(raw)
+        call(lowbit.load, p)
+        call(lowbit.load_model, p)
