@@ -332,8 +332,9 @@ def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 
     also estimates its time per call; a sample then runs ``inner = ceil(min_sample / estimate)``
     calls. Round r runs the cases in an order rotated by r. A fn whose first call takes longer
     than ``max_call`` seconds is not repeated: its Timing holds that one call (``single``).
-    Before each sample the machine is left idle for ``settle`` seconds and fn is called once
-    untimed. With more than one thread, OpenBLAS, ONNX Runtime and OpenMP keep their worker
+    Before each sample the machine is left idle for ``settle`` seconds, then fn runs untimed for
+    ``warmup`` seconds again (after an idle pause the first tens of milliseconds of a
+    multi-threaded call run slow here). With more than one thread, OpenBLAS, ONNX Runtime and OpenMP keep their worker
     threads spinning for up to ~0.1 s after a call; without the pause those spinning threads
     take the cores from whichever tool is timed next (measured here: lowbit's 2-thread GEMM at
     half speed right after a numpy matmul). So ``settle`` defaults to 0.2 s when lowbit runs
@@ -372,7 +373,11 @@ def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 
                 timing = result[name]
                 if settle > 0:
                     time.sleep(settle)
-                fn()  # untimed: the caches and the worker threads after the pause
+                t0 = time.perf_counter()  # untimed calls for `warmup` s: caches, threads, clocks
+                while True:
+                    fn()
+                    if time.perf_counter() - t0 >= warmup:
+                        break
                 t0 = time.perf_counter()
                 for _ in range(timing.inner):
                     fn()

@@ -483,8 +483,8 @@ def _run(shapes, thread_list, repeat, min_sample, peak) -> int:
                         "naive loop (oneDNN is used only with AVX-512 VNNI)")
                 print(f"torch._int_mm: {path}, probe {rate:.1f} GOP/s at 64x256x256")
             print(f"timing: median of {repeat} samples (each >= {min_sample * 1e3:.0f} ms), tools "
-                  f"interleaved, {'0.2 s' if t > 1 else '3 ms'} idle + one untimed call before each "
-                  "sample (other tools' spinning threads); 'vs X' = lowbit GOP/s / X GOP/s (> 1: lowbit faster); "
+                  f"interleaved, {'0.2 s' if t > 1 else '3 ms'} idle + 20 ms of untimed calls before "
+                  "each sample (other tools' spinning threads); 'vs X' = lowbit GOP/s / X GOP/s (> 1: lowbit faster); "
                   "noise = max over the row of (max-min)/median; "
                   f"* = one call only (slower than {MAX_CALL} s); skip = not run"
                   + ("; 'vs best exact' = against the fastest peer that is exact on full-range "
