@@ -26,6 +26,20 @@ const float* optional_vector(const std::optional<in_array<float>>& v, size_t n, 
   return v->data();
 }
 
+// Runs the GEMM of a (M rows) and b with output stage `os` into a fresh (M, N) array of T, the
+// GIL released while it runs.
+template <typename T>
+py::array_t<T> run_gemm(const in_array<uint8_t>& a, size_t M, const PackedB& b, OutputStage os) {
+  py::array_t<T> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+  os.out = out.mutable_data();
+  os.ldo = b.N;
+  {
+    py::gil_scoped_release release;
+    gemm_u8s8(a.data(), b.K, M, b, os);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_gemm(py::module_& m) {
@@ -56,17 +70,10 @@ void register_gemm(py::module_& m) {
       "gemm_int32",
       [](const in_array<uint8_t>& a, const PackedB& b, int32_t a_zp, int32_t b_zp) {
         const size_t M = check_a(a, b);
-        py::array_t<int32_t> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
         OutputStage os;
         os.a_zp = a_zp;
         os.b_zp = b_zp;
-        os.out = out.mutable_data();
-        os.ldo = b.N;
-        {
-          py::gil_scoped_release release;
-          gemm_u8s8(a.data(), b.K, M, b, os);
-        }
-        return out;
+        return run_gemm<int32_t>(a, M, b, os);
       },
       py::arg("a"), py::arg("b"), py::arg("a_zero_point") = 0, py::arg("b_zero_point") = 0);
 
@@ -82,7 +89,6 @@ void register_gemm(py::module_& m) {
         py_arrays::require_size(a_zp, per_row ? static_cast<py::ssize_t>(M) : 1, "a_zero_point");
         const bool per_col = b_scale.size() != 1;
         if (per_col) py_arrays::require_size(b_scale, static_cast<py::ssize_t>(b.N), "b_scale");
-        py::array_t<float> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
         OutputStage os;
         os.kind = OutputStage::Kind::float32;
         if (per_row) os.a_zp_row = a_zp.data(); else os.a_zp = a_zp.data()[0];
@@ -92,13 +98,7 @@ void register_gemm(py::module_& m) {
         os.b_scale_per_col = per_col;
         os.bias = optional_vector(bias, b.N, "bias");
         os.relu = relu;
-        os.out = out.mutable_data();
-        os.ldo = b.N;
-        {
-          py::gil_scoped_release release;
-          gemm_u8s8(a.data(), b.K, M, b, os);
-        }
-        return out;
+        return run_gemm<float>(a, M, b, os);
       },
       py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("a_zero_point"), py::arg("b_scale"),
       py::arg("bias") = py::none(), py::arg("relu") = false);
@@ -116,7 +116,6 @@ void register_gemm(py::module_& m) {
         for (py::ssize_t i = 0; i < shift.size(); i++)
           if (shift.data()[i] < -30 || shift.data()[i] > 31) throw py::value_error("shift out of range");
         if (qmin < -128 || qmax > 255 || qmin >= qmax) throw py::value_error("bad code range");
-        py::array_t<uint8_t> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
         OutputStage os;
         os.kind = OutputStage::Kind::requant8;
         os.a_zp = a_zp;
@@ -127,13 +126,7 @@ void register_gemm(py::module_& m) {
         os.qmin = qmin;
         os.qmax = qmax;
         os.relu = relu;
-        os.out = out.mutable_data();
-        os.ldo = b.N;
-        {
-          py::gil_scoped_release release;
-          gemm_u8s8(a.data(), b.K, M, b, os);
-        }
-        return out;
+        return run_gemm<uint8_t>(a, M, b, os);
       },
       py::arg("a"), py::arg("b"), py::arg("a_zero_point"), py::arg("m0"), py::arg("shift"),
       py::arg("bias") = py::none(), py::arg("out_zero_point") = 0, py::arg("qmin") = 0,

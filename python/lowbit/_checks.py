@@ -7,8 +7,9 @@ import numbers
 import numpy as np
 
 
-def as_float32(x, name: str) -> np.ndarray:
-    """A float32 C-contiguous array from any floating array-like (float16/32/64 are converted).
+def as_float(x, name: str, dtype=np.float32) -> np.ndarray:
+    """A C-contiguous array of the floating `dtype` from any floating array-like (float16/32/64
+    are converted).
 
     Integer, bool, complex and object arrays raise TypeError: they are more likely a mistake
     (already-quantized codes, say) than a tensor to quantize.
@@ -26,7 +27,12 @@ def as_float32(x, name: str) -> np.ndarray:
             + ("; convert it with .astype(np.float32) if that is intended" if a.dtype.kind in "iub" else "")
         )
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes Inf: reported later
-        return np.asarray(a, dtype=np.float32, order="C")  # (ascontiguousarray makes 0-d 1-d)
+        return np.asarray(a, dtype=dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
+
+
+def as_float32(x, name: str) -> np.ndarray:
+    """as_float with float32, the dtype of every kernel."""
+    return as_float(x, name, np.float32)
 
 
 def check_finite(a: np.ndarray, name: str) -> None:
@@ -64,3 +70,36 @@ def as_bool(v, name: str) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(v).__name__}")
     return bool(v)
+
+
+def as_weight(w, name: str = "weight") -> np.ndarray:
+    """A layer's weight: a non-empty, finite, 2-D float32 array (out_features, in_features)."""
+    a = as_float32(w, name)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (out_features, in_features), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    check_finite(a, name)
+    return a
+
+
+def as_bias(bias, out_features: int, name: str = "bias") -> np.ndarray | None:
+    """None, or a private float32 copy of a finite bias of shape (out_features,)."""
+    if bias is None:
+        return None
+    b = as_float32(bias, name)
+    if b.shape != (out_features,):
+        raise ValueError(f"{name} must have shape ({out_features},), got {b.shape}")
+    check_finite(b, name)
+    return b.copy()
+
+
+def as_shape(shape, name: str = "shape") -> tuple:
+    """A tuple of ints with at least one dimension, none negative."""
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from None
+    if len(shape) == 0 or any(s < 0 for s in shape):
+        raise ValueError(f"{name} must have at least one non-negative dimension, got {shape}")
+    return shape

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from . import _core
-from ._checks import as_bool, as_float32, as_int, check_finite
+from ._checks import as_bias, as_bool, as_float32, as_int, as_shape, as_weight, check_finite
 
 __all__ = ["Codebook", "kmeans", "ProductCodes", "product_quantize", "CodebookLinear",
            "compression_ratio"]
@@ -80,12 +80,7 @@ class Codebook:
         if not 2 <= k <= _MAX_K:
             raise ValueError(f"centroids must hold 2..{_MAX_K} rows (k), got {k}")
         check_finite(c, "centroids")
-        try:
-            shape = tuple(int(s) for s in shape)
-        except TypeError:
-            raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
-        if len(shape) == 0 or any(s < 0 for s in shape):
-            raise ValueError(f"shape must have at least one non-negative dimension, got {shape}")
+        shape = as_shape(shape)
         if shape[-1] % dim:
             raise ValueError(f"dim={dim} (the centroids' length) must divide the last axis of "
                              f"shape {shape}")
@@ -264,12 +259,9 @@ class ProductCodes:
         if c.ndim != 3 or c.shape[0] < 1 or c.shape[1] != 2**bits or c.shape[2] < 1:
             raise ValueError(f"centroids must have shape (m, 2**bits={2**bits}, dsub), got {c.shape}")
         check_finite(c, "centroids")
-        try:
-            shape = tuple(int(s) for s in shape)
-        except TypeError:
-            raise TypeError(f"shape must be a tuple of ints, got {shape!r}") from None
+        shape = as_shape(shape)
         m, k, dsub = (int(v) for v in c.shape)
-        if len(shape) == 0 or any(v < 0 for v in shape) or shape[-1] != m * dsub:
+        if shape[-1] != m * dsub:
             raise ValueError(f"shape must end with m * dsub = {m * dsub}, got {shape}")
         q = np.asarray(codes)
         want = np.uint8 if bits <= 8 else np.uint16
@@ -359,12 +351,7 @@ class CodebookLinear:
 
     def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="kmeans++",
                  activations="int8"):
-        w = as_float32(weight, "weight")
-        if w.ndim != 2:
-            raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
-        if w.size == 0:
-            raise ValueError(f"weight must not be empty, got shape {w.shape}")
-        check_finite(w, "weight")
+        w = as_weight(weight)
         activations = _check_activations(activations)
         self._setup(kmeans(w, k, dim=dim, iters=iters, init=init, seed=seed), bias, activations)
 
@@ -389,14 +376,7 @@ class CodebookLinear:
         self._history, self._inertia = codebook.history, codebook.inertia
         self.activations = activations
         self.out_features, self.in_features = (int(s) for s in codebook.shape)
-        if bias is None:
-            self.bias = None
-        else:
-            b = as_float32(bias, "bias")
-            if b.shape != (self.out_features,):
-                raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
-            check_finite(b, "bias")
-            self.bias = b.copy()
+        self.bias = as_bias(bias, self.out_features)
         codes = np.ascontiguousarray(codebook.codes().reshape(-1))
         self._plan = _core.CodebookLinearPlan(codebook.centroids, codes, self.out_features,
                                               self.in_features, self.bias,

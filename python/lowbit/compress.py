@@ -20,17 +20,7 @@ import math
 
 import numpy as np
 
-from ._checks import as_bool, as_float32, as_int, check_finite
-
-
-def _weight(w, name="weight") -> np.ndarray:
-    a = as_float32(w, name)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (out_features, in_features), got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    check_finite(a, name)
-    return a
+from ._checks import as_bias, as_bool, as_float32, as_int, as_weight, check_finite
 
 
 def _fraction(v, name: str) -> float:
@@ -87,7 +77,7 @@ class BinaryTensor:
 def binarize(weight, *, per_channel=True) -> BinaryTensor:
     """Binary weights: sign(w) (0 -> +1) times alpha = mean |w| per output row (or over the
     whole tensor), the alpha minimizing ||w - alpha sign(w)||^2."""
-    w = _weight(weight)
+    w = as_weight(weight)
     per_channel = as_bool(per_channel, "per_channel")
     alpha = np.abs(w.astype(np.float64)).mean(axis=1 if per_channel else None).astype(np.float32)
     return BinaryTensor(np.packbits((w >= 0).reshape(-1)), w.shape, alpha)
@@ -106,14 +96,7 @@ class BinaryLinear:
         self.quantize_input = as_bool(quantize_input, "quantize_input")
         self._signs_t = np.ascontiguousarray(self.weight_b.signs().T)  # (in, out) int8
         self._packed = None
-        if bias is None:
-            self.bias = None
-        else:
-            b = as_float32(bias, "bias")
-            if b.shape != (self.out_features,):
-                raise ValueError(f"bias must have shape ({self.out_features},), got {b.shape}")
-            check_finite(b, "bias")
-            self.bias = b
+        self.bias = as_bias(bias, self.out_features)
 
     @property
     def nbytes(self) -> int:
@@ -181,7 +164,7 @@ def prune_magnitude(weight, sparsity, *, per_row=False) -> np.ndarray:
 
 def row_norms(weight) -> np.ndarray:
     """L2 norm of every output row, float64 (out_features,)."""
-    w = _weight(weight)
+    w = as_weight(weight)
     return np.sqrt(np.sum(w.astype(np.float64) ** 2, axis=1))
 
 
@@ -198,7 +181,7 @@ def rows_to_keep(weight, sparsity) -> np.ndarray:
 def prune_rows(weight, sparsity) -> np.ndarray:
     """A copy of `weight` with its round(sparsity * out_features) rows of smallest L2 norm set to
     zero (structured pruning; at least one row is kept)."""
-    w = _weight(weight)
+    w = as_weight(weight)
     keep = rows_to_keep(w, sparsity)
     out = np.zeros_like(w)
     out[keep] = w[keep]
@@ -212,7 +195,7 @@ def low_rank(weight, rank=None, *, energy=None) -> tuple[np.ndarray, np.ndarray]
     float32. Give `rank` (1 .. min(out, in)), or `energy` in (0, 1] to take the smallest rank
     keeping that fraction of sum(S^2). The best rank-r approximation in Frobenius norm
     (Eckart-Young)."""
-    w = _weight(weight)
+    w = as_weight(weight)
     full = min(w.shape)
     if (rank is None) == (energy is None):
         raise ValueError("give exactly one of rank and energy")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._checks import as_bool, as_float32, as_int, check_finite
+from ._checks import as_bias, as_bool, as_float32, as_int, as_weight, check_finite
 from .quant import QTensor, quantize
 
 _INT32_MAX = 2**31 - 1
@@ -87,15 +87,6 @@ def matmul_int8(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
 
 
 
-def _check_bias(bias, out_features: int):
-    if bias is None:
-        return None
-    b = as_float32(bias, "bias")
-    if b.shape != (out_features,):
-        raise ValueError(f"bias must have shape ({out_features},), got {b.shape}")
-    check_finite(b, "bias")
-    return b
-
 class QuantizedLinear:
     """A drop-in int8 replacement for a float linear layer y = x W^T + b.
 
@@ -108,16 +99,11 @@ class QuantizedLinear:
 
     def __init__(self, weight, bias=None, *, bits=8, per_channel=True, act_scale=None,
                  act_zero_point=None):
-        w = as_float32(weight, "weight")
-        if w.ndim != 2:
-            raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
-        if w.size == 0:
-            raise ValueError(f"weight must not be empty, got shape {w.shape}")
-        check_finite(w, "weight")
+        w = as_weight(weight)
         self.bits = as_int(bits, "bits", 2, 8)
         self.per_channel = as_bool(per_channel, "per_channel")
         self.out_features, self.in_features = (int(s) for s in w.shape)
-        self.bias = _check_bias(bias, self.out_features)
+        self.bias = as_bias(bias, self.out_features)
         self._pack_weight(quantize(w, bits=self.bits, axis=0 if self.per_channel else None,
                                    symmetric=True))
         self._set_activation(act_scale, act_zero_point)
@@ -166,7 +152,7 @@ class QuantizedLinear:
         layer = cls.__new__(cls)
         layer.bits, layer.per_channel = weight_q.bits, weight_q.axis == 0
         layer.out_features, layer.in_features = (int(v) for v in weight_q.shape)
-        layer.bias = _check_bias(bias, layer.out_features)
+        layer.bias = as_bias(bias, layer.out_features)
         layer._pack_weight(weight_q)
         layer._set_activation(act_scale, act_zero_point)
         return layer

@@ -128,40 +128,17 @@ void cb4_tile(size_t kp, const int8_t* x, size_t ldx, const uint8_t* w, size_t l
     for (int c = 0; c < NR; c++) y[r * ldy + c] = vaddvq_s64(total[r][c]);
 }
 
-template <int MR, int NR>
-void dense_tile(size_t kp, const int16_t* x, size_t ldx, const int16_t* w, size_t ldw, int64_t* y,
-                size_t ldy) {
-  int64x2_t total[MR][NR];
-  for (int r = 0; r < MR; r++)
-    for (int c = 0; c < NR; c++) total[r][c] = vdupq_n_s64(0);
-  const size_t units = kp / 64;
-  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
-    const size_t u1 = std::min(units, u0 + kChunkUnits);
-    int32x4_t acc[MR][NR][2];
-    for (int r = 0; r < MR; r++)
-      for (int c = 0; c < NR; c++) acc[r][c][0] = acc[r][c][1] = vdupq_n_s32(0);
-    for (size_t u = u0; u < u1; u++)
-      for (int c = 0; c < NR; c++) {
-        const int16_t* wc = w + c * ldw + u * 64;
-        int16x8_t wv[8];
-        for (int q = 0; q < 8; q++) wv[q] = vld1q_s16(wc + 8 * q);
-        for (int r = 0; r < MR; r++) {
-          const int16_t* xr = x + r * ldx + u * 64;
-          for (int q = 0; q < 8; q += 2) {
-            acc[r][c][0] = mla8(acc[r][c][0], xr + 8 * q, wv[q]);
-            acc[r][c][1] = mla8(acc[r][c][1], xr + 8 * q + 8, wv[q + 1]);
-          }
-        }
-      }
-    for (int r = 0; r < MR; r++)
-      for (int c = 0; c < NR; c++) {
-        total[r][c] = vpadalq_s32(total[r][c], acc[r][c][0]);
-        total[r][c] = vpadalq_s32(total[r][c], acc[r][c][1]);
-      }
+// Weight sources of s16_tile: unit(c, u, w) sets the 8 vectors of 8 int16 weights of unit u
+// (weights 64u .. 64u + 63, chunk q in x's layout) of row c; rows(c) is the source from row c on.
+struct DenseWeights {
+  const int16_t* w;
+  size_t ldw;
+  void unit(int c, size_t u, int16x8_t* out) const {
+    const int16_t* wc = w + c * ldw + u * 64;
+    for (int q = 0; q < 8; q++) out[q] = vld1q_s16(wc + 8 * q);
   }
-  for (int r = 0; r < MR; r++)
-    for (int c = 0; c < NR; c++) y[r * ldy + c] = vaddvq_s64(total[r][c]);
-}
+  DenseWeights rows(size_t c) const { return {w + c * ldw, ldw}; }
+};
 
 // 4-bit codes into an int16 table: a table lookup per byte plane, zipped into int16 weights.
 // The 8-weight chunks come out as those of x's swapped layout: chunk q of the unit is w[q].
@@ -180,9 +157,20 @@ inline void decode_s16_unit(const uint8_t* b, uint8x16_t tlo, uint8x16_t thi, in
   }
 }
 
-template <int MR, int NR>
-void cb4_s16_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t ldw,
-                  uint8x16_t tlo, uint8x16_t thi, int64_t* y, size_t ldy) {
+struct Cb4Weights {
+  const uint8_t* w;
+  size_t ldw;
+  uint8x16_t tlo, thi;  // low and high bytes of the 16 entries
+  void unit(int c, size_t u, int16x8_t* out) const {
+    decode_s16_unit(w + c * ldw + u * 32, tlo, thi, out);
+  }
+  Cb4Weights rows(size_t c) const { return {w + c * ldw, ldw, tlo, thi}; }
+};
+
+// int16 activations x int16 weights from `wt`, summed in int32 lanes per chunk of units and in
+// int64 across chunks.
+template <int MR, int NR, typename W>
+void s16_tile(size_t kp, const int16_t* x, size_t ldx, const W& wt, int64_t* y, size_t ldy) {
   int64x2_t total[MR][NR];
   for (int r = 0; r < MR; r++)
     for (int c = 0; c < NR; c++) total[r][c] = vdupq_n_s64(0);
@@ -195,7 +183,7 @@ void cb4_s16_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, siz
     for (size_t u = u0; u < u1; u++)
       for (int c = 0; c < NR; c++) {
         int16x8_t wv[8];
-        decode_s16_unit(w + c * ldw + u * 32, tlo, thi, wv);
+        wt.unit(c, u, wv);
         for (int r = 0; r < MR; r++) {
           const int16_t* xr = x + r * ldx + u * 64;
           for (int q = 0; q < 8; q += 2) {
@@ -226,26 +214,15 @@ struct Cb4Tiles {
   }
 };
 
-struct Cb4S16Tiles {
-  size_t kp, ldx, ldw, ldy;
+template <typename W>
+struct S16Tiles {
+  size_t kp, ldx, ldy;
   const int16_t* x;
-  const uint8_t* w;
   int64_t* y;
-  uint8x16_t tlo, thi;
+  W wt;
   template <int MR, int NR>
   void run(size_t r, size_t c) const {
-    cb4_s16_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, tlo, thi, y + r * ldy + c, ldy);
-  }
-};
-
-struct DenseTiles {
-  size_t kp, ldx, ldw, ldy;
-  const int16_t* x;
-  const int16_t* w;
-  int64_t* y;
-  template <int MR, int NR>
-  void run(size_t r, size_t c) const {
-    dense_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, y + r * ldy + c, ldy);
+    s16_tile<MR, NR>(kp, x + r * ldx, ldx, wt.rows(c), y + r * ldy + c, ldy);
   }
 };
 
@@ -381,7 +358,7 @@ void gemm_s8cb4s64__neon(size_t mr, size_t nr, size_t kp, const int8_t* x, size_
 
 void gemm_s16s16s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
                           const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
-  for_tiles(mr, nr, DenseTiles{kp, ldx, ldw, ldy, x, w, y});
+  for_tiles(mr, nr, S16Tiles<DenseWeights>{kp, ldx, ldy, x, y, {w, ldw}});
 }
 
 void gemm_s16cb4s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
@@ -393,7 +370,7 @@ void gemm_s16cb4s64__neon(size_t mr, size_t nr, size_t kp, const int16_t* x, siz
     lo[e] = static_cast<uint8_t>(v & 0xFF);
     hi[e] = static_cast<uint8_t>(v >> 8);
   }
-  for_tiles(mr, nr, Cb4S16Tiles{kp, ldx, ldw, ldy, x, w, y, vld1q_u8(lo), vld1q_u8(hi)});
+  for_tiles(mr, nr, S16Tiles<Cb4Weights>{kp, ldx, ldy, x, y, {w, ldw, vld1q_u8(lo), vld1q_u8(hi)}});
 }
 
 }  // namespace kernels

@@ -212,42 +212,44 @@ void cb4_tile(size_t kp, const int8_t* x, size_t ldx, const uint8_t* w, size_t l
     for (int c = 0; c < NR; c++) y[r * ldy + c] = total[r][c];
 }
 
+// Weight sources of s16_tile: unit(c, u, w) sets the 4 vectors of 16 int16 weights of unit u
+// (weights 64u .. 64u + 63) of row c; rows(c) is the source from row c on.
+struct DenseWeights {
+  const int16_t* w;
+  size_t ldw;
+  void unit(int c, size_t u, __m256i* out) const {
+    const __m256i* p = reinterpret_cast<const __m256i*>(w + c * ldw + u * 64);
+    for (int q = 0; q < 4; q++) out[q] = _mm256_loadu_si256(p + q);
+  }
+  DenseWeights rows(size_t c) const { return {w + c * ldw, ldw}; }
+};
+
 // 4-bit codes into an int16 table: two vpshufb give the low and high bytes of 32 weights,
 // unpacking interleaves them into int16 lanes -- within 128-bit lanes, which is why x comes with
 // the middle quarters of every 32 swapped.
-template <int MR, int NR>
-void cb4_s16_tile(size_t kp, const int16_t* x, size_t ldx, const uint8_t* w, size_t ldw,
-                  __m256i tlo, __m256i thi, int64_t* y, size_t ldy) {
-  const __m256i m0f = _mm256_set1_epi8(0x0F);
-  int64_t total[MR][NR] = {};
-  const size_t units = kp / 64;
-  for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
-    const size_t u1 = std::min(units, u0 + kChunkUnits);
-    __m256i acc[MR][NR];
-    for (int r = 0; r < MR; r++)
-      for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
-    for (size_t u = u0; u < u1; u++)
-      for (int c = 0; c < NR; c++) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c * ldw + u * 32));
-        const __m256i lo = _mm256_and_si256(v, m0f);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
-        const __m256i llo = _mm256_shuffle_epi8(tlo, lo), lhi = _mm256_shuffle_epi8(thi, lo);
-        const __m256i hlo = _mm256_shuffle_epi8(tlo, hi), hhi = _mm256_shuffle_epi8(thi, hi);
-        const __m256i w0 = _mm256_unpacklo_epi8(llo, lhi), w1 = _mm256_unpackhi_epi8(llo, lhi);
-        const __m256i w2 = _mm256_unpacklo_epi8(hlo, hhi), w3 = _mm256_unpackhi_epi8(hlo, hhi);
-        for (int r = 0; r < MR; r++)
-          acc[r][c] = _mm256_add_epi32(acc[r][c], dot_unit(x + r * ldx + u * 64, w0, w1, w2, w3));
-      }
-    for (int r = 0; r < MR; r++)
-      for (int c = 0; c < NR; c++) total[r][c] += hsum_epi32(acc[r][c]);
+struct Cb4Weights {
+  const uint8_t* w;
+  size_t ldw;
+  __m256i tlo, thi;  // low and high bytes of the 16 entries, in both 128-bit lanes
+  void unit(int c, size_t u, __m256i* out) const {
+    const __m256i m0f = _mm256_set1_epi8(0x0F);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c * ldw + u * 32));
+    const __m256i lo = _mm256_and_si256(v, m0f);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m0f);
+    const __m256i llo = _mm256_shuffle_epi8(tlo, lo), lhi = _mm256_shuffle_epi8(thi, lo);
+    const __m256i hlo = _mm256_shuffle_epi8(tlo, hi), hhi = _mm256_shuffle_epi8(thi, hi);
+    out[0] = _mm256_unpacklo_epi8(llo, lhi);
+    out[1] = _mm256_unpackhi_epi8(llo, lhi);
+    out[2] = _mm256_unpacklo_epi8(hlo, hhi);
+    out[3] = _mm256_unpackhi_epi8(hlo, hhi);
   }
-  for (int r = 0; r < MR; r++)
-    for (int c = 0; c < NR; c++) y[r * ldy + c] = total[r][c];
-}
+  Cb4Weights rows(size_t c) const { return {w + c * ldw, ldw, tlo, thi}; }
+};
 
-template <int MR, int NR>
-void dense_tile(size_t kp, const int16_t* x, size_t ldx, const int16_t* w, size_t ldw, int64_t* y,
-                size_t ldy) {
+// int16 activations x int16 weights from `wt`, summed in int32 lanes per chunk of units and in
+// int64 across chunks.
+template <int MR, int NR, typename W>
+void s16_tile(size_t kp, const int16_t* x, size_t ldx, const W& wt, int64_t* y, size_t ldy) {
   int64_t total[MR][NR] = {};
   const size_t units = kp / 64;
   for (size_t u0 = 0; u0 < units; u0 += kChunkUnits) {
@@ -257,11 +259,12 @@ void dense_tile(size_t kp, const int16_t* x, size_t ldx, const int16_t* w, size_
       for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
     for (size_t u = u0; u < u1; u++)
       for (int c = 0; c < NR; c++) {
-        const __m256i* wc = reinterpret_cast<const __m256i*>(w + c * ldw + u * 64);
-        const __m256i w0 = _mm256_loadu_si256(wc), w1 = _mm256_loadu_si256(wc + 1);
-        const __m256i w2 = _mm256_loadu_si256(wc + 2), w3 = _mm256_loadu_si256(wc + 3);
-        for (int r = 0; r < MR; r++)
-          acc[r][c] = _mm256_add_epi32(acc[r][c], dot_unit(x + r * ldx + u * 64, w0, w1, w2, w3));
+        __m256i wv[4];
+        wt.unit(c, u, wv);
+        for (int r = 0; r < MR; r++) {
+          const __m256i d = dot_unit(x + r * ldx + u * 64, wv[0], wv[1], wv[2], wv[3]);
+          acc[r][c] = _mm256_add_epi32(acc[r][c], d);
+        }
       }
     for (int r = 0; r < MR; r++)
       for (int c = 0; c < NR; c++) total[r][c] += hsum_epi32(acc[r][c]);
@@ -282,26 +285,15 @@ struct Cb4Tiles {
   }
 };
 
-struct Cb4S16Tiles {
-  size_t kp, ldx, ldw, ldy;
+template <typename W>
+struct S16Tiles {
+  size_t kp, ldx, ldy;
   const int16_t* x;
-  const uint8_t* w;
   int64_t* y;
-  __m256i tlo, thi;
+  W wt;
   template <int MR, int NR>
   void run(size_t r, size_t c) const {
-    cb4_s16_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, tlo, thi, y + r * ldy + c, ldy);
-  }
-};
-
-struct DenseTiles {
-  size_t kp, ldx, ldw, ldy;
-  const int16_t* x;
-  const int16_t* w;
-  int64_t* y;
-  template <int MR, int NR>
-  void run(size_t r, size_t c) const {
-    dense_tile<MR, NR>(kp, x + r * ldx, ldx, w + c * ldw, ldw, y + r * ldy + c, ldy);
+    s16_tile<MR, NR>(kp, x + r * ldx, ldx, wt.rows(c), y + r * ldy + c, ldy);
   }
 };
 
@@ -480,7 +472,7 @@ void gemm_s8cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int8_t* x, size_
 
 void gemm_s16s16s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
                           const int16_t* w, size_t ldw, int64_t* y, size_t ldy) {
-  for_tiles(mr, nr, DenseTiles{kp, ldx, ldw, ldy, x, w, y});
+  for_tiles(mr, nr, S16Tiles<DenseWeights>{kp, ldx, ldy, x, y, {w, ldw}});
 }
 
 void gemm_s16cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
@@ -495,7 +487,7 @@ void gemm_s16cb4s64__avx2(size_t mr, size_t nr, size_t kp, const int16_t* x, siz
   }
   const __m256i tlo = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(lo)));
   const __m256i thi = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(hi)));
-  for_tiles(mr, nr, Cb4S16Tiles{kp, ldx, ldw, ldy, x, w, y, tlo, thi});
+  for_tiles(mr, nr, S16Tiles<Cb4Weights>{kp, ldx, ldy, x, y, {w, ldw, tlo, thi}});
 }
 
 }  // namespace kernels

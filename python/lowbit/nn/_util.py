@@ -5,26 +5,9 @@ import numbers
 
 import numpy as np
 
+from .._checks import as_float  # noqa: F401  (float32 normally, float64 for gradient checks)
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def as_float(x, name: str, dtype=np.float32) -> np.ndarray:
-    """A C-contiguous floating array of `dtype` from any floating array-like.
-
-    Like lowbit._checks.as_float32, but the target dtype is the model's (float32 normally,
-    float64 for gradient checks). Integer/bool/object input raises TypeError naming `name`.
-    """
-    if not isinstance(x, np.ndarray):
-        try:
-            x = np.asarray(x)
-        except Exception as e:  # ragged lists and the like
-            raise TypeError(f"{name} must be a floating-point array, could not convert: {e}") from None
-    if x.dtype.kind != "f":
-        raise TypeError(
-            f"{name} must be a floating-point array (float16/float32/float64), got dtype {x.dtype}"
-            + ("; convert it with .astype(np.float32) if that is intended" if x.dtype.kind in "iub" else "")
-        )
-    return np.asarray(x, dtype=dtype, order="C")
 
 
 def as_labels(y, name: str, n: int, n_classes: int | None = None) -> np.ndarray:
