@@ -1,7 +1,12 @@
-// ISA-independent tile walking shared by the per-ISA codebook GEMM kernels. In an anonymous
-// namespace: each kernel file compiles it with its own ISA flags and its own Tile types.
+// ISA-independent walking shared by the per-ISA kernels: tiles of the codebook GEMMs, blocks of
+// points of the k-means assignment. In an anonymous namespace: each kernel file compiles it with
+// its own ISA flags and its own tile / block types.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "lowbit/kernels.h"
 
 namespace lowbit {
 namespace kernels {
@@ -22,6 +27,24 @@ void for_tiles(size_t mr, size_t nr, const Tile& tile) {
     for (; c + 4 <= nr; c += 4) tile.template run<1, 4>(r, c);
     for (; c < nr; c++) tile.template run<1, 1>(r, c);
   }
+}
+
+// The k-means assignment over blocks of kBlock points: each block is transposed to xs[t][p]
+// (coordinate t of point p), so that an ISA's block(xs, idx) keeps points in vector lanes; the
+// last n % kBlock points go to the scalar reference.
+template <size_t kBlock, typename Block>
+void assign_in_blocks(const float* x, size_t n, size_t d, const float* c, const float* hn,
+                      size_t k, uint32_t* idx, const Block& block) {
+  thread_local std::vector<float> xs;
+  xs.resize(d * kBlock);
+  size_t i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    const float* xb = x + i * d;
+    for (size_t p = 0; p < kBlock; p++)
+      for (size_t t = 0; t < d; t++) xs[t * kBlock + p] = xb[p * d + t];
+    block(xs.data(), idx + i);
+  }
+  if (i < n) f32_kmeans_assign__scalar(x + i * d, n - i, d, c, hn, k, idx + i);
 }
 
 }  // namespace

@@ -301,23 +301,16 @@ struct S16Tiles {
 
 void f32_kmeans_assign__avx2(const float* x, size_t n, size_t d, const float* c, const float* hn,
                              size_t k, uint32_t* idx) {
-  thread_local std::vector<float> xs;
-  xs.resize(d * kBlock);
-  size_t i = 0;
-  for (; i + kBlock <= n; i += kBlock) {
-    const float* xb = x + i * d;
-    for (size_t p = 0; p < kBlock; p++)  // transpose: xs[t][p]
-      for (size_t t = 0; t < d; t++) xs[t * kBlock + p] = xb[p * d + t];
+  assign_in_blocks<kBlock>(x, n, d, c, hn, k, idx, [&](const float* xs, uint32_t* out) {
     switch (d) {
-      case 1: assign_small<1>(xs.data(), c, hn, k, idx + i); break;
-      case 2: assign_small<2>(xs.data(), c, hn, k, idx + i); break;
-      case 3: assign_small<3>(xs.data(), c, hn, k, idx + i); break;
-      case 4: assign_small<4>(xs.data(), c, hn, k, idx + i); break;
-      case 8: assign_block<8>(xs.data(), d, c, hn, k, idx + i); break;
-      default: assign_block<0>(xs.data(), d, c, hn, k, idx + i);
+      case 1: assign_small<1>(xs, c, hn, k, out); break;
+      case 2: assign_small<2>(xs, c, hn, k, out); break;
+      case 3: assign_small<3>(xs, c, hn, k, out); break;
+      case 4: assign_small<4>(xs, c, hn, k, out); break;
+      case 8: assign_block<8>(xs, d, c, hn, k, out); break;
+      default: assign_block<0>(xs, d, c, hn, k, out);
     }
-  }
-  if (i < n) f32_kmeans_assign__scalar(x + i * d, n - i, d, c, hn, k, idx + i);
+  });
 }
 
 void f32_kmeans1d_assign__avx2(const float* x, size_t n, const Kmeans1dLut* lut, int bits,
