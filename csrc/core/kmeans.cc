@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <unordered_set>
 
@@ -688,11 +689,37 @@ std::vector<float> half_norms(const std::vector<float>& c, size_t k, size_t d) {
   return hn;
 }
 
+// Squared distance between two rows of d floats (D > 0: d = D, known at compile time), in double.
+template <size_t D = 0>
+inline double dist2(const float* a, const float* b, size_t d) {
+  double s = 0.0;
+  for (size_t t = 0; t < (D ? D : d); t++) {
+    const double v = static_cast<double>(a[t]) - b[t];
+    s += v * v;
+  }
+  return s;
+}
+
+// Adds points b..e of x (assigned to idx) to their clusters' sums s and counts; returns their
+// squared error (D > 0: d = D known at compile time).
+template <size_t D>
+double accumulate(const float* x, size_t b, size_t e, size_t d, const float* c,
+                  const uint32_t* idx, double* s, uint64_t* cnt) {
+  double sse = 0.0;
+  for (size_t i = b; i < e; i++) {
+    const size_t j = idx[i];
+    const float* xi = x + i * (D ? D : d);
+    sse += dist2<D>(xi, c + j * (D ? D : d), d);
+    for (size_t t = 0; t < (D ? D : d); t++) s[j * (D ? D : d) + t] += xi[t];
+    cnt[j]++;
+  }
+  return sse;
+}
+
 // Assigns the m points of x to the centroids (the dispatched kernel), and accumulates the
-// clusters' sums and counts and the squared error (exact distances, double). dist: per point
-// squared distance, or null.
+// clusters' sums and counts and the squared error (exact distances, double).
 PassResult assign_pass(const float* x, size_t m, size_t d, const std::vector<float>& c, size_t k,
-                       uint32_t* idx, double* dist) {
+                       uint32_t* idx) {
   const KernelTable& kt = active_kernels();
   const std::vector<float> hn = half_norms(c, k, d);
   const size_t piece = std::max<size_t>(4096, (2 * k * d + 31) / 32 * 32);
@@ -700,25 +727,15 @@ PassResult assign_pass(const float* x, size_t m, size_t d, const std::vector<flo
   std::vector<double> psums(np * k * d, 0.0), psse(np, 0.0);
   std::vector<uint64_t> pcounts(np * k, 0);
   for_pieces(m, piece, k * d, [&](size_t p, size_t b, size_t e) {
-    kt.f32_kmeans_assign(x + b * d, e - b, d, c.data(), hn.data(), k, idx + b);
+    kt.f32_kmeans_assign(x + b * d, e - b, d, c.data(), hn.data(), k, idx + b, nullptr);
     double* s = psums.data() + p * k * d;
     uint64_t* cnt = pcounts.data() + p * k;
-    double sse = 0.0;
-    for (size_t i = b; i < e; i++) {
-      const size_t j = idx[i];
-      const float* xi = x + i * d;
-      const float* cj = c.data() + j * d;
-      double dd = 0.0;
-      for (size_t t = 0; t < d; t++) {
-        const double v = static_cast<double>(xi[t]) - cj[t];
-        dd += v * v;
-        s[j * d + t] += xi[t];
-      }
-      cnt[j]++;
-      sse += dd;
-      if (dist) dist[i] = dd;
+    switch (d) {
+      case 2: psse[p] = accumulate<2>(x, b, e, d, c.data(), idx, s, cnt); break;
+      case 4: psse[p] = accumulate<4>(x, b, e, d, c.data(), idx, s, cnt); break;
+      case 8: psse[p] = accumulate<8>(x, b, e, d, c.data(), idx, s, cnt); break;
+      default: psse[p] = accumulate<0>(x, b, e, d, c.data(), idx, s, cnt);
     }
-    psse[p] = sse;
   });
   PassResult r;
   r.sums.assign(k * d, 0.0);
@@ -729,6 +746,312 @@ PassResult assign_pass(const float* x, size_t m, size_t d, const std::vector<flo
     r.sse += psse[p];
   }
   return r;
+}
+
+// Lloyd's assignment steps over a training set (see HamerlyLloyd).
+class LloydSteps {
+ public:
+  virtual ~LloydSteps() = default;
+  // One assignment step against the centroids c: the clusters' sums (of x) and counts and the
+  // squared error of the new assignment.
+  virtual PassResult step(const std::vector<float>& c) = 0;
+  // Records that the centroids moved from old_c to new_c (call after each update).
+  virtual void moved(const std::vector<float>& old_c, const std::vector<float>& new_c) = 0;
+  // The exact squared distance of every point to its centroid in c (in the points' order).
+  virtual void distances(const std::vector<float>& c, double* dist) const = 0;
+  // The centroid of every point (in the points' order).
+  virtual void assignment(uint32_t* idx) const = 0;
+};
+
+// Lloyd's assignment steps over m points, exact but mostly without scanning every centroid:
+//  * Neighbour lists: any centroid nearer to a point than its own, a = idx[i] at distance u, is
+//    within 2u of c_a (triangle inequality). Each centroid's kNeighbours nearest centroids
+//    (itself first) are listed with the distance R_a to the first one left out, so a point with
+//    2u <= R_a needs to search only a's list: the kernel over the centroid's points (gathered)
+//    and its listed centroids, 1/8 of the work for k = 256. The lists are rebuilt when the full
+//    scans grow and at least every kListSteps steps; in between, R_a shrinks by how far a and the
+//    other centroids have moved since (so it stays a bound).
+//  * The other points, and every point in the first step, go through the kernel over all
+//    centroids.
+//  * The clusters' sums, counts and sums of squares (of x - mu, mu the points' mean, for
+//    precision) are updated by the points that change cluster; the error follows from them.
+//  * The points are stored cluster by cluster (re-sorted once enough have moved), so that the
+//    searches, which go cluster by cluster, read memory in order.
+// Distances computed in double get relative margins of 1e-9. Every step thus yields a nearest
+// centroid per point (ties, up to rounding, may resolve otherwise than a full scan would). The
+// kernels are bit-exact across ISAs and the decisions depend on nothing else, so the results
+// are the same on every ISA and thread count. (Hamerly's bounds on top were tried: with
+// k = 256 in 4-D a quarter of the points at most skipped the search, which did not pay for
+// the bookkeeping.)
+template <size_t D>  // D > 0: d = D known at compile time; 0: any d
+class ListLloyd final : public LloydSteps {
+ public:
+  ListLloyd(const float* x, size_t m, size_t d, size_t k)
+      : xs_(x, x + m * d), m_(m), d_(D ? D : d), k_(k), idx_(m), pos_of_(m), drift_(k, 0.0),
+        acc_(k, 0.0), mu_(d, 0.0), sums_(k * d), sq_(k), counts_(k) {
+    std::iota(pos_of_.begin(), pos_of_.end(), size_t(0));
+    for (size_t i = 0; i < m; i++)
+      for (size_t t = 0; t < d; t++) mu_[t] += x[i * d + t];
+    for (size_t t = 0; t < d; t++) mu_[t] /= static_cast<double>(std::max<size_t>(m, 1));
+  }
+
+  void moved(const std::vector<float>& old_c, const std::vector<float>& new_c) override {
+    const size_t d = D ? D : d_;
+    accmax_ = 0.0;
+    for (size_t j = 0; j < k_; j++) {
+      drift_[j] = std::sqrt(dist2<D>(&old_c[j * d], &new_c[j * d], d)) * (1.0 + 1e-9);
+      acc_[j] += drift_[j];
+      accmax_ = std::max(accmax_, acc_[j]);
+    }
+    shrink_radii();
+  }
+
+  PassResult step(const std::vector<float>& c) override {
+    const size_t d = D ? D : d_, k = k_;
+    hn_ = half_norms(c, k, d);
+    if (!started_) {
+      first_step(c);
+      sort_by_cluster();
+      started_ = true;
+    } else {
+      const bool lists = k >= 2 * kNeighbours;
+      if (lists && (nb_.empty() || last_scans_ > 2 * scans_after_build_ + 1024 ||
+                    steps_since_lists_ >= kListSteps))
+        neighbours(c);
+      later_step(c, lists);
+      if (steps_since_lists_++ == 0) scans_after_build_ = last_scans_;
+      if (moved_ > m_ / 4) sort_by_cluster();
+    }
+    PassResult r;
+    r.sums.resize(k * d);
+    r.counts.assign(counts_.begin(), counts_.end());
+    for (size_t j = 0; j < k; j++) {
+      double e = sq_[j];  // sum |x - c_j|^2 = sum |x - mu|^2 - 2 (c_j - mu).S + n |c_j - mu|^2
+      const double n = static_cast<double>(counts_[j]);
+      for (size_t t = 0; t < d; t++) {
+        const double s = sums_[j * d + t], cm = static_cast<double>(c[j * d + t]) - mu_[t];
+        e += n * cm * cm - 2.0 * cm * s;
+        r.sums[j * d + t] = s + n * mu_[t];
+      }
+      r.sse += std::max(e, 0.0);
+    }
+    return r;
+  }
+
+  void distances(const std::vector<float>& c, double* dist) const override {
+    const size_t d = D ? D : d_;
+    for (size_t i = 0; i < m_; i++) dist[pos_of_[i]] = dist2<D>(&xs_[i * d], &c[idx_[i] * d], d);
+  }
+
+  void assignment(uint32_t* idx) const override {
+    for (size_t i = 0; i < m_; i++) idx[pos_of_[i]] = idx_[i];
+  }
+
+ private:
+  static constexpr size_t kNeighbours = 32;
+  static constexpr size_t kListSteps = 8;  // lists are rebuilt at least every kListSteps steps
+  static constexpr size_t kChunk = 2048;   // points per task of full scans
+  static constexpr size_t kPiece = 8192;   // points per task of the radius tests
+
+  struct Move {
+    size_t i;
+    uint32_t from, to;
+  };
+
+  // The kernel over all centroids for every point; the statistics from scratch.
+  void first_step(const std::vector<float>& c) {
+    std::vector<size_t> pts(m_);
+    std::iota(pts.begin(), pts.end(), size_t(0));
+    parallel_for(pieces_of(m_, kChunk), [&](size_t q) {
+      const size_t b = q * kChunk;
+      search(c, pts.data() + b, std::min(m_, b + kChunk) - b, k_, nullptr);
+    });
+    for (size_t i = 0; i < m_; i++) add(i, idx_[i], 1.0);
+  }
+
+  // Every point searches its centroid's list, or all centroids.
+  void later_step(const std::vector<float>& c, bool lists) {
+    const size_t d = D ? D : d_, k = k_;
+    // 1. Each point's bucket: a (a's list) if 2u <= R_a, else k (a full scan).
+    const size_t np = pieces_of(m_, kPiece);
+    bucket_.resize(m_);
+    std::vector<size_t> counts(np * (k + 1), 0);
+    parallel_for(np, [&](size_t p) {
+      const size_t b = p * kPiece, e = std::min(m_, b + kPiece);
+      size_t* cnt = counts.data() + p * (k + 1);
+      for (size_t i = b; i < e; i++) {
+        const uint32_t a = idx_[i];
+        uint32_t q = static_cast<uint32_t>(k);
+        if (lists && 4.0 * dist2<D>(&xs_[i * d], &c[a * d], d) * (1.0 + 1e-9) <= radius2_[a]) q = a;
+        bucket_[i] = q;
+        cnt[q]++;
+      }
+    });
+    // 2. Grouped by bucket, in point order within each.
+    std::vector<size_t> start(k + 2, 0);
+    for (size_t q = 0; q <= k; q++) {
+      start[q + 1] = start[q];
+      for (size_t p = 0; p < np; p++) start[q + 1] += counts[p * (k + 1) + q];
+    }
+    pts_.resize(m_);
+    {
+      std::vector<size_t> at(start.begin(), start.end() - 1);
+      for (size_t i = 0; i < m_; i++) pts_[at[bucket_[i]]++] = i;
+    }
+    // 3. The searches: each list in one task, the full scans in chunks; then the moves, in
+    //    task order.
+    const size_t nscan = start[k + 1] - start[k];
+    last_scans_ = nscan;
+    const size_t nchunks = pieces_of(nscan, kChunk);
+    const size_t nlists = lists ? k : 0;
+    std::vector<std::vector<Move>> moves(nlists + nchunks);
+    parallel_for(nlists + nchunks, [&](size_t task) {
+      if (task < nlists) {
+        const size_t n = start[task + 1] - start[task];
+        if (n > 0) search(c, pts_.data() + start[task], n, task, &moves[task]);
+      } else {
+        const size_t b = start[k] + (task - nlists) * kChunk;
+        search(c, pts_.data() + b, std::min(start[k + 1], b + kChunk) - b, k, &moves[task]);
+      }
+    });
+    for (const auto& v : moves) {
+      for (const Move& mv : v) {
+        add(mv.i, mv.from, -1.0);
+        add(mv.i, mv.to, 1.0);
+      }
+      moved_ += v.size();
+    }
+  }
+
+  // Searches the n points pts: among centroid a's list (a < k), or all centroids (a == k).
+  // Sets idx; appends the points that changed centroid to `moves` (if given).
+  void search(const std::vector<float>& c, const size_t* pts, size_t n, size_t a,
+              std::vector<Move>* moves) {
+    const size_t d = D ? D : d_, k = k_;
+    thread_local std::vector<float> rows, sub_c, sub_hn;
+    thread_local std::vector<uint32_t> got;
+    rows.resize(n * d);
+    got.resize(n);
+    for (size_t q = 0; q < n; q++)
+      for (size_t t = 0; t < (D ? D : d); t++) rows[q * d + t] = xs_[pts[q] * d + t];
+    const uint32_t* list = nullptr;
+    if (a == k) {
+      active_kernels().f32_kmeans_assign(rows.data(), n, d, c.data(), hn_.data(), k, got.data(),
+                                         nullptr);
+    } else {
+      list = nb_.data() + a * kNeighbours;
+      sub_c.resize(kNeighbours * d);
+      sub_hn.resize(kNeighbours);
+      for (size_t r = 0; r < kNeighbours; r++) {
+        for (size_t t = 0; t < d; t++) sub_c[r * d + t] = c[list[r] * d + t];
+        sub_hn[r] = hn_[list[r]];
+      }
+      active_kernels().f32_kmeans_assign(rows.data(), n, d, sub_c.data(), sub_hn.data(),
+                                         kNeighbours, got.data(), nullptr);
+    }
+    for (size_t q = 0; q < n; q++) {
+      const size_t i = pts[q];
+      const uint32_t j = list ? list[got[q]] : got[q];
+      if (moves && j != idx_[i]) moves->push_back({i, idx_[i], j});
+      idx_[i] = j;
+    }
+  }
+
+  // Adds (w = 1) or removes (w = -1) point i to or from cluster j's statistics.
+  void add(size_t i, size_t j, double w) {
+    const size_t d = D ? D : d_;
+    double s2 = 0.0;
+    for (size_t t = 0; t < d; t++) {
+      const double v = static_cast<double>(xs_[i * d + t]) - mu_[t];
+      sums_[j * d + t] += w * v;
+      s2 += v * v;
+    }
+    sq_[j] += w * s2;
+    counts_[j] += w > 0 ? 1 : -1;
+  }
+
+  // Stores the points cluster by cluster (stable).
+  void sort_by_cluster() {
+    const size_t d = D ? D : d_;
+    std::vector<size_t> start(k_ + 1, 0), order(m_);
+    for (size_t i = 0; i < m_; i++) start[idx_[i] + 1]++;
+    for (size_t j = 0; j < k_; j++) start[j + 1] += start[j];
+    for (size_t i = 0; i < m_; i++) order[start[idx_[i]]++] = i;
+    std::vector<float> xs(m_ * d);
+    std::vector<uint32_t> idx(m_);
+    std::vector<size_t> pos(m_);
+    for (size_t q = 0; q < m_; q++) {
+      const size_t i = order[q];
+      for (size_t t = 0; t < (D ? D : d); t++) xs[q * d + t] = xs_[i * d + t];
+      idx[q] = idx_[i];
+      pos[q] = pos_of_[i];
+    }
+    xs_.swap(xs);
+    idx_.swap(idx);
+    pos_of_.swap(pos);
+    moved_ = 0;
+  }
+
+  // The radii R_a, lowered by how far a and the other centroids moved since the lists were
+  // built (radius2_: squared).
+  void shrink_radii() {
+    for (size_t a = 0; a < radius_.size(); a++) {
+      const double r = std::max(radius_[a] - acc_[a] - accmax_, 0.0);
+      radius2_[a] = r * r;
+    }
+  }
+
+  // nb_: each centroid's kNeighbours nearest (itself first; ties by index); radius_: the
+  // distance R_a to the next one, lowered by a relative 1e-9.
+  void neighbours(const std::vector<float>& c) {
+    const size_t k = k_, d = D ? D : d_;
+    nb_.resize(k * kNeighbours);
+    radius_.resize(k);
+    radius2_.resize(k);
+    parallel_for(k, [&](size_t a) {
+      std::vector<std::pair<double, uint32_t>> all(k);
+      for (size_t j = 0; j < k; j++)
+        all[j] = {j == a ? -1.0 : dist2<D>(&c[a * d], &c[j * d], d), static_cast<uint32_t>(j)};
+      std::nth_element(all.begin(), all.begin() + kNeighbours, all.end());
+      std::sort(all.begin(), all.begin() + kNeighbours);
+      for (size_t r = 0; r < kNeighbours; r++) nb_[a * kNeighbours + r] = all[r].second;
+      radius_[a] = std::sqrt(all[kNeighbours].first) * (1.0 - 1e-9);
+    });
+    std::fill(acc_.begin(), acc_.end(), 0.0);
+    accmax_ = 0.0;
+    steps_since_lists_ = 0;
+    shrink_radii();
+  }
+
+  std::vector<float> xs_;  // the points, stored in the order of sort_by_cluster
+  size_t m_, d_, k_;
+  std::vector<uint32_t> idx_;     // per stored point: its centroid ...
+  std::vector<size_t> pos_of_;    // ... and its index in x
+  std::vector<uint32_t> bucket_;  // per step: each point's bucket ...
+  std::vector<size_t> pts_;       // ... and the points grouped by bucket
+  size_t moved_ = 0;              // points that changed centroid since the last sort
+  std::vector<double> drift_;     // per centroid, the last move
+  std::vector<double> acc_;       // per centroid, its moves since the lists were built
+  double accmax_ = 0.0;
+  bool started_ = false;
+  size_t steps_since_lists_ = 0;
+  size_t last_scans_ = 0;         // full scans in the last step
+  size_t scans_after_build_ = 0;  // full scans in the first step after the last rebuild
+  std::vector<double> mu_;         // the points' mean
+  std::vector<double> sums_, sq_;  // per cluster: sum of x - mu, sum of |x - mu|^2
+  std::vector<int64_t> counts_;
+  std::vector<float> hn_;
+  std::vector<uint32_t> nb_;
+  std::vector<double> radius_, radius2_;
+};
+
+std::unique_ptr<LloydSteps> make_lloyd(const float* x, size_t m, size_t d, size_t k) {
+  switch (d) {
+    case 2: return std::make_unique<ListLloyd<2>>(x, m, d, k);
+    case 4: return std::make_unique<ListLloyd<4>>(x, m, d, k);
+    case 8: return std::make_unique<ListLloyd<8>>(x, m, d, k);
+    default: return std::make_unique<ListLloyd<0>>(x, m, d, k);
+  }
 }
 
 // k-means++ (D^2 sampling) on the m points; distances in float over a transposed copy so the
@@ -846,22 +1169,21 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
     }
   }
 
-  // Lloyd: assignment (kernel) + means; stops when the error stops decreasing (a fixed point,
-  // up to rounding), so the recorded errors never increase.
-  std::vector<uint32_t> a(m);
-  std::vector<double> dist(m);
-  uint32_t* train_idx = x == all ? idx : a.data();
+  // Lloyd: assignment (kernel + bounds) + means; stops when the error stops decreasing (a fixed
+  // point, up to rounding), so the recorded errors never increase.
+  const std::unique_ptr<LloydSteps> lloyd = make_lloyd(x, m, d, k);
   double prev = INFINITY;
   PassResult r;
   bool current = false;  // r (and idx) hold the assignment of all points to c
   for (int it = 0; it < iters; it++) {
-    r = assign_pass(x, m, d, c, k, train_idx, dist.data());
+    r = lloyd->step(c);
     if (!(r.sse < prev)) {
       current = x == all;
       break;
     }
     prev = r.sse;
     out.history.push_back(r.sse);
+    const std::vector<float> old_c = c;
     // Means; empty clusters take the points farthest from their centroids.
     std::vector<size_t> empty;
     for (size_t j = 0; j < k; j++) {
@@ -873,6 +1195,8 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
         c[j * d + t] = static_cast<float>(r.sums[j * d + t] / static_cast<double>(r.counts[j]));
     }
     if (!empty.empty()) {
+      std::vector<double> dist(m);
+      lloyd->distances(old_c, dist.data());
       std::vector<size_t> order(m);
       std::iota(order.begin(), order.end(), size_t(0));
       const size_t e = std::min(empty.size(), m);
@@ -882,17 +1206,14 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
       for (size_t q = 0; q < e; q++)
         std::memcpy(&c[empty[q] * d], x + order[q] * d, d * sizeof(float));
     }
+    lloyd->moved(old_c, c);
   }
-  // The assignment of every point to the trained centroids, then their means. After Lloyd on a
-  // sample, one more Lloyd step over all points first (what the sample missed).
-  const int full_passes = x == all ? 1 : 2;
-  for (int pass = 0; pass < full_passes; pass++) {
-    if (pass > 0 || !current) r = assign_pass(all, n, d, c, k, idx, nullptr);
-    if (pass + 1 == full_passes) break;
-    for (size_t j = 0; j < k; j++)
-      if (r.counts[j] > 0)
-        for (size_t t = 0; t < d; t++)
-          c[j * d + t] = static_cast<float>(r.sums[j * d + t] / static_cast<double>(r.counts[j]));
+  // The assignment of every point to the trained centroids (and their sums and counts).
+  if (x != all) {
+    r = assign_pass(all, n, d, c, k, idx);
+  } else {
+    if (!current) r = lloyd->step(c);
+    lloyd->assignment(idx);
   }
   // inertia of the returned codebook: the pass's error minus what moving to the means saves,
   // plus what rounding the means to float costs.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "lowbit/runtime.h"
@@ -85,6 +86,17 @@ void code_range(int bits, bool symmetric, bool narrow, int* qmin, int* qmax) {
   }
 }
 
+// A subnormal scale has few significant bits, and rounding the division down can leave the
+// range uncovered (the extreme values would then saturate by more than half a step): such a
+// scale is raised, an ulp at a time, until scale * qmax covers the range.
+namespace {
+float covering(float s, double range, int qmax) {
+  if (s > 0.0f && s < std::numeric_limits<float>::min())
+    while (static_cast<double>(s) * qmax < range) s = std::nextafter(s, INFINITY);
+  return s;
+}
+}  // namespace
+
 void choose_params(float mn, float mx, int bits, bool symmetric, float* scale, int32_t* zp) {
   int qmin, qmax;
   code_range(bits, symmetric, true, &qmin, &qmax);
@@ -96,7 +108,7 @@ void choose_params(float mn, float mx, int bits, bool symmetric, float* scale, i
   }
   if (symmetric) {
     const float amax = std::max(std::fabs(mn), std::fabs(mx));
-    float s = amax / static_cast<float>(qmax);
+    const float s = covering(amax / static_cast<float>(qmax), amax, qmax);
     *scale = s > 0.0f ? s : amax;  // underflow to 0: fall back to the coarsest exact-zero scale
     return;
   }
@@ -104,6 +116,7 @@ void choose_params(float mn, float mx, int bits, bool symmetric, float* scale, i
   float s = (hi - lo) / static_cast<float>(qmax);
   if (std::isinf(s)) s = static_cast<float>((double(hi) - double(lo)) / qmax);
   if (!(s > 0.0f)) s = hi - lo;
+  s = covering(s, static_cast<double>(hi) - lo, qmax);
   float z = std::nearbyint(-lo / s);
   z = std::min(std::max(z, 0.0f), static_cast<float>(qmax));
   *scale = s;

@@ -315,3 +315,13 @@ def test_dequantize_into_a_given_array():
             continue
         with pytest.raises(ValueError, match="out must be"):
             q.dequantize(out=bad)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_subnormal_range_is_covered(symmetric):
+    # found by the property above: (hi - lo) / 15 rounds down to 1 ulp of the subnormals, and
+    # 2.8e-44 would have saturated at code 15 (error 7e-45, five times half a step)
+    x = np.array([2.8e-44, 0.0, -1.4e-45], np.float32)
+    q = lowbit.quantize(x, bits=4, symmetric=symmetric)
+    err = np.abs(x.astype(np.float64) - q.dequantize())
+    assert np.all(err <= float(q.scale) * 0.5)

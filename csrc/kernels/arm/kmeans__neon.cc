@@ -17,42 +17,50 @@ namespace {
 // ---- assignment: 16 points a block, lanes = points (the reference's sequence per lane) -------
 constexpr size_t kBlock = 16;
 
-template <int D>  // D > 0: dimension known at compile time; 0: any d
+template <int D, bool Sec>  // D > 0: dimension known at compile time; 0: any d. Sec: see contract
 void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx) {
+                  uint32_t* idx, float* second) {
+  constexpr int G = 4;  // groups of 4 points
   const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
-  float32x4_t b0 = vdupq_n_f32(INFINITY), b1 = b0, b2 = b0, b3 = b0;
-  uint32x4_t i0 = vdupq_n_u32(0), i1 = i0, i2 = i0, i3 = i0;
+  float32x4_t b[G], q[G];
+  uint32x4_t i[G];
+  for (int g = 0; g < G; g++) {
+    b[g] = q[g] = vdupq_n_f32(INFINITY);
+    i[g] = vdupq_n_u32(0);
+  }
   uint32x4_t jv = vdupq_n_u32(0);
   const uint32x4_t one = vdupq_n_u32(1);
   for (size_t j = 0; j < k; j++) {
     const float* cj = c + j * dd;
-    float32x4_t s0 = vdupq_n_f32(hn[j]), s1 = s0, s2 = s0, s3 = s0;
+    float32x4_t s[G];
+    for (int g = 0; g < G; g++) s[g] = vdupq_n_f32(hn[j]);
     for (size_t t = 0; t < dd; t++) {
       const float32x4_t cb = vdupq_n_f32(cj[t]);
       const float* xt = xs + t * kBlock;
-      // A separate multiply and subtract (vmlsq/vfmsq would fuse or differ from the reference).
-      s0 = vsubq_f32(s0, vmulq_f32(vld1q_f32(xt), cb));
-      s1 = vsubq_f32(s1, vmulq_f32(vld1q_f32(xt + 4), cb));
-      s2 = vsubq_f32(s2, vmulq_f32(vld1q_f32(xt + 8), cb));
-      s3 = vsubq_f32(s3, vmulq_f32(vld1q_f32(xt + 12), cb));
+      for (int g = 0; g < G; g++) s[g] = vfmsq_f32(s[g], vld1q_f32(xt + 4 * g), cb);  // fused
     }
-    const uint32x4_t m0 = vcltq_f32(s0, b0), m1 = vcltq_f32(s1, b1);
-    const uint32x4_t m2 = vcltq_f32(s2, b2), m3 = vcltq_f32(s3, b3);
-    b0 = vbslq_f32(m0, s0, b0);
-    b1 = vbslq_f32(m1, s1, b1);
-    b2 = vbslq_f32(m2, s2, b2);
-    b3 = vbslq_f32(m3, s3, b3);
-    i0 = vbslq_u32(m0, jv, i0);
-    i1 = vbslq_u32(m1, jv, i1);
-    i2 = vbslq_u32(m2, jv, i2);
-    i3 = vbslq_u32(m3, jv, i3);
+    for (int g = 0; g < G; g++) {
+      const uint32x4_t m = vcltq_f32(s[g], b[g]);
+      if (Sec) {  // selects, not vminq/vmaxq (those treat -0 and +0 unlike the reference)
+        const float32x4_t mm = vbslq_f32(m, b[g], s[g]);
+        q[g] = vbslq_f32(vcltq_f32(mm, q[g]), mm, q[g]);
+      }
+      b[g] = vbslq_f32(m, s[g], b[g]);
+      i[g] = vbslq_u32(m, jv, i[g]);
+    }
     jv = vaddq_u32(jv, one);
   }
-  vst1q_u32(idx, i0);
-  vst1q_u32(idx + 4, i1);
-  vst1q_u32(idx + 8, i2);
-  vst1q_u32(idx + 12, i3);
+  for (int g = 0; g < G; g++) {
+    vst1q_u32(idx + 4 * g, i[g]);
+    if (Sec) vst1q_f32(second + 4 * g, q[g]);
+  }
+}
+
+template <int D>
+void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
+                  uint32_t* idx, float* second) {
+  if (second) assign_block<D, true>(xs, d, c, hn, k, idx, second);
+  else assign_block<D, false>(xs, d, c, hn, k, idx, nullptr);
 }
 
 inline void copy_row(float* dst, const float* src, size_t d) {
@@ -229,13 +237,14 @@ struct S16Tiles {
 }  // namespace
 
 void f32_kmeans_assign__neon(const float* x, size_t n, size_t d, const float* c, const float* hn,
-                             size_t k, uint32_t* idx) {
-  assign_in_blocks<kBlock>(x, n, d, c, hn, k, idx, [&](const float* xs, uint32_t* out) {
+                             size_t k, uint32_t* idx, float* second) {
+  assign_in_blocks<kBlock>(x, n, d, idx, second,
+                           [&](const float* xs, uint32_t* out, float* sec) {
     switch (d) {
-      case 2: assign_block<2>(xs, d, c, hn, k, out); break;
-      case 4: assign_block<4>(xs, d, c, hn, k, out); break;
-      case 8: assign_block<8>(xs, d, c, hn, k, out); break;
-      default: assign_block<0>(xs, d, c, hn, k, out);
+      case 2: assign_block<2>(xs, d, c, hn, k, out, sec); break;
+      case 4: assign_block<4>(xs, d, c, hn, k, out, sec); break;
+      case 8: assign_block<8>(xs, d, c, hn, k, out, sec); break;
+      default: assign_block<0>(xs, d, c, hn, k, out, sec);
     }
   });
 }

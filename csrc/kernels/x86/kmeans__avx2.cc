@@ -1,5 +1,6 @@
 // AVX2 k-means codebook kernels; contracts in lowbit/kernels.h, oracle in
-// ../scalar/kmeans__scalar.cc (tails are handed to it, so they match by construction).
+// ../scalar/kmeans__scalar.cc (tails are handed to it, so they match by construction; the assignment
+// pads its last block instead).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -26,77 +27,160 @@ inline __m256i take_where(__m256i i, __m256i jv, __m256 m) {
   return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i), _mm256_castsi256_ps(jv), m));
 }
 
-template <int D>  // D > 0: the dimension known at compile time (x stays in registers); 0: any d
-void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx) {
-  const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
-  __m256 b0 = _mm256_set1_ps(INFINITY), b1 = b0, b2 = b0, b3 = b0;
-  __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
+// The scan over all k centroids for G groups of 8 points (lanes) whose D coordinates are held
+// in registers, xr[t][g]: per lane the index of the first lowest score (i) and, if Sec, the
+// second-lowest score (q). The small loops are unrolled by pragma: -O2 leaves the nested ones
+// rolled, and x then goes through memory (measured 2x slower for d = 4).
+template <int D, int G, bool Sec>
+inline void scan_held(const __m256 (&xr)[D][G], const float* c, const float* hn, size_t k,
+                      __m256i (&i)[G], __m256 (&q)[G]) {
+  __m256 b[G];
+  #pragma GCC unroll 8
+  for (int g = 0; g < G; g++) {
+    b[g] = q[g] = _mm256_set1_ps(INFINITY);
+    i[g] = _mm256_setzero_si256();
+  }
   __m256i jv = _mm256_setzero_si256();
   const __m256i one = _mm256_set1_epi32(1);
   for (size_t j = 0; j < k; j++) {
-    const float* cj = c + j * dd;
-    __m256 s0 = _mm256_broadcast_ss(hn + j), s1 = s0, s2 = s0, s3 = s0;
-    for (size_t t = 0; t < dd; t++) {
-      const __m256 cb = _mm256_broadcast_ss(cj + t);
-      const float* xt = xs + t * kBlock;
-      s0 = _mm256_sub_ps(s0, _mm256_mul_ps(_mm256_loadu_ps(xt), cb));
-      s1 = _mm256_sub_ps(s1, _mm256_mul_ps(_mm256_loadu_ps(xt + 8), cb));
-      s2 = _mm256_sub_ps(s2, _mm256_mul_ps(_mm256_loadu_ps(xt + 16), cb));
-      s3 = _mm256_sub_ps(s3, _mm256_mul_ps(_mm256_loadu_ps(xt + 24), cb));
-    }
-    const __m256 m0 = _mm256_cmp_ps(s0, b0, _CMP_LT_OQ), m1 = _mm256_cmp_ps(s1, b1, _CMP_LT_OQ);
-    const __m256 m2 = _mm256_cmp_ps(s2, b2, _CMP_LT_OQ), m3 = _mm256_cmp_ps(s3, b3, _CMP_LT_OQ);
-    b0 = _mm256_min_ps(s0, b0);  // = s where s < b, else b (also for NaN s)
-    b1 = _mm256_min_ps(s1, b1);
-    b2 = _mm256_min_ps(s2, b2);
-    b3 = _mm256_min_ps(s3, b3);
-    i0 = take_where(i0, jv, m0);
-    i1 = take_where(i1, jv, m1);
-    i2 = take_where(i2, jv, m2);
-    i3 = take_where(i3, jv, m3);
-    jv = _mm256_add_epi32(jv, one);
-  }
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), i0);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8), i1);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 16), i2);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 24), i3);
-}
-
-// Small d: 16 points with their coordinates held in registers across all centroids.
-template <int D>
-void assign_block16(const float* xs, const float* c, const float* hn, size_t k, uint32_t* idx) {
-  __m256 x0[D], x1[D];
-  for (int t = 0; t < D; t++) {
-    x0[t] = _mm256_loadu_ps(xs + t * kBlock);
-    x1[t] = _mm256_loadu_ps(xs + t * kBlock + 8);
-  }
-  __m256 b0 = _mm256_set1_ps(INFINITY), b1 = b0;
-  __m256i i0 = _mm256_setzero_si256(), i1 = i0, jv = i0;
-  const __m256i one = _mm256_set1_epi32(1);
-  for (size_t j = 0; j < k; j++) {
     const float* cj = c + j * D;
-    __m256 s0 = _mm256_broadcast_ss(hn + j), s1 = s0;
+    __m256 s[G];
+    #pragma GCC unroll 8
+    for (int g = 0; g < G; g++) s[g] = _mm256_broadcast_ss(hn + j);
+    #pragma GCC unroll 8
     for (int t = 0; t < D; t++) {
       const __m256 cb = _mm256_broadcast_ss(cj + t);
-      s0 = _mm256_sub_ps(s0, _mm256_mul_ps(x0[t], cb));
-      s1 = _mm256_sub_ps(s1, _mm256_mul_ps(x1[t], cb));
+      #pragma GCC unroll 8
+      for (int g = 0; g < G; g++) s[g] = _mm256_fnmadd_ps(xr[t][g], cb, s[g]);
     }
-    const __m256 m0 = _mm256_cmp_ps(s0, b0, _CMP_LT_OQ), m1 = _mm256_cmp_ps(s1, b1, _CMP_LT_OQ);
-    b0 = _mm256_min_ps(s0, b0);  // = s where s < b, else b (also for NaN s)
-    b1 = _mm256_min_ps(s1, b1);
-    i0 = take_where(i0, jv, m0);
-    i1 = take_where(i1, jv, m1);
+    #pragma GCC unroll 8
+    for (int g = 0; g < G; g++) {
+      const __m256 m = _mm256_cmp_ps(s[g], b[g], _CMP_LT_OQ);
+      if (Sec) q[g] = _mm256_min_ps(_mm256_blendv_ps(s[g], b[g], m), q[g]);
+      b[g] = _mm256_min_ps(s[g], b[g]);  // = s where s < b, else b (also for NaN s)
+      i[g] = take_where(i[g], jv, m);
+    }
     jv = _mm256_add_epi32(jv, one);
   }
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), i0);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8), i1);
 }
 
+// G groups of 8 points (lanes), rows of the transposed block kBlock floats apart. D > 0: the
+// dimension known at compile time (for D <= 4 the points' coordinates stay in registers across
+// all centroids); 0: any d. Sec: also the second-lowest score (see the contract).
+template <int D, int G, bool Sec>
+void assign_groups(const float* xs, size_t d, const float* c, const float* hn, size_t k,
+                   uint32_t* idx, float* second) {
+  __m256i i[G];
+  __m256 q[G];
+  if constexpr (D > 0 && D <= 4) {
+    __m256 xr[D][G];
+    #pragma GCC unroll 8
+    for (int t = 0; t < D; t++) {
+      #pragma GCC unroll 8
+      for (int g = 0; g < G; g++) xr[t][g] = _mm256_loadu_ps(xs + t * kBlock + 8 * g);
+    }
+    scan_held<D, G, Sec>(xr, c, hn, k, i, q);
+  } else {
+    const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
+    __m256 b[G];
+    #pragma GCC unroll 8
+    for (int g = 0; g < G; g++) {
+      b[g] = q[g] = _mm256_set1_ps(INFINITY);
+      i[g] = _mm256_setzero_si256();
+    }
+    __m256i jv = _mm256_setzero_si256();
+    const __m256i one = _mm256_set1_epi32(1);
+    for (size_t j = 0; j < k; j++) {
+      const float* cj = c + j * dd;
+      __m256 s[G];
+      #pragma GCC unroll 8
+      for (int g = 0; g < G; g++) s[g] = _mm256_broadcast_ss(hn + j);
+      #pragma GCC unroll 8
+      for (size_t t = 0; t < dd; t++) {
+        const __m256 cb = _mm256_broadcast_ss(cj + t);
+        #pragma GCC unroll 8
+        for (int g = 0; g < G; g++)
+          s[g] = _mm256_fnmadd_ps(_mm256_loadu_ps(xs + t * kBlock + 8 * g), cb, s[g]);
+      }
+      #pragma GCC unroll 8
+      for (int g = 0; g < G; g++) {
+        const __m256 m = _mm256_cmp_ps(s[g], b[g], _CMP_LT_OQ);
+        if (Sec) q[g] = _mm256_min_ps(_mm256_blendv_ps(s[g], b[g], m), q[g]);
+        b[g] = _mm256_min_ps(s[g], b[g]);
+        i[g] = take_where(i[g], jv, m);
+      }
+      jv = _mm256_add_epi32(jv, one);
+    }
+  }
+  #pragma GCC unroll 8
+  for (int g = 0; g < G; g++) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8 * g), i[g]);
+    if (Sec) _mm256_storeu_ps(second + 8 * g, q[g]);
+  }
+}
+
+// d = 4 straight from the rows, 16 points at a time: each 8 (four registers of two points)
+// are transposed in registers, which leaves the lanes holding points 0 2 4 6 1 3 5 7; the
+// results are put back in order before the stores. Saves the block's scalar transposition.
+template <bool Sec>
+void assign16_d4(const float* x, const float* c, const float* hn, size_t k, uint32_t* idx,
+                 float* second) {
+  __m256 xr[4][2];
+  for (int g = 0; g < 2; g++) {
+    const float* p = x + 32 * g;
+    const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+    const __m256 e = _mm256_loadu_ps(p + 16), f = _mm256_loadu_ps(p + 24);
+    const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
+    const __m256 t2 = _mm256_unpacklo_ps(e, f), t3 = _mm256_unpackhi_ps(e, f);
+    xr[0][g] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    xr[1][g] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    xr[2][g] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    xr[3][g] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  __m256i i[2];
+  __m256 q[2];
+  scan_held<4, 2, Sec>(xr, c, hn, k, i, q);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // point p sits in lane order[p]
+  for (int g = 0; g < 2; g++) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8 * g),
+                        _mm256_permutevar8x32_epi32(i[g], order));
+    if (Sec) _mm256_storeu_ps(second + 8 * g, _mm256_permutevar8x32_ps(q[g], order));
+  }
+}
+
+template <bool Sec>
+void assign_d4(const float* x, size_t n, const float* c, const float* hn, size_t k,
+               uint32_t* idx, float* second) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    assign16_d4<Sec>(x + 4 * i, c, hn, k, idx + i, Sec ? second + i : nullptr);
+  if (i < n) {  // the last points, padded with copies of the last one (lanes are independent)
+    const size_t r = n - i;
+    float xb[64], sb[16];
+    uint32_t ib[16];
+    for (size_t p = 0; p < 16; p++) std::memcpy(xb + 4 * p, x + 4 * (i + std::min(p, r - 1)), 16);
+    assign16_d4<Sec>(xb, c, hn, k, ib, sb);
+    for (size_t p = 0; p < r; p++) {
+      idx[i + p] = ib[p];
+      if (Sec) second[i + p] = sb[p];
+    }
+  }
+}
+
+// One block of 32 points: four groups at once, or two halves of two where the coordinates are
+// held in registers or the second-lowest scores are tracked (registers run out otherwise).
 template <int D>
-void assign_small(const float* xs, const float* c, const float* hn, size_t k, uint32_t* idx) {
-  assign_block16<D>(xs, c, hn, k, idx);
-  assign_block16<D>(xs + 16, c, hn, k, idx + 16);
+void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
+                  uint32_t* idx, float* second) {
+  if (second) {
+    assign_groups<D, 2, true>(xs, d, c, hn, k, idx, second);
+    assign_groups<D, 2, true>(xs + 16, d, c, hn, k, idx + 16, second + 16);
+  } else if (D > 0 && D <= 4) {
+    assign_groups<D, 2, false>(xs, d, c, hn, k, idx, nullptr);
+    assign_groups<D, 2, false>(xs + 16, d, c, hn, k, idx + 16, nullptr);
+  } else {
+    assign_groups<D, 4, false>(xs, d, c, hn, k, idx, nullptr);
+  }
 }
 
 // ---- 1-D assignment ---------------------------------------------------------------------------
@@ -300,15 +384,21 @@ struct S16Tiles {
 }  // namespace
 
 void f32_kmeans_assign__avx2(const float* x, size_t n, size_t d, const float* c, const float* hn,
-                             size_t k, uint32_t* idx) {
-  assign_in_blocks<kBlock>(x, n, d, c, hn, k, idx, [&](const float* xs, uint32_t* out) {
+                             size_t k, uint32_t* idx, float* second) {
+  if (d == 4) {
+    if (second) assign_d4<true>(x, n, c, hn, k, idx, second);
+    else assign_d4<false>(x, n, c, hn, k, idx, nullptr);
+    return;
+  }
+  assign_in_blocks<kBlock>(x, n, d, idx, second,
+                           [&](const float* xs, uint32_t* out, float* sec) {
     switch (d) {
-      case 1: assign_small<1>(xs, c, hn, k, out); break;
-      case 2: assign_small<2>(xs, c, hn, k, out); break;
-      case 3: assign_small<3>(xs, c, hn, k, out); break;
-      case 4: assign_small<4>(xs, c, hn, k, out); break;
-      case 8: assign_block<8>(xs, d, c, hn, k, out); break;
-      default: assign_block<0>(xs, d, c, hn, k, out);
+      case 1: assign_block<1>(xs, d, c, hn, k, out, sec); break;
+      case 2: assign_block<2>(xs, d, c, hn, k, out, sec); break;
+      case 3: assign_block<3>(xs, d, c, hn, k, out, sec); break;
+      case 4: assign_block<4>(xs, d, c, hn, k, out, sec); break;
+      case 8: assign_block<8>(xs, d, c, hn, k, out, sec); break;
+      default: assign_block<0>(xs, d, c, hn, k, out, sec);
     }
   });
 }

@@ -18,43 +18,48 @@ namespace {
 // ---- assignment: 64 points a block, lanes = points (the reference's sequence per lane) -------
 constexpr size_t kBlock = 64;
 
-template <int D>  // D > 0: dimension known at compile time; 0: any d
+template <int D, bool Sec>  // D > 0: dimension known at compile time; 0: any d. Sec: see contract
 void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx) {
+                  uint32_t* idx, float* second) {
+  constexpr int G = 4;  // groups of 16 points
   const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
-  __m512 b0 = _mm512_set1_ps(INFINITY), b1 = b0, b2 = b0, b3 = b0;
-  __m512i i0 = _mm512_setzero_si512(), i1 = i0, i2 = i0, i3 = i0;
+  __m512 b[G], q[G];
+  __m512i i[G];
+  for (int g = 0; g < G; g++) {
+    b[g] = q[g] = _mm512_set1_ps(INFINITY);
+    i[g] = _mm512_setzero_si512();
+  }
   __m512i jv = _mm512_setzero_si512();
   const __m512i one = _mm512_set1_epi32(1);
   for (size_t j = 0; j < k; j++) {
     const float* cj = c + j * dd;
-    __m512 s0 = _mm512_set1_ps(hn[j]), s1 = s0, s2 = s0, s3 = s0;
+    __m512 s[G];
+    for (int g = 0; g < G; g++) s[g] = _mm512_set1_ps(hn[j]);
     for (size_t t = 0; t < dd; t++) {
       const __m512 cb = _mm512_set1_ps(cj[t]);
       const float* xt = xs + t * kBlock;
-      s0 = _mm512_sub_ps(s0, _mm512_mul_ps(_mm512_loadu_ps(xt), cb));
-      s1 = _mm512_sub_ps(s1, _mm512_mul_ps(_mm512_loadu_ps(xt + 16), cb));
-      s2 = _mm512_sub_ps(s2, _mm512_mul_ps(_mm512_loadu_ps(xt + 32), cb));
-      s3 = _mm512_sub_ps(s3, _mm512_mul_ps(_mm512_loadu_ps(xt + 48), cb));
+      for (int g = 0; g < G; g++)
+        s[g] = _mm512_fnmadd_ps(_mm512_loadu_ps(xt + 16 * g), cb, s[g]);
     }
-    const __mmask16 m0 = _mm512_cmp_ps_mask(s0, b0, _CMP_LT_OQ);
-    const __mmask16 m1 = _mm512_cmp_ps_mask(s1, b1, _CMP_LT_OQ);
-    const __mmask16 m2 = _mm512_cmp_ps_mask(s2, b2, _CMP_LT_OQ);
-    const __mmask16 m3 = _mm512_cmp_ps_mask(s3, b3, _CMP_LT_OQ);
-    b0 = _mm512_mask_mov_ps(b0, m0, s0);
-    b1 = _mm512_mask_mov_ps(b1, m1, s1);
-    b2 = _mm512_mask_mov_ps(b2, m2, s2);
-    b3 = _mm512_mask_mov_ps(b3, m3, s3);
-    i0 = _mm512_mask_mov_epi32(i0, m0, jv);
-    i1 = _mm512_mask_mov_epi32(i1, m1, jv);
-    i2 = _mm512_mask_mov_epi32(i2, m2, jv);
-    i3 = _mm512_mask_mov_epi32(i3, m3, jv);
+    for (int g = 0; g < G; g++) {
+      const __mmask16 m = _mm512_cmp_ps_mask(s[g], b[g], _CMP_LT_OQ);
+      if (Sec) q[g] = _mm512_min_ps(_mm512_mask_mov_ps(s[g], m, b[g]), q[g]);
+      b[g] = _mm512_mask_mov_ps(b[g], m, s[g]);
+      i[g] = _mm512_mask_mov_epi32(i[g], m, jv);
+    }
     jv = _mm512_add_epi32(jv, one);
   }
-  _mm512_storeu_si512(idx, i0);
-  _mm512_storeu_si512(idx + 16, i1);
-  _mm512_storeu_si512(idx + 32, i2);
-  _mm512_storeu_si512(idx + 48, i3);
+  for (int g = 0; g < G; g++) {
+    _mm512_storeu_si512(idx + 16 * g, i[g]);
+    if (Sec) _mm512_storeu_ps(second + 16 * g, q[g]);
+  }
+}
+
+template <int D>
+void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
+                  uint32_t* idx, float* second) {
+  if (second) assign_block<D, true>(xs, d, c, hn, k, idx, second);
+  else assign_block<D, false>(xs, d, c, hn, k, idx, nullptr);
 }
 
 // ---- 1-D assignment ---------------------------------------------------------------------------
@@ -102,13 +107,14 @@ inline void copy_row(float* dst, const float* src, size_t d) {
 }  // namespace
 
 void f32_kmeans_assign__avx512(const float* x, size_t n, size_t d, const float* c,
-                               const float* hn, size_t k, uint32_t* idx) {
-  assign_in_blocks<kBlock>(x, n, d, c, hn, k, idx, [&](const float* xs, uint32_t* out) {
+                               const float* hn, size_t k, uint32_t* idx, float* second) {
+  assign_in_blocks<kBlock>(x, n, d, idx, second,
+                           [&](const float* xs, uint32_t* out, float* sec) {
     switch (d) {
-      case 2: assign_block<2>(xs, d, c, hn, k, out); break;
-      case 4: assign_block<4>(xs, d, c, hn, k, out); break;
-      case 8: assign_block<8>(xs, d, c, hn, k, out); break;
-      default: assign_block<0>(xs, d, c, hn, k, out);
+      case 2: assign_block<2>(xs, d, c, hn, k, out, sec); break;
+      case 4: assign_block<4>(xs, d, c, hn, k, out, sec); break;
+      case 8: assign_block<8>(xs, d, c, hn, k, out, sec); break;
+      default: assign_block<0>(xs, d, c, hn, k, out, sec);
     }
   });
 }
