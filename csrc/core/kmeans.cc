@@ -767,28 +767,26 @@ class LloydSteps {
 //  * Neighbour lists: any centroid nearer to a point than its own, a = idx[i] at distance u, is
 //    within 2u of c_a (triangle inequality). Each centroid's kNeighbours nearest centroids
 //    (itself first) are listed with the distance R_a to the first one left out, so a point with
-//    2u <= R_a needs to search only a's list: the kernel over the centroid's points (gathered)
-//    and its listed centroids, 1/8 of the work for k = 256. The lists are rebuilt when the full
-//    scans grow and at least every kListSteps steps; in between, R_a shrinks by how far a and the
-//    other centroids have moved since (so it stays a bound).
-//  * The other points, and every point in the first step, go through the kernel over all
-//    centroids.
+//    2u <= R_a needs to search only a's list: 1/8 of the work for k = 256. The lists are rebuilt
+//    when the full scans grow and at least every kListSteps steps; in between, R_a shrinks by
+//    how far a and the other centroids have moved since (so it stays a bound).
+//  * The points are kept sorted by centroid, so that each centroid's points are one contiguous
+//    block for the kernel (no gathering); the few with 2u > R_a, and every point in the first
+//    step, go through the kernel over all centroids.
 //  * The clusters' sums, counts and sums of squares (of x - mu, mu the points' mean, for
 //    precision) are updated by the points that change cluster; the error follows from them.
-//  * The points are stored cluster by cluster (re-sorted once enough have moved), so that the
-//    searches, which go cluster by cluster, read memory in order.
 // Distances computed in double get relative margins of 1e-9. Every step thus yields a nearest
 // centroid per point (ties, up to rounding, may resolve otherwise than a full scan would). The
 // kernels are bit-exact across ISAs and the decisions depend on nothing else, so the results
 // are the same on every ISA and thread count. (Hamerly's bounds on top were tried: with
-// k = 256 in 4-D a quarter of the points at most skipped the search, which did not pay for
-// the bookkeeping.)
+// k = 256 in 4-D at most a quarter of the points skipped the search per step, which did not
+// pay for the bookkeeping.)
 template <size_t D>  // D > 0: d = D known at compile time; 0: any d
 class ListLloyd final : public LloydSteps {
  public:
   ListLloyd(const float* x, size_t m, size_t d, size_t k)
-      : xs_(x, x + m * d), m_(m), d_(D ? D : d), k_(k), idx_(m), pos_of_(m), drift_(k, 0.0),
-        acc_(k, 0.0), mu_(d, 0.0), sums_(k * d), sq_(k), counts_(k) {
+      : xs_(x, x + m * d), m_(m), d_(D ? D : d), k_(k), idx_(m), next_(m), pos_of_(m),
+        start_(k + 1, 0), acc_(k, 0.0), mu_(d, 0.0), sums_(k * d), sq_(k), counts_(k) {
     std::iota(pos_of_.begin(), pos_of_.end(), size_t(0));
     for (size_t i = 0; i < m; i++)
       for (size_t t = 0; t < d; t++) mu_[t] += x[i * d + t];
@@ -799,8 +797,7 @@ class ListLloyd final : public LloydSteps {
     const size_t d = D ? D : d_;
     accmax_ = 0.0;
     for (size_t j = 0; j < k_; j++) {
-      drift_[j] = std::sqrt(dist2<D>(&old_c[j * d], &new_c[j * d], d)) * (1.0 + 1e-9);
-      acc_[j] += drift_[j];
+      acc_[j] += std::sqrt(dist2<D>(&old_c[j * d], &new_c[j * d], d)) * (1.0 + 1e-9);
       accmax_ = std::max(accmax_, acc_[j]);
     }
     shrink_radii();
@@ -809,19 +806,37 @@ class ListLloyd final : public LloydSteps {
   PassResult step(const std::vector<float>& c) override {
     const size_t d = D ? D : d_, k = k_;
     hn_ = half_norms(c, k, d);
+    std::vector<std::vector<Move>> moves;
     if (!started_) {
-      first_step(c);
-      sort_by_cluster();
+      scan_all(c);
+      for (size_t i = 0; i < m_; i++) add(i, next_[i], 1.0);
       started_ = true;
     } else {
       const bool lists = k >= 2 * kNeighbours;
       if (lists && (nb_.empty() || last_scans_ > 2 * scans_after_build_ + 1024 ||
                     steps_since_lists_ >= kListSteps))
         neighbours(c);
-      later_step(c, lists);
-      if (steps_since_lists_++ == 0) scans_after_build_ = last_scans_;
-      if (moved_ > m_ / 4) sort_by_cluster();
+      if (lists) {
+        moves.resize(k);
+        std::vector<size_t> scans(k);
+        parallel_for(k, [&](size_t a) { scans[a] = search_list(c, a, &moves[a]); });
+        last_scans_ = std::accumulate(scans.begin(), scans.end(), size_t(0));
+        if (steps_since_lists_++ == 0) scans_after_build_ = last_scans_;
+      } else {
+        scan_all(c);
+        moves.resize(1);
+        for (size_t i = 0; i < m_; i++)
+          if (next_[i] != idx_[i]) moves[0].push_back({i, idx_[i], next_[i]});
+      }
+      for (const auto& v : moves)
+        for (const Move& mv : v) {
+          add(mv.i, mv.from, -1.0);
+          add(mv.i, mv.to, 1.0);
+        }
     }
+    if (lists_sorted_) resort(moves);
+    else sort_by_cluster();
+    lists_sorted_ = k >= 2 * kNeighbours;
     PassResult r;
     r.sums.resize(k * d);
     r.counts.assign(counts_.begin(), counts_.end());
@@ -851,110 +866,61 @@ class ListLloyd final : public LloydSteps {
   static constexpr size_t kNeighbours = 32;
   static constexpr size_t kListSteps = 8;  // lists are rebuilt at least every kListSteps steps
   static constexpr size_t kChunk = 2048;   // points per task of full scans
-  static constexpr size_t kPiece = 8192;   // points per task of the radius tests
 
   struct Move {
     size_t i;
     uint32_t from, to;
   };
 
-  // The kernel over all centroids for every point; the statistics from scratch.
-  void first_step(const std::vector<float>& c) {
-    std::vector<size_t> pts(m_);
-    std::iota(pts.begin(), pts.end(), size_t(0));
+  // next_ = the nearest centroid of every point, by the kernel over all centroids.
+  void scan_all(const std::vector<float>& c) {
+    const size_t d = D ? D : d_;
     parallel_for(pieces_of(m_, kChunk), [&](size_t q) {
-      const size_t b = q * kChunk;
-      search(c, pts.data() + b, std::min(m_, b + kChunk) - b, k_, nullptr);
-    });
-    for (size_t i = 0; i < m_; i++) add(i, idx_[i], 1.0);
-  }
-
-  // Every point searches its centroid's list, or all centroids.
-  void later_step(const std::vector<float>& c, bool lists) {
-    const size_t d = D ? D : d_, k = k_;
-    // 1. Each point's bucket: a (a's list) if 2u <= R_a, else k (a full scan).
-    const size_t np = pieces_of(m_, kPiece);
-    bucket_.resize(m_);
-    std::vector<size_t> counts(np * (k + 1), 0);
-    parallel_for(np, [&](size_t p) {
-      const size_t b = p * kPiece, e = std::min(m_, b + kPiece);
-      size_t* cnt = counts.data() + p * (k + 1);
-      for (size_t i = b; i < e; i++) {
-        const uint32_t a = idx_[i];
-        uint32_t q = static_cast<uint32_t>(k);
-        if (lists && 4.0 * dist2<D>(&xs_[i * d], &c[a * d], d) * (1.0 + 1e-9) <= radius2_[a]) q = a;
-        bucket_[i] = q;
-        cnt[q]++;
-      }
-    });
-    // 2. Grouped by bucket, in point order within each.
-    std::vector<size_t> start(k + 2, 0);
-    for (size_t q = 0; q <= k; q++) {
-      start[q + 1] = start[q];
-      for (size_t p = 0; p < np; p++) start[q + 1] += counts[p * (k + 1) + q];
-    }
-    pts_.resize(m_);
-    {
-      std::vector<size_t> at(start.begin(), start.end() - 1);
-      for (size_t i = 0; i < m_; i++) pts_[at[bucket_[i]]++] = i;
-    }
-    // 3. The searches: each list in one task, the full scans in chunks; then the moves, in
-    //    task order.
-    const size_t nscan = start[k + 1] - start[k];
-    last_scans_ = nscan;
-    const size_t nchunks = pieces_of(nscan, kChunk);
-    const size_t nlists = lists ? k : 0;
-    std::vector<std::vector<Move>> moves(nlists + nchunks);
-    parallel_for(nlists + nchunks, [&](size_t task) {
-      if (task < nlists) {
-        const size_t n = start[task + 1] - start[task];
-        if (n > 0) search(c, pts_.data() + start[task], n, task, &moves[task]);
-      } else {
-        const size_t b = start[k] + (task - nlists) * kChunk;
-        search(c, pts_.data() + b, std::min(start[k + 1], b + kChunk) - b, k, &moves[task]);
-      }
-    });
-    for (const auto& v : moves) {
-      for (const Move& mv : v) {
-        add(mv.i, mv.from, -1.0);
-        add(mv.i, mv.to, 1.0);
-      }
-      moved_ += v.size();
-    }
-  }
-
-  // Searches the n points pts: among centroid a's list (a < k), or all centroids (a == k).
-  // Sets idx; appends the points that changed centroid to `moves` (if given).
-  void search(const std::vector<float>& c, const size_t* pts, size_t n, size_t a,
-              std::vector<Move>* moves) {
-    const size_t d = D ? D : d_, k = k_;
-    thread_local std::vector<float> rows, sub_c, sub_hn;
-    thread_local std::vector<uint32_t> got;
-    rows.resize(n * d);
-    got.resize(n);
-    for (size_t q = 0; q < n; q++)
-      for (size_t t = 0; t < (D ? D : d); t++) rows[q * d + t] = xs_[pts[q] * d + t];
-    const uint32_t* list = nullptr;
-    if (a == k) {
-      active_kernels().f32_kmeans_assign(rows.data(), n, d, c.data(), hn_.data(), k, got.data(),
+      const size_t b = q * kChunk, n = std::min(m_, b + kChunk) - b;
+      active_kernels().f32_kmeans_assign(&xs_[b * d], n, d, c.data(), hn_.data(), k_, &next_[b],
                                          nullptr);
-    } else {
-      list = nb_.data() + a * kNeighbours;
-      sub_c.resize(kNeighbours * d);
-      sub_hn.resize(kNeighbours);
-      for (size_t r = 0; r < kNeighbours; r++) {
-        for (size_t t = 0; t < d; t++) sub_c[r * d + t] = c[list[r] * d + t];
-        sub_hn[r] = hn_[list[r]];
-      }
-      active_kernels().f32_kmeans_assign(rows.data(), n, d, sub_c.data(), sub_hn.data(),
-                                         kNeighbours, got.data(), nullptr);
+    });
+  }
+
+  // next_ for centroid a's points (one block, as sorted): the kernel over a's list, then over
+  // all centroids for the points too far from c_a for the list to be sure. Appends the points
+  // that change centroid to `moves`; returns how many needed the full scan.
+  size_t search_list(const std::vector<float>& c, size_t a, std::vector<Move>* moves) {
+    const size_t d = D ? D : d_, k = k_;
+    const size_t b = start_[a], n = start_[a + 1] - b;
+    if (n == 0) return 0;
+    thread_local std::vector<float> sub_c, sub_hn, far_rows;
+    thread_local std::vector<uint32_t> got;
+    thread_local std::vector<size_t> far;
+    const uint32_t* list = nb_.data() + a * kNeighbours;
+    sub_c.resize(kNeighbours * d);
+    sub_hn.resize(kNeighbours);
+    for (size_t r = 0; r < kNeighbours; r++) {
+      for (size_t t = 0; t < d; t++) sub_c[r * d + t] = c[list[r] * d + t];
+      sub_hn[r] = hn_[list[r]];
     }
+    got.resize(n);
+    const float* x = &xs_[b * d];
+    const KernelTable& kt = active_kernels();
+    kt.f32_kmeans_assign(x, n, d, sub_c.data(), sub_hn.data(), kNeighbours, got.data(), nullptr);
+    far.clear();
+    const float* ca = &c[a * d];
     for (size_t q = 0; q < n; q++) {
-      const size_t i = pts[q];
-      const uint32_t j = list ? list[got[q]] : got[q];
-      if (moves && j != idx_[i]) moves->push_back({i, idx_[i], j});
-      idx_[i] = j;
+      if (4.0 * dist2<D>(x + q * d, ca, d) * (1.0 + 1e-9) <= radius2_[a]) next_[b + q] = list[got[q]];
+      else far.push_back(q);
     }
+    if (!far.empty()) {
+      far_rows.resize(far.size() * d);
+      for (size_t f = 0; f < far.size(); f++)
+        for (size_t t = 0; t < d; t++) far_rows[f * d + t] = x[far[f] * d + t];
+      got.resize(far.size());
+      kt.f32_kmeans_assign(far_rows.data(), far.size(), d, c.data(), hn_.data(), k, got.data(),
+                           nullptr);
+      for (size_t f = 0; f < far.size(); f++) next_[b + far[f]] = got[f];
+    }
+    for (size_t q = 0; q < n; q++)
+      if (next_[b + q] != a) moves->push_back({b + q, static_cast<uint32_t>(a), next_[b + q]});
+    return far.size();
   }
 
   // Adds (w = 1) or removes (w = -1) point i to or from cluster j's statistics.
@@ -970,26 +936,61 @@ class ListLloyd final : public LloydSteps {
     counts_[j] += w > 0 ? 1 : -1;
   }
 
-  // Stores the points cluster by cluster (stable).
+  // idx_ = next_, with the points stored by centroid (stable); start_: where each begins.
   void sort_by_cluster() {
     const size_t d = D ? D : d_;
-    std::vector<size_t> start(k_ + 1, 0), order(m_);
-    for (size_t i = 0; i < m_; i++) start[idx_[i] + 1]++;
-    for (size_t j = 0; j < k_; j++) start[j + 1] += start[j];
-    for (size_t i = 0; i < m_; i++) order[start[idx_[i]]++] = i;
-    std::vector<float> xs(m_ * d);
-    std::vector<uint32_t> idx(m_);
-    std::vector<size_t> pos(m_);
-    for (size_t q = 0; q < m_; q++) {
-      const size_t i = order[q];
-      for (size_t t = 0; t < (D ? D : d); t++) xs[q * d + t] = xs_[i * d + t];
-      idx[q] = idx_[i];
-      pos[q] = pos_of_[i];
+    std::fill(start_.begin(), start_.end(), 0);
+    for (size_t i = 0; i < m_; i++) start_[next_[i] + 1]++;
+    for (size_t j = 0; j < k_; j++) start_[j + 1] += start_[j];
+    std::vector<size_t> at(start_.begin(), start_.end() - 1);
+    xs2_.resize(m_ * d);
+    pos2_.resize(m_);
+    for (size_t i = 0; i < m_; i++) {
+      const uint32_t j = next_[i];
+      const size_t q = at[j]++;
+      for (size_t t = 0; t < (D ? D : d); t++) xs2_[q * d + t] = xs_[i * d + t];
+      pos2_[q] = pos_of_[i];
+      idx_[q] = j;
     }
-    xs_.swap(xs);
-    idx_.swap(idx);
-    pos_of_.swap(pos);
-    moved_ = 0;
+    xs_.swap(xs2_);
+    pos_of_.swap(pos2_);
+  }
+
+  // sort_by_cluster() when few points moved, all listed in `moves` (grouped by their old
+  // centroid, in stored order): each centroid's block keeps the points that stay, in order,
+  // followed by the ones that arrive, in their stored order. (A counting sort of every point
+  // is bound by its chain of increments, several times slower.)
+  void resort(const std::vector<std::vector<Move>>& moves) {
+    const size_t d = D ? D : d_, k = k_;
+    std::vector<size_t> fresh(k + 1, 0), stay(k);
+    for (size_t j = 0; j < k; j++) fresh[j + 1] = start_[j + 1] - start_[j];
+    for (const auto& v : moves)
+      for (const Move& mv : v) {
+        fresh[mv.from + 1]--;
+        fresh[mv.to + 1]++;
+      }
+    for (size_t j = 0; j < k; j++) fresh[j + 1] += fresh[j];
+    xs2_.resize(m_ * d);
+    pos2_.resize(m_);
+    parallel_for(k, [&](size_t j) {
+      size_t q = fresh[j];
+      for (size_t i = start_[j]; i < start_[j + 1]; i++) {
+        if (next_[i] != j) continue;
+        for (size_t t = 0; t < (D ? D : d); t++) xs2_[q * d + t] = xs_[i * d + t];
+        pos2_[q++] = pos_of_[i];
+      }
+      stay[j] = q;
+      std::fill(idx_.begin() + fresh[j], idx_.begin() + fresh[j + 1], static_cast<uint32_t>(j));
+    });
+    for (const auto& v : moves)
+      for (const Move& mv : v) {
+        const size_t q = stay[mv.to]++;
+        for (size_t t = 0; t < (D ? D : d); t++) xs2_[q * d + t] = xs_[mv.i * d + t];
+        pos2_[q] = pos_of_[mv.i];
+      }
+    start_ = fresh;
+    xs_.swap(xs2_);
+    pos_of_.swap(pos2_);
   }
 
   // The radii R_a, lowered by how far a and the other centroids moved since the lists were
@@ -1023,17 +1024,16 @@ class ListLloyd final : public LloydSteps {
     shrink_radii();
   }
 
-  std::vector<float> xs_;  // the points, stored in the order of sort_by_cluster
+  std::vector<float> xs_, xs2_;  // the points, sorted by centroid (xs2_: the sort's buffer)
   size_t m_, d_, k_;
-  std::vector<uint32_t> idx_;     // per stored point: its centroid ...
-  std::vector<size_t> pos_of_;    // ... and its index in x
-  std::vector<uint32_t> bucket_;  // per step: each point's bucket ...
-  std::vector<size_t> pts_;       // ... and the points grouped by bucket
-  size_t moved_ = 0;              // points that changed centroid since the last sort
-  std::vector<double> drift_;     // per centroid, the last move
-  std::vector<double> acc_;       // per centroid, its moves since the lists were built
+  std::vector<uint32_t> idx_;          // per stored point: its centroid (non-decreasing) ...
+  std::vector<uint32_t> next_;         // ... the step's new one ...
+  std::vector<size_t> pos_of_, pos2_;  // ... and its index in x
+  std::vector<size_t> start_;          // where each centroid's points begin
+  std::vector<double> acc_;            // per centroid, its moves since the lists were built
   double accmax_ = 0.0;
   bool started_ = false;
+  bool lists_sorted_ = false;  // the next step searches lists (its moves say what to re-sort)
   size_t steps_since_lists_ = 0;
   size_t last_scans_ = 0;         // full scans in the last step
   size_t scans_after_build_ = 0;  // full scans in the first step after the last rebuild
