@@ -727,7 +727,7 @@ PassResult assign_pass(const float* x, size_t m, size_t d, const std::vector<flo
   std::vector<double> psums(np * k * d, 0.0), psse(np, 0.0);
   std::vector<uint64_t> pcounts(np * k, 0);
   for_pieces(m, piece, k * d, [&](size_t p, size_t b, size_t e) {
-    kt.f32_kmeans_assign(x + b * d, e - b, d, c.data(), hn.data(), k, idx + b, nullptr);
+    kt.f32_kmeans_assign(x + b * d, e - b, d, c.data(), hn.data(), k, idx + b);
     double* s = psums.data() + p * k * d;
     uint64_t* cnt = pcounts.data() + p * k;
     switch (d) {
@@ -812,7 +812,7 @@ class ListLloyd final : public LloydSteps {
       for (size_t i = 0; i < m_; i++) add(i, next_[i], 1.0);
       started_ = true;
     } else {
-      const bool lists = k >= 2 * kNeighbours;
+      const bool lists = k >= 2 * kNeighbours && !lists_off_;
       if (lists && (nb_.empty() || last_scans_ > 2 * scans_after_build_ + 1024 ||
                     steps_since_lists_ >= kListSteps))
         neighbours(c);
@@ -821,7 +821,12 @@ class ListLloyd final : public LloydSteps {
         std::vector<size_t> scans(k);
         parallel_for(k, [&](size_t a) { scans[a] = search_list(c, a, &moves[a]); });
         last_scans_ = std::accumulate(scans.begin(), scans.end(), size_t(0));
-        if (steps_since_lists_++ == 0) scans_after_build_ = last_scans_;
+        if (steps_since_lists_++ == 0) {
+          scans_after_build_ = last_scans_;
+          // Lists that leave most points to full scans even when fresh (high d: points lie far
+          // from their centroid compared with the centroids' spacing) only add work: off.
+          lists_off_ = last_scans_ > m_ / 2;
+        }
       } else {
         scan_all(c);
         moves.resize(1);
@@ -835,8 +840,9 @@ class ListLloyd final : public LloydSteps {
         }
     }
     if (lists_sorted_) resort(moves);
+    else if (lists_off_) idx_.swap(next_);  // no lists, no need to sort
     else sort_by_cluster();
-    lists_sorted_ = k >= 2 * kNeighbours;
+    lists_sorted_ = k >= 2 * kNeighbours && !lists_off_;
     PassResult r;
     r.sums.resize(k * d);
     r.counts.assign(counts_.begin(), counts_.end());
@@ -877,8 +883,7 @@ class ListLloyd final : public LloydSteps {
     const size_t d = D ? D : d_;
     parallel_for(pieces_of(m_, kChunk), [&](size_t q) {
       const size_t b = q * kChunk, n = std::min(m_, b + kChunk) - b;
-      active_kernels().f32_kmeans_assign(&xs_[b * d], n, d, c.data(), hn_.data(), k_, &next_[b],
-                                         nullptr);
+      active_kernels().f32_kmeans_assign(&xs_[b * d], n, d, c.data(), hn_.data(), k_, &next_[b]);
     });
   }
 
@@ -902,7 +907,7 @@ class ListLloyd final : public LloydSteps {
     got.resize(n);
     const float* x = &xs_[b * d];
     const KernelTable& kt = active_kernels();
-    kt.f32_kmeans_assign(x, n, d, sub_c.data(), sub_hn.data(), kNeighbours, got.data(), nullptr);
+    kt.f32_kmeans_assign(x, n, d, sub_c.data(), sub_hn.data(), kNeighbours, got.data());
     far.clear();
     const float* ca = &c[a * d];
     for (size_t q = 0; q < n; q++) {
@@ -914,8 +919,7 @@ class ListLloyd final : public LloydSteps {
       for (size_t f = 0; f < far.size(); f++)
         for (size_t t = 0; t < d; t++) far_rows[f * d + t] = x[far[f] * d + t];
       got.resize(far.size());
-      kt.f32_kmeans_assign(far_rows.data(), far.size(), d, c.data(), hn_.data(), k, got.data(),
-                           nullptr);
+      kt.f32_kmeans_assign(far_rows.data(), far.size(), d, c.data(), hn_.data(), k, got.data());
       for (size_t f = 0; f < far.size(); f++) next_[b + far[f]] = got[f];
     }
     for (size_t q = 0; q < n; q++)
@@ -1034,6 +1038,7 @@ class ListLloyd final : public LloydSteps {
   double accmax_ = 0.0;
   bool started_ = false;
   bool lists_sorted_ = false;  // the next step searches lists (its moves say what to re-sort)
+  bool lists_off_ = false;     // the lists did not pay: full scans only
   size_t steps_since_lists_ = 0;
   size_t last_scans_ = 0;         // full scans in the last step
   size_t scans_after_build_ = 0;  // full scans in the first step after the last rebuild

@@ -31,12 +31,10 @@ void for_tiles(size_t mr, size_t nr, const Tile& tile) {
 }
 
 // The k-means assignment over blocks of kBlock points: each block is transposed to xs[t][p]
-// (coordinate t of point p), so that an ISA's block(xs, idx, second) keeps points in vector lanes
-// (second: null, or where the block's second-lowest scores go); the last n % kBlock points
-// make one more block, padded with copies of the last point.
+// (coordinate t of point p), so that an ISA's block(xs, idx) keeps points in vector lanes; the
+// last n % kBlock points make one more block, padded with copies of the last point.
 template <size_t kBlock, typename Block>
-void assign_in_blocks(const float* x, size_t n, size_t d, uint32_t* idx, float* second,
-                      const Block& block) {
+void assign_in_blocks(const float* x, size_t n, size_t d, uint32_t* idx, const Block& block) {
   thread_local std::vector<float> xs;
   xs.resize(d * kBlock);
   size_t i = 0;
@@ -44,7 +42,7 @@ void assign_in_blocks(const float* x, size_t n, size_t d, uint32_t* idx, float* 
     const float* xb = x + i * d;
     for (size_t p = 0; p < kBlock; p++)
       for (size_t t = 0; t < d; t++) xs[t * kBlock + p] = xb[p * d + t];
-    block(xs.data(), idx + i, second ? second + i : nullptr);
+    block(xs.data(), idx + i);
   }
   if (i < n) {  // the last points, padded with copies of the last one (lanes are independent)
     const size_t r = n - i;
@@ -52,12 +50,8 @@ void assign_in_blocks(const float* x, size_t n, size_t d, uint32_t* idx, float* 
     for (size_t p = 0; p < kBlock; p++)
       for (size_t t = 0; t < d; t++) xs[t * kBlock + p] = xb[std::min(p, r - 1) * d + t];
     uint32_t ib[kBlock];
-    float sb[kBlock];
-    block(xs.data(), ib, second ? sb : nullptr);
-    for (size_t p = 0; p < r; p++) {
-      idx[i + p] = ib[p];
-      if (second) second[i + p] = sb[p];
-    }
+    block(xs.data(), ib);
+    for (size_t p = 0; p < r; p++) idx[i + p] = ib[p];
   }
 }
 

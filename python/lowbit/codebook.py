@@ -43,10 +43,13 @@ def _as_seed(seed) -> int:
     return as_int(seed, "seed", 0, 2**64 - 1)
 
 
-def _max_points(mppc, k: int) -> int:
-    """Training-sample size for d > 1 (0: every point)."""
+def _max_points(mppc, k: int, dim: int = 0) -> int:
+    """Training-sample size for d > 1 (0: every point); "auto": 512 points per centroid for
+    dim <= 4, where the neighbour-list searches make Lloyd steps cheap, else 256."""
     if mppc is None:
         return 0
+    if isinstance(mppc, str) and mppc == "auto":
+        return (512 if dim <= 4 else 256) * k
     return as_int(mppc, "max_points_per_centroid", 1, 2**40) * k
 
 
@@ -191,7 +194,7 @@ def _check_init(init) -> int:
     return _INITS[init]
 
 
-def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_centroid=256) -> Codebook:
+def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_centroid="auto") -> Codebook:
     """k-means codebook of ``x``: every value (``dim=1``, scalar weight sharing as in Deep
     Compression) or every group of ``dim`` consecutive values of the last axis (vector
     quantization) is replaced by the nearest of ``k`` centroids.
@@ -207,9 +210,13 @@ def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_cen
       seed: the result is a deterministic function of (x, k, dim, iters, init, seed) --
         also across thread counts and kernel sets.
       max_points_per_centroid: ``dim > 1`` only: Lloyd runs on a random sample of
-        ``k * max_points_per_centroid`` points when there are more (as faiss does; None: all),
-        then one Lloyd step over all points; finally every point is assigned and the centroids
-        set to the means of their points.
+        ``k * max_points_per_centroid`` points when there are more (None: all); finally every
+        point is assigned and the centroids set to the means of their points. ``"auto"``: 512
+        for ``dim <= 4``, twice faiss' sample -- there each Lloyd step searches mostly a
+        centroid's 32 nearest centroids (exactly: the triangle inequality says when that
+        suffices), so the larger sample costs about what faiss' training does and gains about
+        0.03 dB at k = 256 -- and 256 (faiss' choice) for larger ``dim``, where the lists
+        rarely suffice.
 
     ``dim=1`` has its own algorithm: the values are sorted once, so a Lloyd step costs
     O(k log n) through exact prefix sums instead of O(n k); Lloyd from ``init`` and Lloyd from
@@ -231,7 +238,7 @@ def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_cen
     iters = as_int(iters, "iters", 1, 10**6)
     init_code = _check_init(init)
     seed = _as_seed(seed)
-    max_points = _max_points(max_points_per_centroid, k)
+    max_points = _max_points(max_points_per_centroid, k, dim)
     r = _core.kmeans(a.reshape(-1), dim, k, iters, init_code, seed, max_points)
     if r is None:
         check_finite(a, "x")

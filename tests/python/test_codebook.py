@@ -192,6 +192,26 @@ def test_vector_quantization_sample_then_all_points():
     assert lowbit.sqnr(x, a.decode()) > 5.5  # 5 bits per 4 values
 
 
+@pytest.mark.parametrize("dim, k", [(4, 96), (2, 200), (8, 80)])
+def test_lloyd_fixed_point_assigns_every_point_to_a_nearest_centroid(dim, k):
+    # The Lloyd steps search mostly each centroid's nearest centroids (d = 2, 4; at d = 8 the
+    # lists rarely suffice and are dropped); run to a fixed point, the codes must be nearest
+    # centroids of the result, which a search that missed a nearer centroid would not give.
+    x = gaussian((4000, dim), 21 + dim)
+    cb = lowbit.kmeans(x, k, dim=dim, iters=1000, max_points_per_centroid=None)
+    assert len(cb.history) < 1000  # stopped at a fixed point
+    d2 = ((x[:, None, :].astype(np.float64) - cb.centroids[None, :, :]) ** 2).sum(-1)
+    got = d2[np.arange(len(x)), cb.codes().reshape(-1)]
+    assert np.all(got <= d2.min(1) * (1 + 1e-5) + 1e-9)
+    # and the default training sample (auto: 512 points per centroid for dim <= 4)
+    big = gaussian((200000, 4), 5)
+    full = lowbit.kmeans(big, 64, dim=4, max_points_per_centroid=None, iters=8)
+    auto = lowbit.kmeans(big, 64, dim=4, iters=8)
+    assert lowbit.sqnr(big, auto.decode()) > lowbit.sqnr(big, full.decode()) - 0.05
+    with pytest.raises(TypeError):
+        lowbit.kmeans(big, 64, dim=4, max_points_per_centroid="many")
+
+
 def test_decode_into_out_and_round_trip():
     x = gaussian((64, 48), 12)
     for k, dim in [(16, 1), (100, 2), (400, 4)]:

@@ -59,13 +59,8 @@ using gemm_u8s8s32_fn = void (*)(size_t mr, size_t kp, const void* a, size_t lda
 // |c_j|^2 / 2 (given). The score is accumulated in float32 in the order t = 0 .. d-1 as
 // s = fma(-x[t], c[j][t], s), one fused multiply-add (a single rounding, as IEEE 754 defines
 // it), so every ISA computes the same score bit for bit; equal scores keep the lower j.
-// second (null: not computed): the second-lowest score of each point, the minimum over
-// j != idx[i] (+inf for k = 1), tracked as q = min(q, m) with m = (s < best ? best : s) before
-// best is updated, both written as compare-and-select (q = m < q ? m : q), so it too is the same
-// bit for bit everywhere. Bounds-based drivers (Hamerly) use it to skip points whose centroid
-// cannot change.
 using f32_kmeans_assign_fn = void (*)(const float* x, size_t n, size_t d, const float* c,
-                                      const float* hn, size_t k, uint32_t* idx, float* second);
+                                      const float* hn, size_t k, uint32_t* idx);
 
 // 1-D assignment by thresholds t[0] <= ... <= t[nt-1]: code(x) = #{j : x >= t[j]}. A lookup
 // table over a uniform grid gives the start: g = (uint32)clamp((x - lo) * inv_w, 0, nbins - 1)
@@ -159,7 +154,7 @@ struct KernelTable {
 
 #define LOWBIT_DECLARE_KMEANS_KERNELS(isa)                                                         \
   void f32_kmeans_assign__##isa(const float*, size_t, size_t, const float*, const float*, size_t, \
-                                uint32_t*, float*);                                               \
+                                uint32_t*);                                                       \
   void f32_kmeans1d_assign__##isa(const float*, size_t, const Kmeans1dLut*, int, void*);          \
   void u4_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \
   void u8_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \

@@ -37,10 +37,10 @@ KmeansResult kmeans_1d(const float* x, size_t n, size_t k, int iters, KmeansInit
                        uint64_t seed, void* codes);
 
 // Vector quantization: n points of d floats. Lloyd on all points, or on a random sample of
-// `max_points` of them when n is larger (0: no limit) followed by one Lloyd step over all
-// points; then every point is assigned and the centroids are set to the means of their points.
-// Empty clusters are re-seeded with the points farthest from their centroids. Codes as for
-// kmeans_1d.
+// `max_points` of them when n is larger (0: no limit), its steps exact but searching mostly
+// each centroid's nearest centroids only; then every point is assigned and the centroids are
+// set to the means of their points. Empty clusters are re-seeded with the points farthest from
+// their centroids. Codes as for kmeans_1d.
 KmeansResult kmeans_nd(const float* x, size_t n, size_t d, size_t k, int iters, KmeansInit init,
                        uint64_t seed, size_t max_points, void* codes);
 

@@ -17,15 +17,15 @@ namespace {
 // ---- assignment: 16 points a block, lanes = points (the reference's sequence per lane) -------
 constexpr size_t kBlock = 16;
 
-template <int D, bool Sec>  // D > 0: dimension known at compile time; 0: any d. Sec: see contract
+template <int D>  // D > 0: dimension known at compile time; 0: any d
 void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx, float* second) {
+                  uint32_t* idx) {
   constexpr int G = 4;  // groups of 4 points
   const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
-  float32x4_t b[G], q[G];
+  float32x4_t b[G];
   uint32x4_t i[G];
   for (int g = 0; g < G; g++) {
-    b[g] = q[g] = vdupq_n_f32(INFINITY);
+    b[g] = vdupq_n_f32(INFINITY);
     i[g] = vdupq_n_u32(0);
   }
   uint32x4_t jv = vdupq_n_u32(0);
@@ -41,26 +41,12 @@ void assign_block(const float* xs, size_t d, const float* c, const float* hn, si
     }
     for (int g = 0; g < G; g++) {
       const uint32x4_t m = vcltq_f32(s[g], b[g]);
-      if (Sec) {  // selects, not vminq/vmaxq (those treat -0 and +0 unlike the reference)
-        const float32x4_t mm = vbslq_f32(m, b[g], s[g]);
-        q[g] = vbslq_f32(vcltq_f32(mm, q[g]), mm, q[g]);
-      }
       b[g] = vbslq_f32(m, s[g], b[g]);
       i[g] = vbslq_u32(m, jv, i[g]);
     }
     jv = vaddq_u32(jv, one);
   }
-  for (int g = 0; g < G; g++) {
-    vst1q_u32(idx + 4 * g, i[g]);
-    if (Sec) vst1q_f32(second + 4 * g, q[g]);
-  }
-}
-
-template <int D>
-void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx, float* second) {
-  if (second) assign_block<D, true>(xs, d, c, hn, k, idx, second);
-  else assign_block<D, false>(xs, d, c, hn, k, idx, nullptr);
+  for (int g = 0; g < G; g++) vst1q_u32(idx + 4 * g, i[g]);
 }
 
 inline void copy_row(float* dst, const float* src, size_t d) {
@@ -237,14 +223,13 @@ struct S16Tiles {
 }  // namespace
 
 void f32_kmeans_assign__neon(const float* x, size_t n, size_t d, const float* c, const float* hn,
-                             size_t k, uint32_t* idx, float* second) {
-  assign_in_blocks<kBlock>(x, n, d, idx, second,
-                           [&](const float* xs, uint32_t* out, float* sec) {
+                             size_t k, uint32_t* idx) {
+  assign_in_blocks<kBlock>(x, n, d, idx, [&](const float* xs, uint32_t* out) {
     switch (d) {
-      case 2: assign_block<2>(xs, d, c, hn, k, out, sec); break;
-      case 4: assign_block<4>(xs, d, c, hn, k, out, sec); break;
-      case 8: assign_block<8>(xs, d, c, hn, k, out, sec); break;
-      default: assign_block<0>(xs, d, c, hn, k, out, sec);
+      case 2: assign_block<2>(xs, d, c, hn, k, out); break;
+      case 4: assign_block<4>(xs, d, c, hn, k, out); break;
+      case 8: assign_block<8>(xs, d, c, hn, k, out); break;
+      default: assign_block<0>(xs, d, c, hn, k, out);
     }
   });
 }

@@ -25,24 +25,21 @@ inline uint32_t code1d(float x, const Kmeans1dLut& L) {
 }  // namespace
 
 void f32_kmeans_assign__scalar(const float* x, size_t n, size_t d, const float* c, const float* hn,
-                               size_t k, uint32_t* idx, float* second) {
+                               size_t k, uint32_t* idx) {
   for (size_t i = 0; i < n; i++) {
     const float* xi = x + i * d;
-    float best = INFINITY, q = INFINITY;
+    float best = INFINITY;
     uint32_t bj = 0;
     for (size_t j = 0; j < k; j++) {
       const float* cj = c + j * d;
       float s = hn[j];
       for (size_t t = 0; t < d; t++) s = std::fma(-xi[t], cj[t], s);
-      const float m = s < best ? best : s;
-      q = m < q ? m : q;
       if (s < best) {
         best = s;
         bj = static_cast<uint32_t>(j);
       }
     }
     idx[i] = bj;
-    if (second) second[i] = q;
   }
 }
 

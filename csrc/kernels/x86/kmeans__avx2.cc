@@ -28,16 +28,16 @@ inline __m256i take_where(__m256i i, __m256i jv, __m256 m) {
 }
 
 // The scan over all k centroids for G groups of 8 points (lanes) whose D coordinates are held
-// in registers, xr[t][g]: per lane the index of the first lowest score (i) and, if Sec, the
-// second-lowest score (q). The small loops are unrolled by pragma: -O2 leaves the nested ones
-// rolled, and x then goes through memory (measured 2x slower for d = 4).
-template <int D, int G, bool Sec>
+// in registers, xr[t][g]: per lane the index of the first lowest score. The small loops are
+// unrolled by pragma: -O2 leaves the nested ones rolled, and x then goes through memory
+// (measured 2x slower for d = 4).
+template <int D, int G>
 inline void scan_held(const __m256 (&xr)[D][G], const float* c, const float* hn, size_t k,
-                      __m256i (&i)[G], __m256 (&q)[G]) {
+                      __m256i (&i)[G]) {
   __m256 b[G];
   #pragma GCC unroll 8
   for (int g = 0; g < G; g++) {
-    b[g] = q[g] = _mm256_set1_ps(INFINITY);
+    b[g] = _mm256_set1_ps(INFINITY);
     i[g] = _mm256_setzero_si256();
   }
   __m256i jv = _mm256_setzero_si256();
@@ -56,7 +56,6 @@ inline void scan_held(const __m256 (&xr)[D][G], const float* c, const float* hn,
     #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
       const __m256 m = _mm256_cmp_ps(s[g], b[g], _CMP_LT_OQ);
-      if (Sec) q[g] = _mm256_min_ps(_mm256_blendv_ps(s[g], b[g], m), q[g]);
       b[g] = _mm256_min_ps(s[g], b[g]);  // = s where s < b, else b (also for NaN s)
       i[g] = take_where(i[g], jv, m);
     }
@@ -66,12 +65,11 @@ inline void scan_held(const __m256 (&xr)[D][G], const float* c, const float* hn,
 
 // G groups of 8 points (lanes), rows of the transposed block kBlock floats apart. D > 0: the
 // dimension known at compile time (for D <= 4 the points' coordinates stay in registers across
-// all centroids); 0: any d. Sec: also the second-lowest score (see the contract).
-template <int D, int G, bool Sec>
+// all centroids); 0: any d.
+template <int D, int G>
 void assign_groups(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                   uint32_t* idx, float* second) {
+                   uint32_t* idx) {
   __m256i i[G];
-  __m256 q[G];
   if constexpr (D > 0 && D <= 4) {
     __m256 xr[D][G];
     #pragma GCC unroll 8
@@ -79,13 +77,13 @@ void assign_groups(const float* xs, size_t d, const float* c, const float* hn, s
       #pragma GCC unroll 8
       for (int g = 0; g < G; g++) xr[t][g] = _mm256_loadu_ps(xs + t * kBlock + 8 * g);
     }
-    scan_held<D, G, Sec>(xr, c, hn, k, i, q);
+    scan_held<D, G>(xr, c, hn, k, i);
   } else {
     const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
     __m256 b[G];
     #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
-      b[g] = q[g] = _mm256_set1_ps(INFINITY);
+      b[g] = _mm256_set1_ps(INFINITY);
       i[g] = _mm256_setzero_si256();
     }
     __m256i jv = _mm256_setzero_si256();
@@ -105,7 +103,6 @@ void assign_groups(const float* xs, size_t d, const float* c, const float* hn, s
       #pragma GCC unroll 8
       for (int g = 0; g < G; g++) {
         const __m256 m = _mm256_cmp_ps(s[g], b[g], _CMP_LT_OQ);
-        if (Sec) q[g] = _mm256_min_ps(_mm256_blendv_ps(s[g], b[g], m), q[g]);
         b[g] = _mm256_min_ps(s[g], b[g]);
         i[g] = take_where(i[g], jv, m);
       }
@@ -113,18 +110,14 @@ void assign_groups(const float* xs, size_t d, const float* c, const float* hn, s
     }
   }
   #pragma GCC unroll 8
-  for (int g = 0; g < G; g++) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8 * g), i[g]);
-    if (Sec) _mm256_storeu_ps(second + 8 * g, q[g]);
-  }
+  for (int g = 0; g < G; g++) _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8 * g), i[g]);
 }
 
 // d = 4 straight from the rows, 16 points at a time: each 8 (four registers of two points)
 // are transposed in registers, which leaves the lanes holding points 0 2 4 6 1 3 5 7; the
-// results are put back in order before the stores. Saves the block's scalar transposition.
-template <bool Sec>
-void assign16_d4(const float* x, const float* c, const float* hn, size_t k, uint32_t* idx,
-                 float* second) {
+// indices are put back in order before the store. Saves the block's scalar transposition
+// (measured 7% of a k-means run).
+void assign16_d4(const float* x, const float* c, const float* hn, size_t k, uint32_t* idx) {
   __m256 xr[4][2];
   for (int g = 0; g < 2; g++) {
     const float* p = x + 32 * g;
@@ -138,48 +131,37 @@ void assign16_d4(const float* x, const float* c, const float* hn, size_t k, uint
     xr[3][g] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
   }
   __m256i i[2];
-  __m256 q[2];
-  scan_held<4, 2, Sec>(xr, c, hn, k, i, q);
+  scan_held<4, 2>(xr, c, hn, k, i);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // point p sits in lane order[p]
-  for (int g = 0; g < 2; g++) {
+  for (int g = 0; g < 2; g++)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8 * g),
                         _mm256_permutevar8x32_epi32(i[g], order));
-    if (Sec) _mm256_storeu_ps(second + 8 * g, _mm256_permutevar8x32_ps(q[g], order));
-  }
 }
 
-template <bool Sec>
 void assign_d4(const float* x, size_t n, const float* c, const float* hn, size_t k,
-               uint32_t* idx, float* second) {
+               uint32_t* idx) {
   size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    assign16_d4<Sec>(x + 4 * i, c, hn, k, idx + i, Sec ? second + i : nullptr);
+  for (; i + 16 <= n; i += 16) assign16_d4(x + 4 * i, c, hn, k, idx + i);
   if (i < n) {  // the last points, padded with copies of the last one (lanes are independent)
     const size_t r = n - i;
-    float xb[64], sb[16];
+    float xb[64];
     uint32_t ib[16];
     for (size_t p = 0; p < 16; p++) std::memcpy(xb + 4 * p, x + 4 * (i + std::min(p, r - 1)), 16);
-    assign16_d4<Sec>(xb, c, hn, k, ib, sb);
-    for (size_t p = 0; p < r; p++) {
-      idx[i + p] = ib[p];
-      if (Sec) second[i + p] = sb[p];
-    }
+    assign16_d4(xb, c, hn, k, ib);
+    for (size_t p = 0; p < r; p++) idx[i + p] = ib[p];
   }
 }
 
-// One block of 32 points: four groups at once, or two halves of two where the coordinates are
-// held in registers or the second-lowest scores are tracked (registers run out otherwise).
+// One block of 32 points: two halves of two groups where the coordinates are held in
+// registers (registers run out otherwise), else four groups at once.
 template <int D>
 void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx, float* second) {
-  if (second) {
-    assign_groups<D, 2, true>(xs, d, c, hn, k, idx, second);
-    assign_groups<D, 2, true>(xs + 16, d, c, hn, k, idx + 16, second + 16);
-  } else if (D > 0 && D <= 4) {
-    assign_groups<D, 2, false>(xs, d, c, hn, k, idx, nullptr);
-    assign_groups<D, 2, false>(xs + 16, d, c, hn, k, idx + 16, nullptr);
+                  uint32_t* idx) {
+  if (D > 0 && D <= 4) {
+    assign_groups<D, 2>(xs, d, c, hn, k, idx);
+    assign_groups<D, 2>(xs + 16, d, c, hn, k, idx + 16);
   } else {
-    assign_groups<D, 4, false>(xs, d, c, hn, k, idx, nullptr);
+    assign_groups<D, 4>(xs, d, c, hn, k, idx);
   }
 }
 
@@ -384,21 +366,15 @@ struct S16Tiles {
 }  // namespace
 
 void f32_kmeans_assign__avx2(const float* x, size_t n, size_t d, const float* c, const float* hn,
-                             size_t k, uint32_t* idx, float* second) {
-  if (d == 4) {
-    if (second) assign_d4<true>(x, n, c, hn, k, idx, second);
-    else assign_d4<false>(x, n, c, hn, k, idx, nullptr);
-    return;
-  }
-  assign_in_blocks<kBlock>(x, n, d, idx, second,
-                           [&](const float* xs, uint32_t* out, float* sec) {
+                             size_t k, uint32_t* idx) {
+  if (d == 4) return assign_d4(x, n, c, hn, k, idx);
+  assign_in_blocks<kBlock>(x, n, d, idx, [&](const float* xs, uint32_t* out) {
     switch (d) {
-      case 1: assign_block<1>(xs, d, c, hn, k, out, sec); break;
-      case 2: assign_block<2>(xs, d, c, hn, k, out, sec); break;
-      case 3: assign_block<3>(xs, d, c, hn, k, out, sec); break;
-      case 4: assign_block<4>(xs, d, c, hn, k, out, sec); break;
-      case 8: assign_block<8>(xs, d, c, hn, k, out, sec); break;
-      default: assign_block<0>(xs, d, c, hn, k, out, sec);
+      case 1: assign_block<1>(xs, d, c, hn, k, out); break;
+      case 2: assign_block<2>(xs, d, c, hn, k, out); break;
+      case 3: assign_block<3>(xs, d, c, hn, k, out); break;
+      case 8: assign_block<8>(xs, d, c, hn, k, out); break;
+      default: assign_block<0>(xs, d, c, hn, k, out);
     }
   });
 }

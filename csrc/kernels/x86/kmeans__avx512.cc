@@ -18,15 +18,15 @@ namespace {
 // ---- assignment: 64 points a block, lanes = points (the reference's sequence per lane) -------
 constexpr size_t kBlock = 64;
 
-template <int D, bool Sec>  // D > 0: dimension known at compile time; 0: any d. Sec: see contract
+template <int D>  // D > 0: dimension known at compile time; 0: any d
 void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx, float* second) {
+                  uint32_t* idx) {
   constexpr int G = 4;  // groups of 16 points
   const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
-  __m512 b[G], q[G];
+  __m512 b[G];
   __m512i i[G];
   for (int g = 0; g < G; g++) {
-    b[g] = q[g] = _mm512_set1_ps(INFINITY);
+    b[g] = _mm512_set1_ps(INFINITY);
     i[g] = _mm512_setzero_si512();
   }
   __m512i jv = _mm512_setzero_si512();
@@ -43,23 +43,12 @@ void assign_block(const float* xs, size_t d, const float* c, const float* hn, si
     }
     for (int g = 0; g < G; g++) {
       const __mmask16 m = _mm512_cmp_ps_mask(s[g], b[g], _CMP_LT_OQ);
-      if (Sec) q[g] = _mm512_min_ps(_mm512_mask_mov_ps(s[g], m, b[g]), q[g]);
       b[g] = _mm512_mask_mov_ps(b[g], m, s[g]);
       i[g] = _mm512_mask_mov_epi32(i[g], m, jv);
     }
     jv = _mm512_add_epi32(jv, one);
   }
-  for (int g = 0; g < G; g++) {
-    _mm512_storeu_si512(idx + 16 * g, i[g]);
-    if (Sec) _mm512_storeu_ps(second + 16 * g, q[g]);
-  }
-}
-
-template <int D>
-void assign_block(const float* xs, size_t d, const float* c, const float* hn, size_t k,
-                  uint32_t* idx, float* second) {
-  if (second) assign_block<D, true>(xs, d, c, hn, k, idx, second);
-  else assign_block<D, false>(xs, d, c, hn, k, idx, nullptr);
+  for (int g = 0; g < G; g++) _mm512_storeu_si512(idx + 16 * g, i[g]);
 }
 
 // ---- 1-D assignment ---------------------------------------------------------------------------
@@ -107,14 +96,13 @@ inline void copy_row(float* dst, const float* src, size_t d) {
 }  // namespace
 
 void f32_kmeans_assign__avx512(const float* x, size_t n, size_t d, const float* c,
-                               const float* hn, size_t k, uint32_t* idx, float* second) {
-  assign_in_blocks<kBlock>(x, n, d, idx, second,
-                           [&](const float* xs, uint32_t* out, float* sec) {
+                               const float* hn, size_t k, uint32_t* idx) {
+  assign_in_blocks<kBlock>(x, n, d, idx, [&](const float* xs, uint32_t* out) {
     switch (d) {
-      case 2: assign_block<2>(xs, d, c, hn, k, out, sec); break;
-      case 4: assign_block<4>(xs, d, c, hn, k, out, sec); break;
-      case 8: assign_block<8>(xs, d, c, hn, k, out, sec); break;
-      default: assign_block<0>(xs, d, c, hn, k, out, sec);
+      case 2: assign_block<2>(xs, d, c, hn, k, out); break;
+      case 4: assign_block<4>(xs, d, c, hn, k, out); break;
+      case 8: assign_block<8>(xs, d, c, hn, k, out); break;
+      default: assign_block<0>(xs, d, c, hn, k, out);
     }
   });
 }
