@@ -748,7 +748,7 @@ PassResult assign_pass(const float* x, size_t m, size_t d, const std::vector<flo
   return r;
 }
 
-// Lloyd's assignment steps over a training set (see HamerlyLloyd).
+// Lloyd's assignment steps over a training set (see ListLloyd).
 class LloydSteps {
  public:
   virtual ~LloydSteps() = default;

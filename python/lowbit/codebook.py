@@ -43,7 +43,7 @@ def _as_seed(seed) -> int:
     return as_int(seed, "seed", 0, 2**64 - 1)
 
 
-def _max_points(mppc, k: int, dim: int = 0) -> int:
+def _max_points(mppc, k: int, dim: int) -> int:
     """Training-sample size for d > 1 (0: every point); "auto": 512 points per centroid for
     dim <= 4, where the neighbour-list searches make Lloyd steps cheap, else 256."""
     if mppc is None:
@@ -326,7 +326,8 @@ def product_quantize(x, m, *, bits=8, iters=25, seed=0, max_points_per_centroid=
     flat = a.reshape(-1, a.shape[-1])
     if flat.shape[0] < k:
         raise ValueError(f"x has {flat.shape[0]} vectors, fewer than 2**bits={k} centroids per subspace")
-    r = _core.product_quantize(flat, m, bits, iters, seed, _max_points(max_points_per_centroid, k))
+    r = _core.product_quantize(flat, m, bits, iters, seed,
+                               _max_points(max_points_per_centroid, k, a.shape[-1] // m))
     if r is None:
         check_finite(a, "x")
         raise ValueError("x holds NaN or Inf")
