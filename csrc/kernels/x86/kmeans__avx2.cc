@@ -27,13 +27,14 @@ inline __m256i take_where(__m256i i, __m256i jv, __m256 m) {
   return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i), _mm256_castsi256_ps(jv), m));
 }
 
-// The scan over all k centroids for G groups of 8 points (lanes) whose D coordinates are held
-// in registers, xr[t][g]: per lane the index of the first lowest score. The small loops are
-// unrolled by pragma: -O2 leaves the nested ones rolled, and x then goes through memory
-// (measured 2x slower for d = 4).
-template <int D, int G>
-inline void scan_held(const __m256 (&xr)[D][G], const float* c, const float* hn, size_t k,
-                      __m256i (&i)[G]) {
+// The scan over all k centroids for G groups of 8 points (lanes), coordinate t of group g
+// being x_at(t, g) (registers, or loads), dd coordinates (D > 0: D, known at compile time):
+// per lane the index of the first lowest score. The small loops are unrolled by pragma: -O2
+// leaves the nested ones rolled, and held coordinates then go through memory (measured 2x
+// slower for d = 4).
+template <int D, int G, typename XAt>
+inline void scan(const XAt& x_at, size_t dd, const float* c, const float* hn, size_t k,
+                 __m256i (&i)[G]) {
   __m256 b[G];
   #pragma GCC unroll 8
   for (int g = 0; g < G; g++) {
@@ -43,15 +44,15 @@ inline void scan_held(const __m256 (&xr)[D][G], const float* c, const float* hn,
   __m256i jv = _mm256_setzero_si256();
   const __m256i one = _mm256_set1_epi32(1);
   for (size_t j = 0; j < k; j++) {
-    const float* cj = c + j * D;
+    const float* cj = c + j * dd;
     __m256 s[G];
     #pragma GCC unroll 8
     for (int g = 0; g < G; g++) s[g] = _mm256_broadcast_ss(hn + j);
     #pragma GCC unroll 8
-    for (int t = 0; t < D; t++) {
+    for (size_t t = 0; t < (D > 0 ? size_t(D) : dd); t++) {
       const __m256 cb = _mm256_broadcast_ss(cj + t);
       #pragma GCC unroll 8
-      for (int g = 0; g < G; g++) s[g] = _mm256_fnmadd_ps(xr[t][g], cb, s[g]);
+      for (int g = 0; g < G; g++) s[g] = _mm256_fnmadd_ps(x_at(t, g), cb, s[g]);
     }
     #pragma GCC unroll 8
     for (int g = 0; g < G; g++) {
@@ -77,37 +78,10 @@ void assign_groups(const float* xs, size_t d, const float* c, const float* hn, s
       #pragma GCC unroll 8
       for (int g = 0; g < G; g++) xr[t][g] = _mm256_loadu_ps(xs + t * kBlock + 8 * g);
     }
-    scan_held<D, G>(xr, c, hn, k, i);
+    scan<D, G>([&](size_t t, int g) { return xr[t][g]; }, D, c, hn, k, i);
   } else {
-    const size_t dd = D > 0 ? static_cast<size_t>(D) : d;
-    __m256 b[G];
-    #pragma GCC unroll 8
-    for (int g = 0; g < G; g++) {
-      b[g] = _mm256_set1_ps(INFINITY);
-      i[g] = _mm256_setzero_si256();
-    }
-    __m256i jv = _mm256_setzero_si256();
-    const __m256i one = _mm256_set1_epi32(1);
-    for (size_t j = 0; j < k; j++) {
-      const float* cj = c + j * dd;
-      __m256 s[G];
-      #pragma GCC unroll 8
-      for (int g = 0; g < G; g++) s[g] = _mm256_broadcast_ss(hn + j);
-      #pragma GCC unroll 8
-      for (size_t t = 0; t < dd; t++) {
-        const __m256 cb = _mm256_broadcast_ss(cj + t);
-        #pragma GCC unroll 8
-        for (int g = 0; g < G; g++)
-          s[g] = _mm256_fnmadd_ps(_mm256_loadu_ps(xs + t * kBlock + 8 * g), cb, s[g]);
-      }
-      #pragma GCC unroll 8
-      for (int g = 0; g < G; g++) {
-        const __m256 m = _mm256_cmp_ps(s[g], b[g], _CMP_LT_OQ);
-        b[g] = _mm256_min_ps(s[g], b[g]);
-        i[g] = take_where(i[g], jv, m);
-      }
-      jv = _mm256_add_epi32(jv, one);
-    }
+    const auto load = [&](size_t t, int g) { return _mm256_loadu_ps(xs + t * kBlock + 8 * g); };
+    scan<D, G>(load, D > 0 ? size_t(D) : d, c, hn, k, i);
   }
   #pragma GCC unroll 8
   for (int g = 0; g < G; g++) _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8 * g), i[g]);
@@ -131,7 +105,7 @@ void assign16_d4(const float* x, const float* c, const float* hn, size_t k, uint
     xr[3][g] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
   }
   __m256i i[2];
-  scan_held<4, 2>(xr, c, hn, k, i);
+  scan<4, 2>([&](size_t t, int g) { return xr[t][g]; }, 4, c, hn, k, i);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // point p sits in lane order[p]
   for (int g = 0; g < 2; g++)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 8 * g),
