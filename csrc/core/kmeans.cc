@@ -807,12 +807,12 @@ class ListLloyd final : public LloydSteps {
     const size_t d = D ? D : d_, k = k_;
     hn_ = half_norms(c, k, d);
     std::vector<std::vector<Move>> moves;
+    const bool lists = started_ && use_lists();
     if (!started_) {
       scan_all(c);
       for (size_t i = 0; i < m_; i++) add(i, next_[i], 1.0);
       started_ = true;
     } else {
-      const bool lists = k >= 2 * kNeighbours && !lists_off_;
       if (lists && (nb_.empty() || last_scans_ > 2 * scans_after_build_ + 1024 ||
                     steps_since_lists_ >= kListSteps))
         neighbours(c);
@@ -839,10 +839,10 @@ class ListLloyd final : public LloydSteps {
           add(mv.i, mv.to, 1.0);
         }
     }
-    if (lists_sorted_) resort(moves);
-    else if (lists_off_) idx_.swap(next_);  // no lists, no need to sort
-    else sort_by_cluster();
-    lists_sorted_ = k >= 2 * kNeighbours && !lists_off_;
+    // idx_ = next_, the points stored by centroid if the next step searches lists.
+    if (lists) resort(moves);
+    else if (use_lists()) sort_by_cluster();
+    else idx_.swap(next_);
     PassResult r;
     r.sums.resize(k * d);
     r.counts.assign(counts_.begin(), counts_.end());
@@ -877,6 +877,8 @@ class ListLloyd final : public LloydSteps {
     size_t i;
     uint32_t from, to;
   };
+
+  bool use_lists() const { return k_ >= 2 * kNeighbours && !lists_off_; }
 
   // next_ = the nearest centroid of every point, by the kernel over all centroids.
   void scan_all(const std::vector<float>& c) {
@@ -1028,17 +1030,16 @@ class ListLloyd final : public LloydSteps {
     shrink_radii();
   }
 
-  std::vector<float> xs_, xs2_;  // the points, sorted by centroid (xs2_: the sort's buffer)
+  std::vector<float> xs_, xs2_;  // the points, sorted by centroid while lists are used (xs2_: buffer)
   size_t m_, d_, k_;
-  std::vector<uint32_t> idx_;          // per stored point: its centroid (non-decreasing) ...
+  std::vector<uint32_t> idx_;          // per stored point: its centroid ...
   std::vector<uint32_t> next_;         // ... the step's new one ...
   std::vector<size_t> pos_of_, pos2_;  // ... and its index in x
   std::vector<size_t> start_;          // where each centroid's points begin
   std::vector<double> acc_;            // per centroid, its moves since the lists were built
   double accmax_ = 0.0;
   bool started_ = false;
-  bool lists_sorted_ = false;  // the next step searches lists (its moves say what to re-sort)
-  bool lists_off_ = false;     // the lists did not pay: full scans only
+  bool lists_off_ = false;  // the lists did not pay: full scans only
   size_t steps_since_lists_ = 0;
   size_t last_scans_ = 0;         // full scans in the last step
   size_t scans_after_build_ = 0;  // full scans in the first step after the last rebuild
@@ -1174,8 +1175,8 @@ NdOutcome kmeans_core(const float* all, size_t n, size_t d, size_t k, int iters,
     }
   }
 
-  // Lloyd: assignment (kernel + bounds) + means; stops when the error stops decreasing (a fixed
-  // point, up to rounding), so the recorded errors never increase.
+  // Lloyd: assignment (mostly neighbour-list searches) + means; stops when the error stops
+  // decreasing (a fixed point, up to rounding), so the recorded errors never increase.
   const std::unique_ptr<LloydSteps> lloyd = make_lloyd(x, m, d, k);
   double prev = INFINITY;
   PassResult r;
