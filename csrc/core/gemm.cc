@@ -1,236 +1,392 @@
-// The GEMM driver: packing, blocking, threading, and the output stage around the micro-kernels.
+// The GEMM driver: packing in each kernel's format, blocking, threading, and the epilogue's
+// per-row and per-column terms; the micro-kernels (csrc/kernels/*/gemm__*.cc) compute the tiles
+// and apply the epilogue in registers.
 #include "lowbit/gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 
 #include "lowbit/quant.h"
 #include "lowbit/runtime.h"
 
 namespace lowbit {
 
-PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs) {
+PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs, int nr, int kr) {
   PackedB pb;
   pb.K = K;
   pb.N = N;
-  pb.kp = (K + kKG - 1) / kKG * kKG;
-  pb.panels = (N + kNR - 1) / kNR;
-  pb.data.assign(pb.panels * pb.kp * kNR, 0);
-  pb.colsum.assign(N, 0);
-  // Panel by panel, k-group by k-group: reads 8 source rows x 16 columns at a time.
+  pb.nr = nr;
+  pb.kr = kr;
+  pb.kp = (K + kr - 1) / kr * kr;
+  pb.panels = (N + nr - 1) / nr;
+  pb.data.assign(pb.panels * pb.kp * nr, 0);
+  pb.colsum.assign(pb.panels * nr, 0);
+  pb.s7.assign(pb.panels, 1);
   for (size_t p = 0; p < pb.panels; p++) {
-    int8_t* panel = pb.data.data() + p * pb.kp * kNR;
-    const size_t nc = std::min<size_t>(kNR, N - p * kNR);
+    int8_t* panel = pb.data.data() + p * pb.kp * nr;
+    const size_t nc = std::min<size_t>(nr, N - p * nr);
     for (size_t k = 0; k < K; k++) {
-      const int8_t* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(p * kNR) * cs;
-      int8_t* dst = panel + (k / kKG) * kNR * kKG + k % kKG;
-      for (size_t j = 0; j < nc; j++) dst[j * kKG] = src[static_cast<ptrdiff_t>(j) * cs];
-    }
-    for (size_t j = 0; j < nc; j++) {
-      int32_t sum = 0;
-      for (size_t g = 0; g < pb.kp / kKG; g++)
-        for (size_t kk = 0; kk < kKG; kk++) sum += panel[g * kNR * kKG + j * kKG + kk];
-      pb.colsum[p * kNR + j] = sum;
+      const int8_t* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(p * nr) * cs;
+      int8_t* dst = panel + (k / kr) * nr * kr + k % kr;
+      for (size_t j = 0; j < nc; j++) {
+        const int8_t v = src[static_cast<ptrdiff_t>(j) * cs];
+        dst[j * kr] = v;
+        pb.colsum[p * nr + j] += v;
+        if (v < -64 || v > 63) pb.s7[p] = 0;
+      }
     }
   }
+  pb.all_s7 = std::all_of(pb.s7.begin(), pb.s7.end(), [](uint8_t f) { return f != 0; });
   return pb;
 }
 
-void unpack_b(const PackedB& pb, int8_t* out) {
-  for (size_t n = 0; n < pb.N; n++) {
-    const int8_t* panel = pb.data.data() + (n / kNR) * pb.kp * kNR;
-    for (size_t k = 0; k < pb.K; k++)
-      out[k * pb.N + n] = panel[(k / kKG) * kNR * kKG + (n % kNR) * kKG + k % kKG];
-  }
+PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs) {
+  const GemmKernel& g = active_kernels().gemm;
+  return pack_b(b, K, N, rs, cs, g.nr, g.kr);
 }
 
-bool quantize_multiplier(double m, int32_t* m0, int32_t* shift) {
-  if (!(m > 0.0) || !std::isfinite(m)) return false;
-  int e;
-  const double f = std::frexp(m, &e);  // m = f * 2^e, f in [0.5, 1)
-  int64_t q = static_cast<int64_t>(std::llround(f * 2147483648.0));
-  if (q == (int64_t(1) << 31)) {  // f rounded up to 1.0
-    q /= 2;
-    e++;
+void unpack_b(const PackedB& pb, int8_t* out) {
+  const size_t nr = pb.nr, kr = pb.kr;
+  for (size_t n = 0; n < pb.N; n++) {
+    const int8_t* panel = pb.data.data() + (n / nr) * pb.kp * nr;
+    for (size_t k = 0; k < pb.K; k++) out[k * pb.N + n] = panel[((k / kr) * nr + n % nr) * kr + k % kr];
   }
-  const int s = -e;  // m ~= q * 2^-(31 + s)
-  if (s < -31 || s > 30) return false;
-  *m0 = static_cast<int32_t>(q);
-  *shift = s;
-  return true;
 }
 
 namespace {
 
-inline int64_t round_shift(int64_t v, int s) {  // v * 2^-s, ties away from zero; 1 <= s <= 62
-  const int64_t half = int64_t(1) << (s - 1);
-  return v >= 0 ? (v + half) >> s : -((-v + half) >> s);
-}
-
-// Packs rows [0, rows) of A (K bytes used) into the micro-kernel's format at dst, K padded to kp
-// with zeros, and writes the row sums of the real bytes (needed when B has a zero point).
-void pack_a(const uint8_t* a, size_t lda, size_t rows, size_t K, size_t kp, APack fmt,
-            uint8_t* dst_base, int32_t* rowsum) {
-  for (size_t r = 0; r < rows; r++) {
-    const uint8_t* src = a + r * lda;
-    int32_t sum = 0;
-    for (size_t k = 0; k < K; k++) sum += src[k];
-    rowsum[r] = sum;
-    if (fmt == APack::s16) {
-      int16_t* dst = reinterpret_cast<int16_t*>(dst_base) + r * kp;
-      for (size_t k = 0; k < K; k++) dst[k] = src[k];
-      std::fill(dst + K, dst + kp, int16_t(0));
-    } else {
-      uint8_t* dst = dst_base + r * kp;
-      if (fmt == APack::u8) {
-        std::memcpy(dst, src, K);
-      } else {
-        for (size_t k = 0; k < K; k++) dst[k] = src[k] ^ 0x80;
-      }
-      std::fill(dst + K, dst + kp, uint8_t(0));
-    }
+// B in the format (nr, kr): b itself, or its repacked copy, made once (and held by *hold).
+const PackedB* in_format(const PackedB& b, int nr, int kr, std::shared_ptr<const PackedB>* hold) {
+  if (b.nr == nr && b.kr == kr) return &b;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!b.repacked || b.repacked->nr != nr || b.repacked->kr != kr) {
+    std::vector<int8_t> plain(b.K * b.N);
+    unpack_b(b, plain.data());
+    b.repacked = std::make_shared<const PackedB>(
+        pack_b(plain.data(), b.K, b.N, static_cast<ptrdiff_t>(b.N), 1, nr, kr));
   }
+  *hold = b.repacked;
+  return hold->get();
 }
 
-// Applies the output stage to one tile: rows [m0, m0 + mr), columns [n0, n0 + nc). Each step is
-// a plain loop over the tile's columns (the compiler vectorizes them); the kind is chosen once
-// per row, not per element.
-void output_tile(const int32_t* tile, size_t mr, size_t m0, size_t n0, size_t nc,
-                 const int32_t* rowsum, bool flipped, const PackedB& b, const OutputStage& os) {
-  const uint32_t K = static_cast<uint32_t>(b.K);
+// Where A's rows come from: uint8 codes, or float rows that are quantized per row on the way
+// into the packed buffer (dynamic activations; the row parameters go to dyn_scale / dyn_zp).
+struct ASource {
+  const uint8_t* u8 = nullptr;
+  size_t lda = 0;
+  const float* f32 = nullptr;
+  int bits = 8;
+  float* dyn_scale = nullptr;
+  int32_t* dyn_zp = nullptr;
+};
+
+size_t apack_elem(APack f) { return f == APack::s16 ? 2 : 1; }
+
+// Writes K codes (padded with zeros to kp) in format f.
+void put_row(const uint8_t* src, size_t K, size_t kp, APack f, uint8_t* dst) {
+  if (f == APack::s16) {
+    int16_t* d = reinterpret_cast<int16_t*>(dst);
+    for (size_t k = 0; k < K; k++) d[k] = src[k];
+    std::fill(d + K, d + kp, int16_t(0));
+    return;
+  }
+  if (f == APack::u8)
+    std::memcpy(dst, src, K);
+  else
+    for (size_t k = 0; k < K; k++) dst[k] = src[k] ^ 0x80;
+  std::fill(dst + K, dst + kp, uint8_t(0));
+}
+
+// One GEMM call's plan and buffers.
+struct Run {
+  const KernelTable* kt;
+  ASource src;
+  size_t M, K, kp;
+  const PackedB* b;
+  const OutputStage* os;
+  bool use7;                   // the set has gemm7 and some (block, panel) may take it
+  size_t mb, mblocks, nbp, nblocks;
+  // packed A: for the main kernel and (if use7) for gemm7; row terms per row
+  uint8_t *a_main, *a_7;
+  int32_t *row_add, *row_mul_main, *row_mul_7;
+  uint8_t* block_u7;          // per row block: every A value < 128
+  std::atomic<int>* state;    // per row block: 0 unpacked, 1 packing, 2 packed
+  std::atomic<bool> finite{true};
+  // the last panel's per-column arrays, padded to nr
+  int32_t* edge_i32;
+  float* edge_f32;
+};
+
+// The calling thread's buffers for Run, grown as needed and kept (a model's forward allocates
+// nothing once it has run at its largest batch).
+struct Scratch {
+  std::vector<uint8_t> a_main, a_7, block_u7;
+  std::vector<int32_t> row_add, row_mul_main, row_mul_7, edge_i32;
+  std::vector<float> edge_f32;
+  std::unique_ptr<std::atomic<int>[]> state;
+  size_t state_cap = 0;
+};
+
+template <typename T>
+T* grown(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+void pack_block(Run& R, size_t bi) {
+  const size_t m0 = bi * R.mb, m1 = std::min(R.M, m0 + R.mb);
+  const GemmKernel& g = R.kt->gemm;
+  const GemmKernel& g7 = R.kt->gemm7;
+  const OutputStage& os = *R.os;
+  const uint32_t K = static_cast<uint32_t>(R.K);
   const uint32_t zb = static_cast<uint32_t>(os.b_zp);
-  const uint32_t* cs = reinterpret_cast<const uint32_t*>(b.colsum.data()) + n0;
-  for (size_t r = 0; r < mr; r++) {
-    const size_t m = m0 + r;
-    const uint32_t za = static_cast<uint32_t>(os.a_zp_row ? os.a_zp_row[m] : os.a_zp);
+  thread_local std::vector<uint8_t> codes;
+  codes.resize(R.K);
+  int qmin = 0, qmax = 255;
+  if (R.src.f32) code_range(R.src.bits, false, true, &qmin, &qmax);
+  bool u7 = true;
+  for (size_t m = m0; m < m1; m++) {
+    const uint8_t* row;
+    if (R.src.f32) {
+      const float* x = R.src.f32 + m * R.K;
+      float mn, mx;
+      if (!R.kt->f32_rminmax(x, R.K, &mn, &mx)) {
+        R.finite.store(false, std::memory_order_relaxed);
+        mn = mx = 0.0f;
+      }
+      choose_params(mn, mx, R.src.bits, false, &R.src.dyn_scale[m], &R.src.dyn_zp[m]);
+      R.kt->f32_q8_quantize(x, R.K, R.src.dyn_scale[m], static_cast<float>(R.src.dyn_zp[m]),
+                            float(qmin), float(qmax), codes.data());
+      row = codes.data();
+    } else {
+      row = R.src.u8 + m * R.src.lda;
+    }
+    uint32_t sum = 0;
+    uint8_t hi = 0;
+    for (size_t k = 0; k < R.K; k++) {
+      sum += row[k];
+      hi |= row[k];
+    }
+    u7 = u7 && hi < 128;
+    const uint32_t za = static_cast<uint32_t>(
+        R.src.f32 ? R.src.dyn_zp[m] : (os.a_zp_row ? os.a_zp_row[m] : os.a_zp));
     // acc - zb * rowsum(A) - za * colsum(B) + K * za * zb (+ 128 colsum(B) for flipped A), in
     // wrapping uint32 arithmetic: exact whenever the true result fits int32.
-    const uint32_t row_term = K * za * zb - zb * static_cast<uint32_t>(rowsum[r]);
-    const uint32_t col_mul = (flipped ? 128u : 0u) - za;
-    const int32_t* t = tile + r * kNR;
-    int32_t v[kNR];
-    for (size_t j = 0; j < nc; j++)
-      v[j] = static_cast<int32_t>(static_cast<uint32_t>(t[j]) + col_mul * cs[j] + row_term);
-    switch (os.kind) {
-      case OutputStage::Kind::int32: {
-        int32_t* out = static_cast<int32_t*>(os.out) + m * os.ldo + n0;
-        for (size_t j = 0; j < nc; j++) out[j] = v[j];
-        break;
+    R.row_add[m] = static_cast<int32_t>(K * za * zb - zb * sum);
+    R.row_mul_main[m] = static_cast<int32_t>((g.apack == APack::s8_flipped ? 128u : 0u) - za);
+    put_row(row, R.K, R.kp, g.apack, R.a_main + m * R.kp * apack_elem(g.apack));
+    if (R.use7) {
+      R.row_mul_7[m] = static_cast<int32_t>((g7.apack == APack::s8_flipped ? 128u : 0u) - za);
+      put_row(row, R.K, R.kp, g7.apack, R.a_7 + m * R.kp * apack_elem(g7.apack));
+    }
+  }
+  R.block_u7[bi] = u7;
+}
+
+// Packs row block bi unless another task did or is doing it; returns when it is packed.
+void ensure_packed(Run& R, size_t bi) {
+  std::atomic<int>& st = R.state[bi];
+  int expected = 0;
+  if (st.load(std::memory_order_acquire) != 2 && st.compare_exchange_strong(expected, 1)) {
+    pack_block(R, bi);
+    st.store(2, std::memory_order_release);
+    return;
+  }
+  while (st.load(std::memory_order_acquire) != 2) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+// Tile arguments common to every call of this run (all but rows, panel and output position).
+GemmTile base_tile(const Run& R) {
+  const OutputStage& os = *R.os;
+  GemmTile t{};
+  t.kp = R.kp;
+  t.out_kind = os.kind;
+  t.relu = os.relu;
+  if (os.kind == GemmOut::q8) {
+    const int lo = os.relu ? std::max(os.qmin, os.out_zp) : os.qmin;
+    t.q_lo = static_cast<float>(lo - os.out_zp);
+    t.q_hi = static_cast<float>(os.qmax - os.out_zp);
+    t.q_zp = os.out_zp;
+  }
+  return t;
+}
+
+void run_task(Run& R, size_t task) {
+  const size_t bi = task / R.nblocks, bj = task % R.nblocks;
+  ensure_packed(R, bi);
+  const OutputStage& os = *R.os;
+  const PackedB& b = *R.b;
+  const size_t nr = b.nr;
+  const size_t m0 = bi * R.mb, m1 = std::min(R.M, m0 + R.mb);
+  const size_t p0 = bj * R.nbp, p1 = std::min(b.panels, p0 + R.nbp);
+  const bool u7 = R.block_u7[bi];
+  const size_t out_elem = os.kind == GemmOut::q8 ? 1 : 4;
+  GemmTile t = base_tile(R);
+  // Two passes at most: the panels gemm7 takes (s7 panels, or all when the block is u7), then
+  // the others; each pass walks row strips of its kernel's height over the column block's panels.
+  for (int pass = 0; pass < 2; pass++) {
+    const bool seven = pass == 0;
+    if (seven && !R.use7) continue;
+    const GemmKernel& k = seven ? R.kt->gemm7 : R.kt->gemm;
+    const uint8_t* abuf = seven ? R.a_7 : R.a_main;
+    const int32_t* row_mul = seven ? R.row_mul_7 : R.row_mul_main;
+    const size_t arow = R.kp * apack_elem(k.apack);
+    for (size_t r = m0; r < m1; r += k.mr) {
+      t.mr = std::min<size_t>(k.mr, m1 - r);
+      t.a = abuf + r * arow;
+      t.lda = arow;
+      t.row_add = R.row_add + r;
+      t.row_mul = row_mul + r;
+      if (os.kind == GemmOut::f32) {
+        const float* as = R.src.f32 ? R.src.dyn_scale : os.a_scale;
+        const bool per_row = R.src.f32 || os.a_scale_per_row;
+        t.a_scale = per_row ? as + r : as;
+        t.a_scale_step = per_row ? 1 : 0;
       }
-      case OutputStage::Kind::float32: {
-        float* out = static_cast<float*>(os.out) + m * os.ldo + n0;
-        const float sa = os.a_scale[os.a_scale_per_row ? m : 0];
-        float sb[kNR];
-        for (size_t j = 0; j < nc; j++) sb[j] = os.b_scale[os.b_scale_per_col ? n0 + j : 0];
-        float y[kNR];
-        for (size_t j = 0; j < nc; j++) y[j] = static_cast<float>(v[j]) * (sa * sb[j]);
-        if (os.bias)
-          for (size_t j = 0; j < nc; j++) y[j] += os.bias[n0 + j];
-        if (os.relu)
-          for (size_t j = 0; j < nc; j++) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
-        for (size_t j = 0; j < nc; j++) out[j] = y[j];
-        break;
-      }
-      case OutputStage::Kind::requant8: {
-        uint8_t* out = static_cast<uint8_t*>(os.out) + m * os.ldo + n0;
-        const int64_t lo = os.relu ? std::max(os.qmin, os.out_zp) : os.qmin;
-        for (size_t j = 0; j < nc; j++) {
-          const size_t n = n0 + j;
-          const int64_t x = static_cast<int64_t>(v[j]) + (os.bias_i32 ? os.bias_i32[n] : 0);
-          int64_t q = round_shift(x * os.m0[n], 31 + os.shift[n]) + os.out_zp;
-          q = std::min<int64_t>(std::max<int64_t>(q, lo), os.qmax);
-          out[j] = static_cast<uint8_t>(q);
+      for (size_t p = p0; p < p1; p++) {
+        const bool narrow_b = b.s7[p] != 0;
+        if (R.use7 && seven != (u7 || narrow_b)) continue;
+        const size_t n0 = p * nr;
+        t.nc = std::min(nr, b.N - n0);
+        t.narrow = (u7 ? kNarrowA : 0) | (narrow_b ? kNarrowB : 0);
+        t.b = b.data.data() + n0 * R.kp;
+        t.colsum = b.colsum.data() + n0;
+        const bool edge = t.nc < nr;
+        if (os.kind == GemmOut::f32) {
+          t.b_scale = edge ? R.edge_f32 : (os.b_scale_per_col ? os.b_scale + n0 : nullptr);
+          t.bias = os.bias ? (edge ? R.edge_f32 + nr : os.bias + n0) : nullptr;
+          if (!os.b_scale_per_col && !edge) t.b_scale = R.edge_f32 + 2 * nr;  // splat
+        } else if (os.kind == GemmOut::q8) {
+          t.q_scale = edge ? R.edge_f32 : os.q_scale + n0;
+          t.bias_i32 = os.bias_i32 ? (edge ? R.edge_i32 : os.bias_i32 + n0) : nullptr;
         }
-        break;
+        t.out = static_cast<char*>(os.out) + (r * os.ldo + n0) * out_elem;
+        t.ldo = os.ldo;
+        k.fn(t);
       }
     }
   }
+}
+
+// The per-column arrays of the last (partial) panel, padded to nr, and a splat of a single
+// b_scale: edge_f32 = [scale or q_scale (nr) | bias (nr) | splat (nr)], edge_i32 = bias_i32.
+void prepare_edges(Run& R) {
+  const OutputStage& os = *R.os;
+  const PackedB& b = *R.b;
+  const size_t nr = b.nr, n0 = (b.panels - 1) * nr, nc = b.N - n0;
+  std::fill(R.edge_f32, R.edge_f32 + 3 * nr, 0.0f);
+  std::fill(R.edge_i32, R.edge_i32 + nr, 0);
+  if (os.kind == GemmOut::f32) {
+    for (size_t j = 0; j < nr; j++) R.edge_f32[2 * nr + j] = os.b_scale[0];
+    for (size_t j = 0; j < nc; j++) {
+      R.edge_f32[j] = os.b_scale[os.b_scale_per_col ? n0 + j : 0];
+      if (os.bias) R.edge_f32[nr + j] = os.bias[n0 + j];
+    }
+  } else if (os.kind == GemmOut::q8) {
+    for (size_t j = 0; j < nc; j++) {
+      R.edge_f32[j] = os.q_scale[n0 + j];
+      if (os.bias_i32) R.edge_i32[j] = os.bias_i32[n0 + j];
+    }
+  }
+}
+
+// Runs the GEMM of the rows of `src` (M x K) with b; false if a float source held NaN or Inf.
+bool gemm_run(const ASource& src, size_t M, const PackedB& b_any, const OutputStage& os) {
+  if (M == 0 || b_any.N == 0) return true;
+  const KernelTable& kt = active_kernels();
+  std::shared_ptr<const PackedB> hold;
+  const PackedB& b = *in_format(b_any, kt.gemm.nr, kt.gemm.kr, &hold);
+  Run R;
+  R.kt = &kt;
+  R.src = src;
+  R.M = M;
+  R.K = b.K;
+  R.kp = b.kp;
+  R.b = &b;
+  R.os = &os;
+  // gemm7 pays when B has s7 panels or A may be u7 (7-bit dynamic activations, or codes < 128).
+  R.use7 = kt.gemm7.fn != nullptr;
+  const size_t mr = static_cast<size_t>(std::max(kt.gemm.mr, R.use7 ? kt.gemm7.mr : 1));
+  const size_t elem = apack_elem(kt.gemm.apack) + (R.use7 ? apack_elem(kt.gemm7.apack) : 0);
+  // Row blocks: packed A blocks of at most about 256 KiB, as few as that allows and of equal
+  // size (multiples of the strip height), so that B, which every row block streams once, is
+  // streamed as few times as possible. Column blocks: a B block of about 128 KiB stays in L2
+  // beside the A block while the row strips of the A block pass over it.
+  const size_t max_rows = std::max<size_t>(mr, (256 << 10) / std::max<size_t>(1, R.kp * elem));
+  const size_t want_blocks = (M + max_rows - 1) / max_rows;
+  const size_t threads = static_cast<size_t>(num_threads());
+  R.mb = ((M + want_blocks - 1) / want_blocks + mr - 1) / mr * mr;
+  R.mblocks = (M + R.mb - 1) / R.mb;
+  R.nbp = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, R.kp * b.nr));
+  // Enough tasks to keep every thread busy (at least 2 per thread when the shape allows).
+  while (R.nbp > 1 && R.mblocks * ((b.panels + R.nbp - 1) / R.nbp) < 2 * threads)
+    R.nbp = (R.nbp + 1) / 2;
+  R.nblocks = (b.panels + R.nbp - 1) / R.nbp;
+  const size_t ntasks = R.mblocks * R.nblocks;
+
+  thread_local Scratch sc;
+  R.a_main = grown(sc.a_main, M * R.kp * apack_elem(kt.gemm.apack) + 64);
+  R.row_add = grown(sc.row_add, M);
+  R.row_mul_main = grown(sc.row_mul_main, M);
+  R.a_7 = R.use7 ? grown(sc.a_7, M * R.kp * apack_elem(kt.gemm7.apack) + 64) : nullptr;
+  R.row_mul_7 = R.use7 ? grown(sc.row_mul_7, M) : nullptr;
+  R.block_u7 = grown(sc.block_u7, R.mblocks);
+  R.edge_i32 = grown(sc.edge_i32, b.nr);
+  R.edge_f32 = grown(sc.edge_f32, 3 * b.nr);
+  if (sc.state_cap < R.mblocks) {
+    sc.state.reset(new std::atomic<int>[R.mblocks]);
+    sc.state_cap = R.mblocks;
+  }
+  R.state = sc.state.get();
+  for (size_t i = 0; i < R.mblocks; i++) R.state[i].store(0, std::memory_order_relaxed);
+  prepare_edges(R);
+
+  const double work = double(M) * double(b.N) * double(R.kp);
+  if (work >= 2e6 && ntasks > 1)
+    parallel_for(ntasks, [&](size_t t) { run_task(R, t); });
+  else
+    for (size_t t = 0; t < ntasks; t++) run_task(R, t);
+
+  return R.finite.load();
 }
 
 }  // namespace
 
 void gemm_u8s8(const uint8_t* a, size_t lda, size_t M, const PackedB& b, const OutputStage& os) {
-  if (M == 0 || b.N == 0) return;
-  const KernelTable& kt = active_kernels();
-  const size_t MR = static_cast<size_t>(kt.gemm_mr), kp = b.kp;
-  const size_t elem = kt.gemm_apack == APack::s16 ? 2 : 1;
-  const bool flipped = kt.gemm_apack == APack::s8_flipped;
-  // Row blocks: packed A blocks of at most about 256 KiB, as few as that allows and of equal
-  // size (multiples of MR rows), so that B, which every row block streams once, is streamed as
-  // few times as possible. Column blocks: a B block of about 128 KiB stays in L2 beside the A
-  // block while the row strips of the A block pass over it.
-  const size_t max_rows = std::max<size_t>(MR, (256 << 10) / std::max<size_t>(1, kp * elem));
-  const size_t want_blocks = (M + max_rows - 1) / max_rows;
-  const size_t mb = ((M + want_blocks - 1) / want_blocks + MR - 1) / MR * MR;
-  const size_t mblocks = (M + mb - 1) / mb;  // rounding mb up may leave fewer blocks
-  size_t nbp = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, kp * kNR));
-  const size_t threads = static_cast<size_t>(num_threads());
-  // Enough tasks to keep every thread busy (at least 2 per thread when the shape allows).
-  while (nbp > 1 && mblocks * ((b.panels + nbp - 1) / nbp) < 2 * threads) nbp = (nbp + 1) / 2;
-  const size_t nblocks = (b.panels + nbp - 1) / nbp;
-  const double work = double(M) * double(b.N) * double(kp);
-  const size_t ntasks = mblocks * nblocks;
-
-  // A is packed once (per row block, in parallel), then every task reads its rows from there.
-  const bool parallel = work >= 2e6 && ntasks > 1;
-  thread_local std::vector<uint8_t> apacked;
-  thread_local std::vector<int32_t> rowsum;
-  apacked.resize(M * kp * elem + 64);
-  rowsum.resize(M);
-  uint8_t* ap = apacked.data();
-  int32_t* rs = rowsum.data();
-  auto pack = [&](size_t bi) {
-    const size_t m0 = bi * mb, m1 = std::min(M, m0 + mb);
-    pack_a(a + m0 * lda, lda, m1 - m0, b.K, kp, kt.gemm_apack, ap + m0 * kp * elem, rs + m0);
-  };
-  auto task = [&](size_t t) {
-    const size_t bi = t / nblocks, bj = t % nblocks;
-    const size_t m0 = bi * mb, m1 = std::min(M, m0 + mb);
-    alignas(64) int32_t tile[8 * kNR];
-    const size_t p0 = bj * nbp, p1 = std::min(b.panels, p0 + nbp);
-    for (size_t r = m0; r < m1; r += MR) {
-      const size_t mr = std::min(MR, m1 - r);
-      const uint8_t* ar = ap + r * kp * elem;
-      for (size_t p = p0; p < p1; p++) {
-        kt.gemm_u8s8s32(mr, kp, ar, kp, b.data.data() + p * kp * kNR, tile, kNR);
-        const size_t n0 = p * kNR;
-        output_tile(tile, mr, r, n0, std::min<size_t>(kNR, b.N - n0), rs + r, flipped, b, os);
-      }
-    }
-  };
-  if (!parallel) {
-    for (size_t bi = 0; bi < mblocks; bi++) pack(bi);
-    for (size_t t = 0; t < ntasks; t++) task(t);
-  } else {
-    parallel_for(mblocks, pack);
-    parallel_for(ntasks, task);
-  }
+  ASource src;
+  src.u8 = a;
+  src.lda = lda;
+  gemm_run(src, M, b, os);
 }
 
 bool linear_dynamic(const float* x, size_t M, const PackedB& w, const float* w_scale, bool per_col,
-                    const float* bias, bool relu, float* out) {
-  thread_local std::vector<uint8_t> codes;
+                    const float* bias, bool relu, float* out, int act_bits) {
   thread_local std::vector<float> a_scale;
   thread_local std::vector<int32_t> a_zp;
-  codes.resize(M * w.K);
   a_scale.resize(M);
   a_zp.resize(M);
-  if (!quantize_dynamic(x, Shape3{1, M, w.K}, 8, false, codes.data(), a_scale.data(), a_zp.data()))
-    return false;
+  ASource src;
+  src.f32 = x;
+  src.bits = act_bits;
+  src.dyn_scale = a_scale.data();
+  src.dyn_zp = a_zp.data();
   OutputStage os;
-  os.kind = OutputStage::Kind::float32;
-  os.a_zp_row = a_zp.data();
-  os.a_scale = a_scale.data();
-  os.a_scale_per_row = true;
+  os.kind = GemmOut::f32;
   os.b_scale = w_scale;
   os.b_scale_per_col = per_col;
   os.bias = bias;
   os.relu = relu;
   os.out = out;
   os.ldo = w.N;
-  gemm_u8s8(codes.data(), w.K, M, w, os);
-  return true;
+  return gemm_run(src, M, w, os);
 }
 
 }  // namespace lowbit

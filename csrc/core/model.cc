@@ -218,7 +218,7 @@ bool Model::forward(const float* x, size_t M, float* y) {
                            codes_.data()))
         return false;
       OutputStage os;
-      os.kind = OutputStage::Kind::float32;
+      os.kind = GemmOut::f32;
       os.a_zp = L.act_zp;
       os.a_scale = &L.act_scale;
       os.b_scale = L.w_scale.data();

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -90,7 +91,7 @@ void register_gemm(py::module_& m) {
         const bool per_col = b_scale.size() != 1;
         if (per_col) py_arrays::require_size(b_scale, static_cast<py::ssize_t>(b.N), "b_scale");
         OutputStage os;
-        os.kind = OutputStage::Kind::float32;
+        os.kind = GemmOut::f32;
         if (per_row) os.a_zp_row = a_zp.data(); else os.a_zp = a_zp.data()[0];
         os.a_scale = a_scale.data();
         os.a_scale_per_row = per_row;
@@ -103,24 +104,25 @@ void register_gemm(py::module_& m) {
       py::arg("a"), py::arg("b"), py::arg("a_scale"), py::arg("a_zero_point"), py::arg("b_scale"),
       py::arg("bias") = py::none(), py::arg("relu") = false);
 
-  // 8-bit output for chaining: q = clamp(round((acc + bias_i32[n]) * m0[n] 2^-(31+shift[n])) + out_zp)
+  // 8-bit output for chaining: q = clamp(round_half_even(float(acc + bias_i32[n]) * scale[n])
+  // + out_zp, qmin, qmax) (GemmTile's q8 in lowbit/kernels.h).
   m.def(
       "gemm_requant",
-      [](const in_array<uint8_t>& a, const PackedB& b, int32_t a_zp, const in_array<int32_t>& m0,
-         const in_array<int32_t>& shift, const std::optional<in_array<int32_t>>& bias_i32,
-         int32_t out_zp, int32_t qmin, int32_t qmax, bool relu) {
+      [](const in_array<uint8_t>& a, const PackedB& b, int32_t a_zp, const in_array<float>& scale,
+         const std::optional<in_array<int32_t>>& bias_i32, int32_t out_zp, int32_t qmin,
+         int32_t qmax, bool relu) {
         const size_t M = check_a(a, b);
-        py_arrays::require_size(m0, static_cast<py::ssize_t>(b.N), "m0");
-        py_arrays::require_size(shift, static_cast<py::ssize_t>(b.N), "shift");
+        py_arrays::require_size(scale, static_cast<py::ssize_t>(b.N), "scale");
         if (bias_i32) py_arrays::require_size(*bias_i32, static_cast<py::ssize_t>(b.N), "bias");
-        for (py::ssize_t i = 0; i < shift.size(); i++)
-          if (shift.data()[i] < -30 || shift.data()[i] > 31) throw py::value_error("shift out of range");
-        if (qmin < -128 || qmax > 255 || qmin >= qmax) throw py::value_error("bad code range");
+        for (py::ssize_t i = 0; i < scale.size(); i++)
+          if (!(scale.data()[i] > 0.0f) || !std::isfinite(scale.data()[i]))
+            throw py::value_error("scale must be finite and positive");
+        if (qmin < -128 || qmax > 255 || qmin >= qmax || out_zp < qmin || out_zp > qmax)
+          throw py::value_error("bad code range");
         OutputStage os;
-        os.kind = OutputStage::Kind::requant8;
+        os.kind = GemmOut::q8;
         os.a_zp = a_zp;
-        os.m0 = m0.data();
-        os.shift = shift.data();
+        os.q_scale = scale.data();
         os.bias_i32 = bias_i32 ? bias_i32->data() : nullptr;
         os.out_zp = out_zp;
         os.qmin = qmin;
@@ -128,15 +130,9 @@ void register_gemm(py::module_& m) {
         os.relu = relu;
         return run_gemm<uint8_t>(a, M, b, os);
       },
-      py::arg("a"), py::arg("b"), py::arg("a_zero_point"), py::arg("m0"), py::arg("shift"),
+      py::arg("a"), py::arg("b"), py::arg("a_zero_point"), py::arg("scale"),
       py::arg("bias") = py::none(), py::arg("out_zero_point") = 0, py::arg("qmin") = 0,
       py::arg("qmax") = 255, py::arg("relu") = false);
-
-  m.def("quantize_multiplier", [](double mult) {
-    int32_t m0, s;
-    if (!quantize_multiplier(mult, &m0, &s)) throw py::value_error("multiplier out of range");
-    return py::make_tuple(m0, s);
-  });
 
   // The dynamic int8 linear layer's hot path: weights, scales and bias live here, so a call
   // converts only x. Returns None if x holds NaN/Inf (the Python layer then reports where).

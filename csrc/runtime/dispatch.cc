@@ -26,32 +26,38 @@ struct Entry {
   std::vector<const char*> requires_features;
 };
 
+// GEMM entries: {kernel, mr, nr, kr, A format}; a set without a gemm7 kernel has kNoGemm7.
+constexpr GemmKernel kNoGemm7 = {nullptr, 0, 0, 0, APack::u8};
+
 const std::vector<Entry>& all_tables() {
   static const std::vector<Entry> tables = {
-      {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), kernels::gemm_u8s8s32__scalar, 4, APack::u8,
-        LOWBIT_KMEANS_ENTRIES(scalar)}, {}},
+      {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), {kernels::u8s8_epi_gemm__scalar, 4, 16, 4, APack::u8},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(scalar)},
+       {}},
 #if defined(LOWBIT_HAVE_X86)
-      {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), kernels::gemm_u8s8s32__avx2, 5, APack::s16,
-        LOWBIT_KMEANS_ENTRIES(avx2)},
+      {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avx2, 3, 16, 4, APack::s16},
+        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx2)},
        {"avx2", "fma"}},
-      {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx2, 5, APack::s16,
-        LOWBIT_KMEANS_ENTRIES(avx512)},
+      {{"avxvnni", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avxvnni, 6, 16, 4, APack::u8},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(avx2)},
+       {"avx2", "fma", "avxvnni"}},
+      {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), {kernels::u8s8_epi_gemm__avx2, 3, 16, 4, APack::s16},
+        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}},
-      {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512), kernels::gemm_u8s8s32__avx512vnni, 8,
-        APack::u8,
+      {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512),
+        {kernels::u8s8_epi_gemm__avx512vnni, 8, 16, 4, APack::u8}, kNoGemm7,
         LOWBIT_KMEANS_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"}},
 #endif
 #if defined(LOWBIT_HAVE_ARM64)  // not on 32-bit ARM, which has "scalar" only (cmake/kernels.cmake)
-      {{"neon", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neon, 1, APack::s8_flipped,
-        LOWBIT_KMEANS_ENTRIES(neon)},
+      {{"neon", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neon, 4, 16, 4, APack::u8},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon)},
        {"neon"}},
-      {{"neondot", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__neondot, 2,
-        APack::s8_flipped,
-        LOWBIT_KMEANS_ENTRIES(neon)},
+      {{"neondot", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neondot, 4, 16, 4, APack::u8},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon)},
        {"neon", "dotprod"}},
-      {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), kernels::gemm_u8s8s32__i8mm, 4, APack::u8,
-        LOWBIT_KMEANS_ENTRIES(neon)},
+      {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__i8mm, 4, 16, 4, APack::u8},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon)},
        {"neon", "dotprod", "i8mm"}},
 #endif
   };

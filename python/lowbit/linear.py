@@ -196,8 +196,10 @@ class QuantizedLinear:
 
     def forward_quantized(self, x_codes, out_scale, out_zero_point=0, *, relu=False) -> np.ndarray:
         """Chaining int8 layers: uint8 input codes (with this layer's act_scale/zero point) ->
-        uint8 output codes for (out_scale, out_zero_point), requantized in the GEMM epilogue with
-        per-channel fixed-point multipliers (rounding half away from zero, exact in 64 bits)."""
+        uint8 output codes for (out_scale, out_zero_point), requantized in the GEMM epilogue:
+        q = clamp(round_half_even(float32(acc + bias_q) * m) + out_zero_point, 0, 255) with the
+        float32 multiplier m = act_scale * w_scale / out_scale per output channel (as ONNX
+        Runtime requantizes), the same on every ISA."""
         if self.act_scale is None:
             raise ValueError("forward_quantized needs act_scale (static activation quantization)")
         xc = np.asarray(x_codes)
@@ -209,17 +211,13 @@ class QuantizedLinear:
         oq = quantize(np.zeros(1, np.float32), bits=8, symmetric=False, scale=out_scale,
                       zero_point=out_zero_point)
         osc, ozp = float(oq.scale), int(oq.zero_point)
-        real = self.act_scale * self._w_scale.astype(np.float64) / osc
-        m0 = np.empty(self.out_features, np.int32)
-        shift = np.empty(self.out_features, np.int32)
-        for i, r in enumerate(real):
-            m0[i], shift[i] = _core.quantize_multiplier(float(r))
+        scale = (self.act_scale * self._w_scale.astype(np.float64) / osc).astype(np.float32)
         bias_i32 = None
         if self.bias is not None:
             bias_i32 = np.round(self.bias / (self.act_scale * self._w_scale.astype(np.float64)))
             bias_i32 = np.clip(bias_i32, -(2**31), 2**31 - 1).astype(np.int32)
         out = _core.gemm_requant(np.ascontiguousarray(xc.reshape(-1, self.in_features)),
-                                 self._packed._packed, self.act_zero_point, m0, shift, bias_i32,
+                                 self._packed._packed, self.act_zero_point, scale, bias_i32,
                                  ozp, 0, 255, as_bool(relu, "relu"))
         return out.reshape(lead + (self.out_features,))
 

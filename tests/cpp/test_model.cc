@@ -184,7 +184,7 @@ TEST(model_matches_library_layers) {
   const int32_t az = 3;
   quantize_static(h.data(), Shape3{1, 1, 35}, &as, &az, 0, 255, codes.data());
   OutputStage os;
-  os.kind = OutputStage::Kind::float32;
+  os.kind = GemmOut::f32;
   os.a_zp = 3;
   os.a_scale = &as;
   os.b_scale = s2.data();

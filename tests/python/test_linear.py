@@ -191,8 +191,13 @@ def test_static_mode_and_chaining():
     xq = lowbit.quantize(x, scale=s_in, zero_point=z_in, symmetric=False).int_repr()
     hq = l1.forward_quantized(xq, s_h, 0, relu=True)  # int8 chain, requantized in the epilogue
     assert hq.dtype == np.uint8
+    # exact oracle: the int64 product, then the float32 requantize rule of forward_quantized
+    acc = (xq.astype(np.int64) - z_in) @ l1.weight_q.int_repr().astype(np.int64).T
+    m = (s_in * l1.weight_q.scale.astype(np.float64) / np.float32(s_h)).astype(np.float32)
+    yq = np.clip(acc.astype(np.int32).astype(np.float32) * m, 0, 255)
+    np.testing.assert_array_equal(hq, np.rint(yq).astype(np.uint8))
     h_direct = lowbit.quantize(h, scale=s_h, zero_point=0, symmetric=False).int_repr().astype(int)
-    assert np.abs(hq.astype(int) - h_direct).max() <= 1
+    assert np.abs(hq.astype(int) - h_direct).max() <= 1  # and it agrees with the float path
     y = l2(hq.astype(np.float32) * s_h)
     assert lowbit.sqnr(ref @ w2.T, y) > 20
 

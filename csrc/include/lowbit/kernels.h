@@ -1,6 +1,7 @@
 // lowbit kernel contracts and the dispatch table.
 //
-// A kernel's name states its contract: <input>_<output>_<op>__<isa>. Every kernel exists as a
+// A kernel's name states its contract: <input>_<output>_<op>__<isa>; the GEMMs' output is `epi`,
+// the fused epilogue's choice (int32, float or 8-bit codes: GemmOut). Every kernel exists as a
 // scalar reference (`__scalar`, csrc/kernels/scalar/) that is both the fallback and the test
 // oracle; SIMD versions (csrc/kernels/x86/, csrc/kernels/arm/) must match it bit for bit.
 #pragma once
@@ -35,23 +36,72 @@ using qu8_f32_cdequantize_fn = void (*)(const uint8_t* q, size_t n, const float*
                                         const float* zp, float* out);
 
 // ---- integer GEMM --------------------------------------------------------------------------
-// Packed B (weights, int8, K x N; csrc/core/gemm.cc packs it once): panels of kNR = 16 columns;
-// inside a panel, k-groups of kKG = 8 in which column j's 8 bytes are contiguous (128 bytes a
-// group); K is padded with zeros to a multiple of 8 and N to a multiple of 16.
-constexpr int kNR = 16;
-constexpr int kKG = 8;
-
-// How a micro-kernel wants its A rows (uint8 activations, K padded with zeros to kp):
+// C = (A - a_zp) (B - b_zp) with A uint8 (M x K, activations) and B int8 (K x N, weights packed
+// once), exact in int32, and an epilogue the micro-kernel applies in registers before its only
+// store. The driver (csrc/core/gemm.cc) packs, blocks and threads; kernels compute one tile.
+//
+// Each micro-kernel owns its packed-B format, stated by its GemmKernel entry (nr, kr): B is cut
+// into panels of nr columns (N padded with zero columns to a multiple of nr); a panel holds
+// kp / kr k-groups (K padded with zero rows to kp, a multiple of kr), and group g stores, for each
+// column j < nr in turn, its kr values B[g * kr + t][j] (t < kr):
+//   panel[(g * nr + j) * kr + t].
+// A's rows come packed in the kernel's APack format, K padded with zeros to kp:
 //   u8:         the bytes as they are;
-//   s8_flipped: a ^ 0x80 (= a - 128 as int8); the driver adds 128 * colsum(B) back;
+//   s8_flipped: a ^ 0x80 (= a - 128 as int8); the driver folds 128 * colsum(B) into row_mul;
 //   s16:        each byte zero-extended to int16.
 enum class APack : int { u8 = 0, s8_flipped = 1, s16 = 2 };
 
-// c[r * ldc + j] = sum_{k < kp} A[r][k] * B[k][j] for r < mr (mr <= the table's gemm_mr) and the
-// kNR columns j of one packed panel `b`. `a` points at row 0 in the kernel's APack format, rows
-// `lda` elements apart. Exact in int32 (wrapping) arithmetic.
-using gemm_u8s8s32_fn = void (*)(size_t mr, size_t kp, const void* a, size_t lda, const int8_t* b,
-                                 int32_t* c, size_t ldc);
+// What the epilogue writes.
+enum class GemmOut : int { s32 = 0, f32 = 1, q8 = 2 };
+
+// One micro-kernel call: rows [0, mr) x columns [0, nc) of one panel, over the whole depth kp.
+// Every per-column array is readable for nr entries (the driver pads the last panel's).
+struct GemmTile {
+  size_t mr, nc, kp;
+  const void* a;  // packed row r at (const char*)a + r * lda
+  size_t lda;     // bytes
+  const int8_t* b;  // the panel
+  // The exact result of entry (r, j), in wrapping int32 arithmetic:
+  //   v = sum_k A[r][k] B[k][j] + row_add[r] + row_mul[r] * colsum[j]
+  // (the driver puts the zero-point terms there: row_add = K za zb - zb rowsum(A), row_mul =
+  // -za, plus 128 for s8_flipped A; colsum = the panel's column sums of B).
+  const int32_t* row_add;
+  const int32_t* row_mul;
+  const int32_t* colsum;
+  GemmOut out_kind;
+  // f32: y = float(v) * (a_scale[r * a_scale_step] * b_scale[j]), then y += bias[j] if bias, then
+  //      y = y > 0 ? y : 0 if relu (no fused multiply-add; float(v) rounds to nearest even).
+  const float* a_scale;
+  size_t a_scale_step;  // 0: one scale for every row; 1: one per row
+  const float* b_scale;
+  const float* bias;  // or null
+  bool relu;
+  // q8: y = float(v + bias_i32[j]) * q_scale[j] (the int32 sum wrapping, bias_i32 may be null);
+  //     q = int32(round_half_even(min(max(y, q_lo), q_hi))) + q_zp, stored as its low byte.
+  //     (q_lo = qmin - q_zp and q_hi = qmax - q_zp are whole numbers, so clamping before
+  //     rounding equals clamping after, and no float->int conversion can overflow.)
+  const int32_t* bias_i32;
+  const float* q_scale;
+  float q_lo, q_hi;
+  int32_t q_zp;
+  // Entry (r, j) goes to out[r * ldo + j]: int32_t, float or uint8_t by out_kind.
+  void* out;
+  size_t ldo;
+  // What the driver knows of the operands: bit 0 every A value < 128 (u7), bit 1 every B value
+  // of the panel in [-64, 63] (s7). Only kernels entered as `gemm7` look at it.
+  int narrow;
+};
+constexpr int kNarrowA = 1, kNarrowB = 2;
+
+using gemm_fn = void (*)(const GemmTile& t);
+
+// A GEMM micro-kernel and its formats: at most mr rows per call, panels of nr columns in k-groups
+// of kr (B layout above), A in `apack`.
+struct GemmKernel {
+  gemm_fn fn;  // null: the set has no such kernel
+  int mr, nr, kr;
+  APack apack;
+};
 
 // ---- k-means codebooks (drivers in csrc/core/kmeans.cc) ------------------------------------
 // Nearest centroid of each of n points x (rows of d floats, contiguous) among k centroids c (rows
@@ -124,9 +174,12 @@ struct KernelTable {
   qu8_f32_dequantize_fn qu8_f32_dequantize;
   qs8_f32_cdequantize_fn qs8_f32_cdequantize;
   qu8_f32_cdequantize_fn qu8_f32_cdequantize;
-  gemm_u8s8s32_fn gemm_u8s8s32;
-  int gemm_mr;       // rows the GEMM micro-kernel handles at most per call
-  APack gemm_apack;  // the A format it reads
+  // u8 x s8 GEMM, exact for every input.
+  GemmKernel gemm;
+  // Optional faster GEMM with the same B format (nr, kr) that is exact only when the A rows fit
+  // u7 or the panel fits s7 (GemmTile::narrow != 0); the driver calls it only then. It may use
+  // `narrow == 3` (both) for more: u7 x s7 products can be summed in int16 for longer.
+  GemmKernel gemm7;
   // k-means codebooks
   f32_kmeans_assign_fn f32_kmeans_assign;
   f32_kmeans1d_assign_fn f32_kmeans1d_assign;
@@ -149,8 +202,8 @@ struct KernelTable {
   void qs8_f32_cdequantize__##isa(const int8_t*, size_t, const float*, const float*, float*);     \
   void qu8_f32_cdequantize__##isa(const uint8_t*, size_t, const float*, const float*, float*);
 
-#define LOWBIT_DECLARE_GEMM_KERNEL(isa)                                                            \
-  void gemm_u8s8s32__##isa(size_t, size_t, const void*, size_t, const int8_t*, int32_t*, size_t);
+#define LOWBIT_DECLARE_GEMM_KERNEL(isa) void u8s8_epi_gemm__##isa(const GemmTile&);
+#define LOWBIT_DECLARE_GEMM7_KERNEL(isa) void u8s7_epi_gemm__##isa(const GemmTile&);
 
 #define LOWBIT_DECLARE_KMEANS_KERNELS(isa)                                                         \
   void f32_kmeans_assign__##isa(const float*, size_t, size_t, const float*, const float*, size_t, \
@@ -174,6 +227,8 @@ LOWBIT_DECLARE_KMEANS_KERNELS(scalar)
 LOWBIT_DECLARE_QUANT_KERNELS(avx2)
 LOWBIT_DECLARE_QUANT_KERNELS(avx512)
 LOWBIT_DECLARE_GEMM_KERNEL(avx2)
+LOWBIT_DECLARE_GEMM7_KERNEL(avx2)
+LOWBIT_DECLARE_GEMM_KERNEL(avxvnni)
 LOWBIT_DECLARE_GEMM_KERNEL(avx512vnni)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx2)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx512)

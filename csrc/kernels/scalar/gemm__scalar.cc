@@ -1,0 +1,56 @@
+// Scalar u8 x s8 GEMM with the fused epilogue (contract in lowbit/kernels.h): the fallback on
+// every CPU. Tile: up to 4 rows x one panel of 16 columns, k-groups of 4 (GemmKernel entry in
+// csrc/runtime/dispatch.cc).
+#include <algorithm>
+#include <cmath>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit {
+namespace kernels {
+namespace {
+constexpr int kNR = 16, kKR = 4;
+}
+
+void u8s8_epi_gemm__scalar(const GemmTile& t) {
+  const uint8_t* a = static_cast<const uint8_t*>(t.a);
+  for (size_t r = 0; r < t.mr; r++) {
+    uint32_t acc[kNR] = {0};  // unsigned: wrapping arithmetic is defined, as in the SIMD kernels
+    const uint8_t* ar = a + r * t.lda;
+    for (size_t g = 0; g < t.kp / kKR; g++) {
+      const int8_t* bg = t.b + g * kNR * kKR;
+      for (int j = 0; j < kNR; j++)
+        for (int k = 0; k < kKR; k++)
+          acc[j] += static_cast<uint32_t>(int32_t(ar[g * kKR + k]) * int32_t(bg[j * kKR + k]));
+    }
+    for (size_t j = 0; j < t.nc; j++) {
+      const int32_t v = static_cast<int32_t>(acc[j] + static_cast<uint32_t>(t.row_add[r]) +
+                                             static_cast<uint32_t>(t.row_mul[r]) *
+                                                 static_cast<uint32_t>(t.colsum[j]));
+      switch (t.out_kind) {
+        case GemmOut::s32:
+          static_cast<int32_t*>(t.out)[r * t.ldo + j] = v;
+          break;
+        case GemmOut::f32: {
+          float y = static_cast<float>(v) * (t.a_scale[r * t.a_scale_step] * t.b_scale[j]);
+          if (t.bias) y += t.bias[j];
+          if (t.relu) y = y > 0.0f ? y : 0.0f;
+          static_cast<float*>(t.out)[r * t.ldo + j] = y;
+          break;
+        }
+        case GemmOut::q8: {
+          const uint32_t vb = static_cast<uint32_t>(v) +
+                              static_cast<uint32_t>(t.bias_i32 ? t.bias_i32[j] : 0);
+          float y = static_cast<float>(static_cast<int32_t>(vb)) * t.q_scale[j];
+          y = std::min(std::max(y, t.q_lo), t.q_hi);
+          const int32_t q = static_cast<int32_t>(std::nearbyint(y)) + t.q_zp;
+          static_cast<uint8_t*>(t.out)[r * t.ldo + j] = static_cast<uint8_t>(q);
+          break;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace kernels
+}  // namespace lowbit
