@@ -23,6 +23,7 @@ BLOCKS = {
     # 9 minutes: run `python bench/distill_digits.py` first, this block copies its tables.
     "distill": (None, "docs/distill_digits.md"),
     "bench-quant": (["lowbit", "bench", "quant"], False),
+    "bench-peak": (["lowbit", "bench", "peak"], False),
     "bench-gemm": (["lowbit", "bench", "gemm"], False),
     "bench-kmeans": (["lowbit", "bench", "kmeans"], False),
     "bench-train": (["lowbit", "bench", "train", "--threads", "1"], False),

@@ -27,6 +27,23 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   set_source_files_properties(${_avxvnni} PROPERTIES COMPILE_OPTIONS "-mavxvnni;-mavx2;-mfma;-mf16c")
   list(APPEND LOWBIT_KERNEL_SOURCES ${_avx2} ${_avx512} ${_avx512vnni} ${_avxvnni})
   add_compile_definitions(LOWBIT_HAVE_X86=1)
+  # Tests only: the VNNI GEMM kernels built a second time against SIMDe with AVX2 flags (no
+  # AVX-512 instruction in the binary), so that lowbit_tests runs them on every AVX2 host
+  # (tests/cpp/simde_gemm__*.cc include the kernel files; tests/cpp/test_gemm_simde.cc). Not in
+  # the library or the Python module.
+  find_path(LOWBIT_SIMDE_INCLUDE_DIR simde/x86/avx512.h)
+  if(LOWBIT_SIMDE_INCLUDE_DIR)
+    set(_simde_tests tests/cpp/simde_gemm__avx512vnni.cc tests/cpp/simde_gemm__avxvnni.cc)
+    set_source_files_properties(${_simde_tests} PROPERTIES
+      COMPILE_OPTIONS "-mavx2;-mfma;-ffp-contract=off;-fwrapv;-Wno-psabi" COMPILE_DEFINITIONS LOWBIT_SIMDE=1)
+    if(NOT LOWBIT_SIMDE_INCLUDE_DIR IN_LIST CMAKE_CXX_IMPLICIT_INCLUDE_DIRECTORIES)
+      set_source_files_properties(${_simde_tests} PROPERTIES INCLUDE_DIRECTORIES "${LOWBIT_SIMDE_INCLUDE_DIR}")
+    endif()
+    set_source_files_properties(tests/cpp/test_gemm_simde.cc PROPERTIES COMPILE_DEFINITIONS LOWBIT_TEST_SIMDE=1)
+  else()
+    message(STATUS "SIMDe headers not found (Debian: libsimde-dev): the AVX-512 VNNI and AVX-VNNI "
+                   "GEMM kernels are tested only on CPUs that have them")
+  endif()
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   set(LOWBIT_ARCH_ARM64 ON)
   file(GLOB _neon CONFIGURE_DEPENDS csrc/kernels/arm/*__neon.cc)

@@ -1297,7 +1297,8 @@ KmeansResult kmeans_1d(const float* x, size_t n, size_t k, int iters, KmeansInit
   const std::vector<size_t> groups = make_groups(S, target);
   const size_t G = groups.size() - 1;
 
-  // Candidate 1: Lloyd from the requested start.
+  // Candidate 1: Lloyd from the requested start (k-means++ for `automatic`); an explicit start
+  // is honoured: it is the only candidate.
   std::vector<float> c0;
   if (init == KmeansInit::linear) {
     c0 = linear_init(mn, mx, k);
@@ -1308,20 +1309,22 @@ KmeansResult kmeans_1d(const float* x, size_t n, size_t k, int iters, KmeansInit
   }
   Partition1d best = lloyd_1d(S, c0, iters);
 
-  // Candidate 2: the optimal partition of the group summary (when the DP is affordable), else
-  // the companding quantizer; then Lloyd.
-  std::vector<float> c1;
-  const double dp_cost = static_cast<double>(k) * G * std::log2(static_cast<double>(G) + 1);
-  if (G >= k && dp_cost <= 6e7) {
-    means_of(S, dp_partition(S, groups, k), c1);
-  } else {
-    const Compander C(S);
-    size_t seg = 0;
-    for (size_t j = 0; j < k; j++)
-      c1.push_back(static_cast<float>(C.at(C.total() * (j + 0.5) / static_cast<double>(k), &seg)));
+  // Candidate 2 (automatic only): the optimal partition of the group summary (when the DP is
+  // affordable), else the companding quantizer; then Lloyd.
+  if (init == KmeansInit::automatic) {
+    std::vector<float> c1;
+    const double dp_cost = static_cast<double>(k) * G * std::log2(static_cast<double>(G) + 1);
+    if (G >= k && dp_cost <= 6e7) {
+      means_of(S, dp_partition(S, groups, k), c1);
+    } else {
+      const Compander C(S);
+      size_t seg = 0;
+      for (size_t j = 0; j < k; j++)
+        c1.push_back(static_cast<float>(C.at(C.total() * (j + 0.5) / static_cast<double>(k), &seg)));
+    }
+    Partition1d second = lloyd_1d(S, c1, iters);
+    if (second.sse <= best.sse) best = std::move(second);
   }
-  Partition1d second = lloyd_1d(S, c1, iters);
-  if (second.sse <= best.sse) best = std::move(second);
 
   // Codes of every value: the thresholds of the final partition, through the kernel.
   const int bits = codebook_bits(k);
@@ -1361,6 +1364,7 @@ KmeansResult kmeans_nd(const float* x, size_t n, size_t d, size_t k, int iters, 
   }
   Rng rng(seed);
   std::vector<uint32_t> idx(n);
+  if (init == KmeansInit::automatic) init = KmeansInit::kmeanspp;
   NdOutcome o = kmeans_core(x, n, d, k, iters, init, rng, max_points, idx.data());
   const int bits = codebook_bits(k);
   for_pieces(n, kPiece, 1, [&](size_t, size_t b, size_t end) { store_codes(idx.data(), b, end, bits, codes); });

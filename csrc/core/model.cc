@@ -155,11 +155,12 @@ bool Model::load_checked(const uint8_t* data, size_t size, size_t max_batch, std
     if (!r.u32(&K) || !r.u32(&N) || !r.u32(&flags) || !r.f32(&L.act_scale) ||
         !r.take(&L.act_zp, 4))
       return fail(error, "truncated linear layer");
-    if (K != width || N == 0 || N > kMaxDim || (flags & ~3u))
+    if (K != width || N == 0 || N > kMaxDim || (flags & ~7u))
       return fail(error, "linear layer " + std::to_string(i) + ": bad shape or flags");
     L.static_act = flags & 2;
+    L.act_bits = flags & 4 ? 7 : 8;
     if (L.static_act && (!(L.act_scale > 0.0f) || !std::isfinite(L.act_scale) || L.act_zp < 0 ||
-                         L.act_zp > 255))
+                         L.act_zp > (1 << L.act_bits) - 1))
       return fail(error, "linear layer " + std::to_string(i) + ": bad activation parameters");
     L.w_scale.resize(N);
     if (!r.take(L.w_scale.data(), 4ull * N)) return fail(error, "truncated weight scales");
@@ -210,12 +211,12 @@ bool Model::forward(const float* x, size_t M, float* y) {
       for (size_t j = 0; j < M * width; j++) dst[j] = cur[j] > 0.0f ? cur[j] : 0.0f;
     } else if (!L.static_act) {
       if (!linear_dynamic(cur, M, L.w, L.w_scale.data(), true,
-                          L.bias.empty() ? nullptr : L.bias.data(), false, dst))
+                          L.bias.empty() ? nullptr : L.bias.data(), false, dst, L.act_bits))
         return false;
       width = L.w.N;
     } else {
-      if (!quantize_static(cur, Shape3{1, 1, M * width}, &L.act_scale, &L.act_zp, 0, 255,
-                           codes_.data()))
+      if (!quantize_static(cur, Shape3{1, 1, M * width}, &L.act_scale, &L.act_zp, 0,
+                           (1 << L.act_bits) - 1, codes_.data()))
         return false;
       OutputStage os;
       os.kind = GemmOut::f32;

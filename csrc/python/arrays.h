@@ -35,5 +35,6 @@ void register_runtime(py::module_& m);
 void register_quant(py::module_& m);
 void register_gemm(py::module_& m);
 void register_kmeans(py::module_& m);
+void register_peak(py::module_& m);
 
 }  // namespace lowbit

@@ -78,6 +78,32 @@ void register_gemm(py::module_& m) {
       },
       py::arg("a"), py::arg("b"), py::arg("a_zero_point") = 0, py::arg("b_zero_point") = 0);
 
+  // matmul_int8's common case, checked here rather than in Python (a call at 1 x 64 x 64 is
+  // mostly overhead): a C-contiguous uint8 (M, K) array with M, N > 0 and K within the exact
+  // range, no zero points. Returns None for anything else; Python then takes the general path.
+  m.def(
+      "gemm_int32_fast",
+      [](const py::handle& obj, const PackedB& b) -> py::object {
+        if (!py::isinstance<py::array>(obj)) return py::none();
+        auto a = py::reinterpret_borrow<py::array>(obj);
+        if (a.ndim() != 2 || !a.dtype().is(py::dtype::of<uint8_t>()) ||
+            !(a.flags() & py::array::c_style) || static_cast<size_t>(a.shape(1)) != b.K ||
+            b.K > 65793 || a.shape(0) == 0 || b.N == 0)
+          return py::none();
+        const size_t M = static_cast<size_t>(a.shape(0));
+        py::array_t<int32_t> out({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+        OutputStage os;
+        os.out = out.mutable_data();
+        os.ldo = b.N;
+        const auto* ap = static_cast<const uint8_t*>(a.data());
+        {
+          py::gil_scoped_release release;
+          gemm_u8s8(ap, b.K, M, b, os);
+        }
+        return std::move(out);
+      },
+      py::arg("a"), py::arg("b"));
+
   // float out = (a - a_zp[m]) (b) * a_scale[m] * b_scale[n] + bias[n]; a_scale/a_zp: M or 1.
   m.def(
       "gemm_f32",
@@ -139,16 +165,18 @@ void register_gemm(py::module_& m) {
   struct DynamicLinear {
     std::shared_ptr<PackedB> w;
     std::vector<float> scale, bias;
+    int act_bits = 8;
   };
   py::class_<DynamicLinear>(m, "DynamicLinear")
       .def(py::init([](std::shared_ptr<PackedB> w, const in_array<float>& w_scale,
-                       const std::optional<in_array<float>>& bias) {
+                       const std::optional<in_array<float>>& bias, int act_bits) {
              py_arrays::require_size(w_scale, static_cast<py::ssize_t>(w->N), "w_scale");
-             DynamicLinear d{w, std::vector<float>(w_scale.data(), w_scale.data() + w->N), {}};
+             if (act_bits != 7 && act_bits != 8) throw py::value_error("act_bits must be 7 or 8");
+             DynamicLinear d{w, std::vector<float>(w_scale.data(), w_scale.data() + w->N), {}, act_bits};
              if (const float* bp = optional_vector(bias, w->N, "bias")) d.bias.assign(bp, bp + w->N);
              return d;
            }),
-           py::arg("w"), py::arg("w_scale"), py::arg("bias") = py::none())
+           py::arg("w"), py::arg("w_scale"), py::arg("bias") = py::none(), py::arg("act_bits") = 8)
       .def(
           "__call__",
           [](const DynamicLinear& d, const in_array<float>& x, bool relu) -> py::object {
@@ -162,7 +190,8 @@ void register_gemm(py::module_& m) {
             {
               py::gil_scoped_release release;
               ok = linear_dynamic(x.data(), M, *d.w, d.scale.data(), true,
-                                  d.bias.empty() ? nullptr : d.bias.data(), relu, out.mutable_data());
+                                  d.bias.empty() ? nullptr : d.bias.data(), relu, out.mutable_data(),
+                                  d.act_bits);
             }
             if (!ok) return py::none();
             return std::move(out);

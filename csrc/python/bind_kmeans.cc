@@ -33,7 +33,8 @@ py::object kmeans_py(const in_array<float>& x, size_t d, size_t k, int iters, in
   check_k(k);
   if (d < 1) throw py::value_error("dim must be >= 1");
   if (iters < 1) throw py::value_error("iters must be >= 1");
-  if (init < 0 || init > 2) throw py::value_error("init must be 0 (kmeans++), 1 (linear) or 2 (random)");
+  if (init < 0 || init > 3)
+    throw py::value_error("init must be 0 (kmeans++), 1 (linear), 2 (random) or 3 (automatic)");
   const size_t size = static_cast<size_t>(x.size());
   if (size == 0 || size % d) throw py::value_error("x must hold a positive multiple of dim values");
   const size_t n = size / d;

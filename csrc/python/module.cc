@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   lowbit::register_quant(m);
   lowbit::register_gemm(m);
   lowbit::register_kmeans(m);
+  lowbit::register_peak(m);
 }

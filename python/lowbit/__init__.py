@@ -78,3 +78,10 @@ __all__ += ["QuantizedModel", "quantize_model", "mixed_precision", "layer_report
 __all__ += ["export_onnx"]
 __all__ += ["export_runtime"]
 __all__ += ["Codebook", "CodebookLinear", "ProductCodes", "kmeans", "product_quantize"]
+
+# Every type the file format stores registers now (not at the first save or load), so that
+# its objects pickle through the format's bytes from the start (see lowbit.io).
+from .io import _run_lazy as _register_file_types  # noqa: E402
+
+_register_file_types()
+del _register_file_types

@@ -29,18 +29,30 @@ def _bench(args) -> int:
     return run(args.which, threads=args.threads, repeat=args.repeat, quick=args.quick)
 
 
+_ACTIVATIONS = ["relu", "gelu", "gelu_tanh", "none"]
+_ACTIVATION_HELP = ("activation between the Linear layers of an .npz / .safetensors file "
+                    "(default: the file's metadata; lowbit does not guess)")
+
+
+def _activation(args) -> dict:
+    """load_model's activation= from --activation (absent: the file's metadata, else an error)."""
+    if args.activation is None:
+        return {}
+    return {"activation": None if args.activation == "none" else args.activation}
+
+
 def _quantize(args) -> int:
     from .models import cli_quantize
 
     return cli_quantize(args.model, args.calib, method=args.method, out=args.output, bits=args.bits,
-                        per_channel=not args.per_tensor)
+                        per_channel=not args.per_tensor, **_activation(args))
 
 
 def _report(args) -> int:
     from .models import cli_report
 
     return cli_report(args.model, args.calib, labels_path=args.labels, method=args.method,
-                      bits=args.bits, png=args.png)
+                      bits=args.bits, png=args.png, **_activation(args))
 
 
 def main(argv=None) -> int:
@@ -53,7 +65,8 @@ def main(argv=None) -> int:
     s.set_defaults(fn=_demo)
     s = sub.add_parser("bench", help="kernel benchmarks against the installed peers, as ratios")
     s.add_argument("which", nargs="*", default=[],
-                   help="which benchmarks: quant, gemm, kmeans, train, nonlinear, memory (default: all available)")
+                   help="which benchmarks: quant, peak, gemm, kmeans, train, nonlinear, memory "
+                        "(default: all available)")
     s.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     s.add_argument("--repeat", type=int, default=7, help="timed repetitions (median is reported)")
     s.add_argument("--quick", action="store_true", help="small shapes only")
@@ -66,6 +79,7 @@ def main(argv=None) -> int:
     s.add_argument("--bits", type=int, default=8, help="weight bits, 2..8 (default 8)")
     s.add_argument("--per-tensor", action="store_true", help="one weight scale per layer")
     s.add_argument("-o", "--output", help="output lowbit file (default MODEL.int8.lowbit)")
+    s.add_argument("--activation", choices=_ACTIVATIONS, help=_ACTIVATION_HELP)
     s.set_defaults(fn=_quantize)
     s = sub.add_parser("report", help="per-layer SQNR, size, latency and sensitivity of a model")
     s.add_argument("model", help="model file: .npz, .safetensors or lowbit file")
@@ -74,6 +88,7 @@ def main(argv=None) -> int:
     s.add_argument("--method", default="minmax", choices=methods, help="activation range calibration")
     s.add_argument("--bits", type=int, default=8, help="weight bits, 2..8 (default 8)")
     s.add_argument("--png", help="plot file (default MODEL.report.png; needs matplotlib)")
+    s.add_argument("--activation", choices=_ACTIVATIONS, help=_ACTIVATION_HELP)
     s.set_defaults(fn=_report)
     args = p.parse_args(argv)
     return args.fn(args)

@@ -23,7 +23,7 @@ from ._checks import as_bias, as_bool, as_float32, as_int, as_shape, as_weight, 
 __all__ = ["Codebook", "kmeans", "ProductCodes", "product_quantize", "CodebookLinear",
            "compression_ratio"]
 
-_INITS = {"kmeans++": 0, "linear": 1, "random": 2}
+_INITS = {"auto": 3, "kmeans++": 0, "linear": 1, "random": 2}
 _MAX_K = 65536
 
 
@@ -194,7 +194,7 @@ def _check_init(init) -> int:
     return _INITS[init]
 
 
-def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_centroid="auto") -> Codebook:
+def kmeans(x, k, *, dim=1, iters=25, init="auto", seed=0, max_points_per_centroid="auto") -> Codebook:
     """k-means codebook of ``x``: every value (``dim=1``, scalar weight sharing as in Deep
     Compression) or every group of ``dim`` consecutive values of the last axis (vector
     quantization) is replaced by the nearest of ``k`` centroids.
@@ -205,8 +205,12 @@ def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_cen
       k: number of centroids, 2..65536.
       dim: values per group; must divide the last axis.
       iters: at most this many Lloyd steps (each run stops early at a fixed point).
-      init: ``"kmeans++"`` (D^2 sampling), ``"linear"`` (evenly over [min, max], Deep
-        Compression's choice) or ``"random"`` (k distinct random points).
+      init: ``"auto"`` (default: at ``dim=1`` the better of two starts, see below; at
+        ``dim > 1`` k-means++), ``"kmeans++"`` (D^2 sampling), ``"linear"`` (evenly over
+        [min, max], Deep Compression's choice) or ``"random"`` (k distinct random points). An
+        explicit start is honoured at every ``dim``: Lloyd runs from it alone, so that e.g.
+        Deep Compression's linear initialization is reproduced (it may end in a worse local
+        optimum than ``"auto"``).
       seed: the result is a deterministic function of (x, k, dim, iters, init, seed) --
         also across thread counts and kernel sets.
       max_points_per_centroid: ``dim > 1`` only: Lloyd runs on a random sample of
@@ -219,10 +223,10 @@ def kmeans(x, k, *, dim=1, iters=25, init="kmeans++", seed=0, max_points_per_cen
         rarely suffice.
 
     ``dim=1`` has its own algorithm: the values are sorted once, so a Lloyd step costs
-    O(k log n) through exact prefix sums instead of O(n k); Lloyd from ``init`` and Lloyd from
-    the optimal partition of a summary of the sorted values (an exact dynamic program over up to
-    max(1024, 8k) groups of values; for large k the asymptotically optimal companding start)
-    both run, and the codebook with the lower error is kept.
+    O(k log n) through exact prefix sums instead of O(n k); with ``init="auto"`` Lloyd from
+    k-means++ and Lloyd from the optimal partition of a summary of the sorted values (an exact
+    dynamic program over up to max(1024, 8k) groups of values; for large k the asymptotically
+    optimal companding start) both run, and the codebook with the lower error is kept.
 
     Returns a :class:`Codebook`.
     """
@@ -357,7 +361,7 @@ class CodebookLinear:
     always 13-bit. ``layer.weight()`` is the codebook's float weight (built on request).
     """
 
-    def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="kmeans++",
+    def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="auto",
                  activations="int8"):
         w = as_weight(weight)
         activations = _check_activations(activations)

@@ -77,7 +77,8 @@ def export_runtime(model, path) -> int:
             width = layer.out_features
         elif isinstance(layer, QuantizedLinear):
             static = layer.act_scale is not None
-            flags = (1 if layer.bias is not None else 0) | (2 if static else 0)
+            flags = ((1 if layer.bias is not None else 0) | (2 if static else 0)
+                     | (4 if layer.act_bits == 7 else 0))
             body += struct.pack("<IIIIfi", _LINEAR, layer.in_features, layer.out_features, flags,
                                 layer.act_scale if static else 1.0, layer.act_zero_point if static else 0)
             body += np.ascontiguousarray(layer._w_scale, "<f4").tobytes()

@@ -24,9 +24,15 @@ unknown type or a state its type rejects -- raises ValueError.
 Types register with `register(name, cls, to_state, from_state)`: `to_state(obj)` returns a dict
 of JSON values, arrays and other registered objects; `from_state(state)` rebuilds the object from
 such a dict (already decoded) and raises on anything malformed.
+
+Pickling: registering a type also makes its objects (of exactly that class) pickle as the bytes
+of this format -- `pickle.loads` calls `lowbit.io._from_pickle(bytes)`, i.e. `loads`, so nothing
+but lowbit's own loader runs -- which lets them cross process boundaries (multiprocessing,
+joblib, Dask, Ray). copy.copy / copy.deepcopy go the same way.
 """
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import json
 import math
@@ -70,9 +76,29 @@ def register(name: str, cls: type, to_state, from_state) -> None:
     old = _BY_NAME.pop(name, None)
     if old is not None:
         _BY_CLASS.pop(old.cls, None)
+        if copyreg.dispatch_table.get(old.cls) is _reduce:
+            del copyreg.dispatch_table[old.cls]
     e = _Entry(name, cls, to_state, from_state)
     _BY_NAME[name] = e
     _BY_CLASS[cls] = e
+    copyreg.pickle(cls, _reduce)  # exactly cls: a subclass keeps its own pickling
+
+
+def _from_pickle(data: bytes):
+    """The unpickling side of every registered type: `data` is a lowbit file's bytes, read by
+    `loads` (only registered types are built, from plain data)."""
+    return loads(data)
+
+
+def _reduce(obj):
+    """The pickling side (a copyreg reducer): the object as the bytes `dumps` writes. An object
+    holding something the format cannot store (e.g. a Sequential with an arbitrary callable
+    among its layers) keeps Python's default reduction."""
+    try:
+        data = dumps(obj)
+    except TypeError:
+        return object.__reduce_ex__(obj, 2)
+    return _from_pickle, (data,)
 
 
 def register_lazy(fn) -> None:
@@ -401,7 +427,7 @@ def _register_builtin() -> None:
     def ql_to(layer):
         return {"weight_q": layer.weight_q, "bias": layer.bias, "bits": layer.bits,
                 "per_channel": layer.per_channel, "act_scale": layer.act_scale,
-                "act_zero_point": layer.act_zero_point}
+                "act_zero_point": layer.act_zero_point, "act_bits": layer.act_bits}
 
     def ql_from(s):
         what = "QuantizedLinear"
@@ -416,7 +442,10 @@ def _register_builtin() -> None:
         if bias is not None:
             bias = need_array(s, "bias", what, dtype=np.float32, shape=(wq.shape[0],))
         act_scale, act_zp = s.get("act_scale"), s.get("act_zero_point")
-        return QuantizedLinear.from_quantized(wq, bias, act_scale=act_scale, act_zero_point=act_zp)
+        # files written before act_bits existed quantized activations to 8 bits
+        act_bits = need(s, "act_bits", int, what) if "act_bits" in s else 8
+        return QuantizedLinear.from_quantized(wq, bias, act_scale=act_scale, act_zero_point=act_zp,
+                                              act_bits=act_bits)
 
     register("QuantizedLinear", QuantizedLinear, ql_to, ql_from)
 

@@ -53,12 +53,12 @@ def matmul_int8(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
     a: uint8 or int8 (M, K); b: int8 (K, N) or a PackedInt8 from lowbit.pack_int8. Shapes whose
     result could overflow int32 (from K and the zero points, whatever the data) raise ValueError.
     """
+    if type(b) is PackedInt8 and type(a_zero_point) is int and type(b_zero_point) is int \
+            and not (a_zero_point or b_zero_point):
+        c = _core.gemm_int32_fast(a, b._packed)  # the common case, checked in C++
+        if c is not None:
+            return c
     packed = b if isinstance(b, PackedInt8) else None
-    if (packed is not None and type(a) is np.ndarray and a.dtype == np.uint8 and a.ndim == 2
-            and type(a_zero_point) is int and type(b_zero_point) is int and a_zero_point == 0
-            and b_zero_point == 0 and a.shape[1] == packed.shape[0]
-            and a.shape[1] <= 65793 and a.shape[0] and packed.shape[1]):
-        return _core.gemm_int32(a, packed._packed, 0, 0)  # the common case: no zero points
     a = np.asarray(a)
     if a.dtype not in (np.uint8, np.int8):
         raise TypeError(f"a must be a uint8 or int8 array, got dtype {a.dtype}")
@@ -92,15 +92,21 @@ class QuantizedLinear:
 
     weight: float (out_features, in_features) like torch.nn.Linear.weight; bias: (out_features,)
     or None. The weight is quantized symmetric (per output channel when per_channel) to `bits`
-    and packed once. layer(x) quantizes activations on the fly, per row, to uint8 (dynamic), or
-    with the given act_scale / act_zero_point (static), runs the int8 GEMM, and dequantizes with
-    the bias added in the same pass.
+    and packed once. layer(x) quantizes activations on the fly, per row, to `act_bits`-bit
+    unsigned codes (dynamic), or with the given act_scale / act_zero_point (static), runs the int8
+    GEMM, and dequantizes with the bias added in the same pass.
+
+    bits=7 or act_bits=7 (7-bit weights in [-63, 63], or activation codes in [0, 127]) give
+    operands whose products AVX2 CPUs without VNNI can sum exactly with vpmaddubsw, and both
+    together let them sum twice as many in 16 bits: about 1.3x faster there, for ~6 dB less
+    SQNR per 7-bit operand. Results are the same on every ISA for a given setting.
     """
 
     def __init__(self, weight, bias=None, *, bits=8, per_channel=True, act_scale=None,
-                 act_zero_point=None):
+                 act_zero_point=None, act_bits=8):
         w = as_weight(weight)
         self.bits = as_int(bits, "bits", 2, 8)
+        self.act_bits = as_int(act_bits, "act_bits", 7, 8)
         self.per_channel = as_bool(per_channel, "per_channel")
         self.out_features, self.in_features = (int(s) for s in w.shape)
         self.bias = as_bias(bias, self.out_features)
@@ -117,7 +123,8 @@ class QuantizedLinear:
         self._w_scale_q = np.array(weight_q.scale, np.float32)  # () or (out,), as weight_q has it
         self._w_scale = np.ascontiguousarray(np.broadcast_to(weight_q.scale, (self.out_features,)),
                                              dtype=np.float32)
-        self._dynamic = _core.DynamicLinear(self._packed._packed, self._w_scale, self.bias)
+        self._dynamic = _core.DynamicLinear(self._packed._packed, self._w_scale, self.bias,
+                                            self.act_bits)
 
     @property
     def weight_q(self) -> QTensor:
@@ -131,7 +138,7 @@ class QuantizedLinear:
         """Static activation parameters (validated like lowbit.quantize's), or None: dynamic."""
         self.act_scale = self.act_zero_point = None
         if act_scale is not None:
-            q = quantize(np.zeros(1, np.float32), bits=8, symmetric=False, scale=act_scale,
+            q = quantize(np.zeros(1, np.float32), bits=self.act_bits, symmetric=False, scale=act_scale,
                          zero_point=0 if act_zero_point is None else act_zero_point)
             self.act_scale, self.act_zero_point = float(q.scale), int(q.zero_point)
         elif act_zero_point is not None:
@@ -139,7 +146,7 @@ class QuantizedLinear:
 
     @classmethod
     def from_quantized(cls, weight_q: QTensor, bias=None, *, act_scale=None,
-                       act_zero_point=None) -> "QuantizedLinear":
+                       act_zero_point=None, act_bits=8) -> "QuantizedLinear":
         """A layer from already-quantized weights: a 2-D signed QTensor (out_features,
         in_features) with zero points 0, per tensor or per output channel (axis 0), e.g. loaded
         from a file or made by QTensor.from_codes."""
@@ -151,6 +158,7 @@ class QuantizedLinear:
             raise ValueError("weight_q must have zero points 0 (symmetric weights)")
         layer = cls.__new__(cls)
         layer.bits, layer.per_channel = weight_q.bits, weight_q.axis == 0
+        layer.act_bits = as_int(act_bits, "act_bits", 7, 8)
         layer.out_features, layer.in_features = (int(v) for v in weight_q.shape)
         layer.bias = as_bias(bias, layer.out_features)
         layer._pack_weight(weight_q)
@@ -186,7 +194,7 @@ class QuantizedLinear:
             if y is None:
                 check_finite(x2.reshape(lead + (self.in_features,)), "x")
         else:
-            q = quantize(x2, bits=8, symmetric=False, scale=self.act_scale,
+            q = quantize(x2, bits=self.act_bits, symmetric=False, scale=self.act_scale,
                          zero_point=self.act_zero_point)
             y = _core.gemm_f32(q.int_repr(), self._packed._packed,
                                np.array([self.act_scale], np.float32),
@@ -224,4 +232,5 @@ class QuantizedLinear:
     def __repr__(self) -> str:
         mode = "dynamic" if self.act_scale is None else "static"
         return (f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
-                f"bits={self.bits}, per_channel={self.per_channel}, {mode}, nbytes={self.nbytes})")
+                f"bits={self.bits}, act_bits={self.act_bits}, per_channel={self.per_channel}, {mode}, "
+                f"nbytes={self.nbytes})")

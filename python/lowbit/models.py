@@ -3,9 +3,11 @@
 A model is a `lowbit.nn.Sequential` (layers: Linear, ReLU, GELU, Dropout, LayerNorm, Softmax,
 or any callable such as a `lowbit.QuantizedLinear`).
 
-- `load_model(src)`: from a dict of arrays, an `.npz` or `.safetensors` file (read by lowbit
-  itself, no package needed), a lowbit file, a PyTorch `state_dict` or `nn.Sequential` (torch is
-  imported only when given one).
+- `load_model(src, activation=...)`: from a dict of arrays, an `.npz` or `.safetensors` file
+  (read by lowbit itself, no package needed), a lowbit file, a PyTorch `state_dict`,
+  `nn.Sequential` or custom module made of such layers (torch is imported only when given one).
+  Arrays do not record the activation between the layers: it comes from the .safetensors
+  metadata or the caller, never from a guess.
 - `quantize_model(model, calibration_data)`: every Linear becomes a `QuantizedLinear` with int8
   (or `bits`) weights and *static* uint8 activation parameters from calibration; the result is a
   `QuantizedModel` whose chains Linear [-> ReLU] -> Linear pass uint8 codes from one layer to the
@@ -113,14 +115,56 @@ def model_nbytes(model) -> int:
 
 # --------------------------------------------------------------------------- loading
 
-def _activation_layer(activation):
-    nn = _nn()
+class _Unset:
+    """The default of `activation`: the file's metadata says it, else the caller must."""
+
+    def __repr__(self) -> str:
+        return "<from the file's metadata, else required>"
+
+
+_UNSET = _Unset()
+_ACTIVATIONS = ("relu", "gelu", "gelu_tanh", None)
+_ACT_HELP = ("pass activation='relu', 'gelu' (exact erf, as torch.nn.GELU()), 'gelu_tanh' or None "
+             "(no activation layers)")
+
+
+def _canon_activation(activation):
+    """activation checked: 'relu', 'gelu', 'gelu_tanh' or None ('none' and 'identity' mean None)."""
     if activation in (None, "none", "identity"):
         return None
-    table = {"relu": nn.ReLU, "gelu": nn.GELU}
-    if activation not in table:
-        raise ValueError(f"activation must be 'relu', 'gelu' or None, got {activation!r}")
-    return table[activation]()
+    if not isinstance(activation, str) or activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be 'relu', 'gelu', 'gelu_tanh' or None, got {activation!r}")
+    return activation
+
+
+def _activation_layer(activation):
+    nn = _nn()
+    activation = _canon_activation(activation)
+    if activation is None:
+        return None
+    if activation == "relu":
+        return nn.ReLU()
+    return nn.GELU(approximate="none" if activation == "gelu" else "tanh")
+
+
+def _resolve_activation(activation, stored, source: str):
+    """The activation to use: the caller's, else the one stored in the file's metadata (`stored`,
+    None when absent); _UNSET when neither says. A caller's value that contradicts the metadata
+    raises ValueError."""
+    if stored is not None:
+        if not isinstance(stored, str):
+            raise ValueError(f"{source}: the metadata's activation must be a string, got {stored!r}")
+        try:
+            stored = _canon_activation(stored)
+        except ValueError:
+            raise ValueError(f"{source}: the metadata names the activation {stored!r}, which lowbit "
+                             "does not have ('relu', 'gelu', 'gelu_tanh' or 'none')") from None
+        if activation is _UNSET:
+            return stored
+        if _canon_activation(activation) != stored:
+            raise ValueError(f"{source}: activation={activation!r} was given but the file's metadata "
+                             f"says {stored!r}")
+    return activation
 
 
 def _group_arrays(arrays: dict) -> list[tuple[str, dict]]:
@@ -138,19 +182,31 @@ def _trailing_int(prefix: str):
     return int(last) if last.isdigit() else None
 
 
-def from_arrays(arrays, *, activation="relu"):
+def from_arrays(arrays, *, activation=_UNSET, source="arrays"):
     """A Sequential from named arrays: groups "<prefix>.weight" / "<prefix>.bias" (PyTorch
     state_dict names such as "0.weight", "layers.2.bias", "fc1.weight"). A 2-D weight makes a
     Linear, a 1-D weight with a bias of the same shape a LayerNorm (eps 1e-5). When every prefix
-    ends in an index (nn.Sequential numbering) an `activation` layer ("relu", "gelu" or None) fills
-    each gap in the numbering; otherwise one goes between consecutive Linear layers."""
+    ends in an index (nn.Sequential numbering) an `activation` layer fills each gap in the
+    numbering; otherwise one goes between consecutive Linear layers. Arrays do not say which
+    activation the model had, so where a gap needs one `activation` must be given: "relu",
+    "gelu" (exact erf, torch.nn.GELU()), "gelu_tanh" or None (no activation layers); ValueError
+    otherwise (lowbit does not guess)."""
     nn = _nn()
     if not isinstance(arrays, dict):
         raise TypeError(f"arrays must be a dict of name -> array, got {type(arrays).__name__}")
     if not arrays:
         raise ValueError("arrays is empty: no layers to build")
-    act_check = _activation_layer(activation)  # validates early
-    del act_check
+    if activation is not _UNSET:
+        _canon_activation(activation)  # validates early
+    gaps = []
+
+    def fill(after, before):
+        if activation is _UNSET:
+            gaps.append((after, before))
+            return
+        act = _activation_layer(activation)
+        if act is not None:
+            layers.append(act)
     groups = _group_arrays(arrays)
     built = []
     for prefix, g in groups:
@@ -182,20 +238,22 @@ def from_arrays(arrays, *, activation="relu"):
         prev = None
         for k in order:
             if prev is not None and idx[k] - prev > 1:
-                act = _activation_layer(activation)
-                if act is not None:
-                    layers.append(act)
+                fill(built[prev_k][0], built[k][0])
             layers.append(built[k][1])
-            prev = idx[k]
+            prev, prev_k = idx[k], k
     else:
-        prev_linear = False
-        for _, layer in built:
-            if prev_linear and is_linear(layer):
-                act = _activation_layer(activation)
-                if act is not None:
-                    layers.append(act)
+        prev = None
+        for prefix, layer in built:
+            if prev is not None and is_linear(prev[1]) and is_linear(layer):
+                fill(prev[0], prefix)
             layers.append(layer)
-            prev_linear = is_linear(layer)
+            prev = (prefix, layer)
+    if gaps:
+        where = ", ".join(f"{a!r} -> {b!r}" for a, b in gaps[:3]) + (", ..." if len(gaps) > 3 else "")
+        raise ValueError(
+            f"{source}: the activation between the layers is unknown ({len(gaps)} gap(s) to fill: "
+            f"{where}) and lowbit does not guess it; {_ACT_HELP}, or store it in the .safetensors "
+            "file's metadata ({\"activation\": ...}, see write_safetensors)")
     _check_chain(layers)
     return nn.Sequential(layers)
 
@@ -221,6 +279,16 @@ def read_safetensors(path) -> dict:
     """The arrays of a .safetensors file, read without the safetensors package (the format: u64
     little-endian header size, a JSON header of {name: {dtype, shape, data_offsets}}, the data).
     BF16 is widened to float32. A malformed file raises ValueError."""
+    return _read_safetensors(path)[0]
+
+
+def read_safetensors_metadata(path) -> dict:
+    """The string metadata (the header's "__metadata__", {} when absent) of a .safetensors file;
+    load_model reads the model's "activation" there."""
+    return _read_safetensors(path)[1]
+
+
+def _read_safetensors(path) -> tuple[dict, dict]:
     import json
 
     p = os.fspath(path)
@@ -239,6 +307,9 @@ def read_safetensors(path) -> dict:
         raise ValueError(f"{p}: not a safetensors file (the header is not a JSON object)")
     body = memoryview(data)[8 + n:]
     out = {}
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError(f"{p}: the safetensors __metadata__ must map names to strings")
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -259,15 +330,22 @@ def read_safetensors(path) -> dict:
         else:
             arr = np.frombuffer(raw, np.dtype(dt).newbyteorder("<")).astype(dt)
         out[name] = arr.reshape(shape)
-    return out
+    return out, dict(meta)
 
 
-def write_safetensors(arrays: dict, path) -> None:
-    """Writes numeric arrays as a .safetensors file (readable by the safetensors package)."""
+def write_safetensors(arrays: dict, path, *, metadata=None) -> None:
+    """Writes numeric arrays as a .safetensors file (readable by the safetensors package).
+    `metadata`: a dict of strings stored as the header's "__metadata__", e.g.
+    {"activation": "gelu"} so that load_model knows the activation between the layers."""
     import json
 
     rev = {np.dtype(v): k for k, v in _ST_DTYPES.items() if v != "bf16"}
     header, chunks, off = {}, [], 0
+    if metadata:
+        if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                      for k, v in metadata.items()):
+            raise TypeError("metadata must be a dict of str -> str")
+        header["__metadata__"] = dict(metadata)
     for name, a in arrays.items():
         a = np.ascontiguousarray(a)
         if a.dtype not in rev:
@@ -283,12 +361,18 @@ def write_safetensors(arrays: dict, path) -> None:
 
 
 def _is_torch(obj) -> bool:
-    mod = type(obj).__module__ or ""
-    if mod.startswith("torch"):
+    """A torch object (a module of any class, user-defined ones included, or a state_dict).
+    torch is never imported here: a torch object exists only once torch has been imported."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    if isinstance(obj, (torch.nn.Module, torch.Tensor)):
         return True
     # a state_dict: an (Ordered)dict whose values are torch tensors
     if isinstance(obj, dict) and obj:
-        return all((type(v).__module__ or "").startswith("torch") for v in obj.values())
+        return all(isinstance(v, torch.Tensor) for v in obj.values())
     return False
 
 
@@ -296,24 +380,37 @@ def _to_numpy(t) -> np.ndarray:
     return t.detach().cpu().float().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
-def from_torch(obj, *, activation="relu"):
+_TORCH_LEAVES = "Linear, ReLU, GELU, Dropout, LayerNorm, Softmax, Identity, Flatten"
+
+
+def from_torch(obj, *, activation=_UNSET):
     """A Sequential from a PyTorch model: an nn.Sequential (nested ones are flattened) of Linear,
     ReLU, GELU, Dropout, LayerNorm (last-axis), Softmax(dim=-1), Identity and Flatten; a single
-    nn.Linear; or a state_dict (see from_arrays). Any other module raises ValueError."""
+    nn.Linear; a custom nn.Module whose child modules, in registration order, are such a chain
+    (checked: the lowbit model must compute what the module's forward computes on a random
+    input, else ValueError); or a state_dict (see from_arrays: `activation` must be given where
+    the layers leave a gap, a state_dict does not record it). Any other module raises ValueError."""
     import torch
 
     nn = _nn()
     if isinstance(obj, dict):
-        return from_arrays({k: _to_numpy(v) for k, v in obj.items()}, activation=activation)
+        return from_arrays({k: _to_numpy(v) for k, v in obj.items()}, activation=activation,
+                           source="the state_dict")
     if not isinstance(obj, torch.nn.Module):
         raise TypeError(f"obj must be a torch.nn.Module or a state_dict, got {type(obj).__name__}")
-    layers = []
+    layers, read = [], []  # read: names of the modules taken, in order
+    custom = []  # modules whose forward torch does not define: the reading must be checked
 
     def walk(m, where):
+        name = where or "model"
+        if not type(m).__module__.startswith("torch."):
+            custom.append(type(m).__name__)
         if isinstance(m, torch.nn.Sequential):
-            for name, child in m.named_children():
-                walk(child, f"{where}.{name}" if where else name)
-        elif isinstance(m, torch.nn.Linear):
+            for cname, child in m.named_children():
+                walk(child, f"{where}.{cname}" if where else cname)
+            return
+        read.append(name)
+        if isinstance(m, torch.nn.Linear):
             layers.append(make_linear(_to_numpy(m.weight), None if m.bias is None else _to_numpy(m.bias)))
         elif isinstance(m, torch.nn.ReLU):
             layers.append(nn.ReLU())
@@ -323,7 +420,7 @@ def from_torch(obj, *, activation="relu"):
             layers.append(nn.Dropout(float(m.p)) if m.p < 1 else nn.Dropout(0.0))
         elif isinstance(m, torch.nn.LayerNorm):
             if len(m.normalized_shape) != 1:
-                raise ValueError(f"module {where or 'model'}: only LayerNorm over the last axis is supported")
+                raise ValueError(f"module {name}: only LayerNorm over the last axis is supported")
             ln = nn.LayerNorm(int(m.normalized_shape[0]), eps=float(m.eps))
             if m.weight is not None:
                 ln.weight = _to_numpy(m.weight).astype(np.float32)
@@ -332,25 +429,98 @@ def from_torch(obj, *, activation="relu"):
             layers.append(ln)
         elif isinstance(m, torch.nn.Softmax):
             if m.dim not in (-1, None, 1):
-                raise ValueError(f"module {where or 'model'}: only Softmax over the last axis is supported")
+                raise ValueError(f"module {name}: only Softmax over the last axis is supported")
             layers.append(nn.Softmax())
         elif isinstance(m, (torch.nn.Identity, torch.nn.Flatten)):
             pass
-        else:
-            raise ValueError(f"module {where or 'model'} of type {type(m).__name__} is not supported "
-                             "(Linear, ReLU, GELU, Dropout, LayerNorm, Softmax, Identity, Flatten)")
+        elif type(m).__module__.startswith("torch.") or not any(True for _ in m.children()):
+            raise ValueError(f"module {name} of type {type(m).__name__} is not supported: lowbit "
+                             f"reads {_TORCH_LEAVES}, nn.Sequential, and custom modules whose "
+                             "child modules form a chain of those")
+        else:  # a custom module: its children, in registration order
+            read.pop()
+            for cname, child in m.named_children():
+                walk(child, f"{where}.{cname}" if where else cname)
 
     walk(obj, "")
     if not layers:
-        raise ValueError("the torch model holds no supported layers")
-    _check_chain(layers)
-    return nn.Sequential(layers)
+        raise ValueError(f"the torch model ({type(obj).__name__}) holds no supported layers "
+                         f"({_TORCH_LEAVES})")
+    try:
+        _check_chain(layers)
+    except ValueError as e:
+        if not custom:
+            raise
+        raise ValueError(f"{type(obj).__name__}: lowbit reads a custom module as the chain of its "
+                         f"child modules in registration order ({', '.join(read)}), but they do "
+                         f"not chain ({e}); pass an equivalent torch.nn.Sequential") from None
+    model = nn.Sequential(layers)
+    if custom:
+        _check_torch_reading(obj, model, read, sorted(set(custom)))
+    return model
 
 
-def load_model(src, *, activation="relu"):
+def _check_torch_reading(obj, model, read, custom) -> None:
+    """Runs obj (eval mode, no grad) and the lowbit model on one random input: a custom module's
+    forward may use functional calls (F.relu), another order or skip connections that its
+    children do not show, and a wrong reading must not pass silently."""
+    import torch
+
+    what = type(obj).__name__
+    if custom != [what]:
+        what += f" (custom module{'s' if len(custom) > 1 else ''} {', '.join(custom)})"
+    n_in = model.in_features
+    if n_in is None:
+        raise ValueError(f"{what}: the input width of the chain read from its children is unknown, "
+                         "so the reading cannot be checked; pass a torch.nn.Sequential")
+    x = np.random.default_rng(0).standard_normal((8, n_in)).astype(np.float32)
+    p = next(obj.parameters(), None)
+    dtype = p.dtype if p is not None and p.dtype.is_floating_point else torch.float32
+    device = p.device if p is not None else "cpu"
+    modes = [(m, m.training) for m in obj.modules()]
+    try:
+        obj.eval()
+        with torch.no_grad():
+            want = _to_numpy(obj(torch.from_numpy(x).to(device=device, dtype=dtype)))
+    except Exception as e:  # noqa: BLE001 -- any failure of the user's forward
+        raise ValueError(f"{what}: lowbit reads it as the chain of its child modules "
+                         f"({', '.join(read)}) but could not run its forward on a float tensor of "
+                         f"shape (8, {n_in}) to check that reading ({type(e).__name__}: {e}); pass "
+                         "a torch.nn.Sequential") from None
+    finally:
+        for m, t in modes:
+            m.training = t
+    got = np.asarray(model(x), np.float32)
+    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+    if want.shape != got.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-4 * scale):
+        diff = (f"max difference {float(np.max(np.abs(got - want))):.3g}" if want.shape == got.shape
+                else f"output shape {want.shape}, the chain gives {got.shape}")
+        raise ValueError(
+            f"{what}: lowbit reads a custom module as the chain of its child modules in "
+            f"registration order ({', '.join(read)}), but its forward computes something else "
+            f"({diff} on a random input) -- e.g. functional calls such as F.relu, another order, "
+            "or skip connections. Pass an equivalent torch.nn.Sequential, or its state_dict() "
+            "with activation=...")
+
+
+def _torch_file_error(p: str, kind: str) -> ValueError:
+    return ValueError(
+        f"{p} is {kind}: lowbit does not load pickled files (unpickling can run arbitrary code). "
+        "Save the weights as .safetensors instead (safetensors.torch.save_file(model.state_dict(), "
+        "'model.safetensors', metadata={'activation': 'relu'}) or lowbit.models.write_safetensors), "
+        "or load the model in torch yourself and pass the torch model to load_model")
+
+
+def load_model(src, *, activation=_UNSET):
     """A lowbit.nn.Sequential from `src`: a Sequential (returned as is), a dict of arrays, a path
     to an .npz, .safetensors or lowbit file (by content), or a PyTorch model / state_dict.
-    `activation` fills the gaps between Linear layers for array sources (see from_arrays)."""
+
+    Arrays (dicts, .npz, .safetensors, state_dicts) do not say which activation goes between the
+    Linear layers: it is taken from a .safetensors file's metadata ({"activation": ...}) when
+    present, else from `activation` ("relu", "gelu" (exact erf), "gelu_tanh" or None for none);
+    when neither says and the layers leave a gap, ValueError (lowbit does not guess). A torch
+    model or a lowbit file carries its own architecture. PyTorch's .pt / .pth files (pickles)
+    are refused with ValueError."""
     nn = _nn()
     if isinstance(src, nn.Sequential):
         return src
@@ -369,11 +539,28 @@ def load_model(src, *, activation="relu"):
             if callable(obj):
                 return nn.Sequential([obj])
             raise ValueError(f"{p} holds a {type(obj).__name__}, not a model")
-        if head[:4] == b"PK\x03\x04":  # .npz (a zip archive)
+        if head[:4] == b"PK\x03\x04":  # a zip archive: .npz, or torch.save's format
+            import zipfile
+
+            try:
+                with zipfile.ZipFile(p) as z:
+                    names = z.namelist()
+            except zipfile.BadZipFile as e:
+                raise ValueError(f"{p} is not a valid zip archive (.npz): {e}") from None
+            if any(n.rpartition("/")[2] == "data.pkl" for n in names):
+                raise _torch_file_error(p, "a PyTorch file (torch.save)")
+            if not all(n.endswith(".npy") for n in names):
+                raise ValueError(f"{p} is a zip archive but not an .npz of arrays (it holds "
+                                 f"{', '.join(n for n in names if not n.endswith('.npy'))[:200]})")
             with np.load(p, allow_pickle=False) as z:
-                return from_arrays({k: z[k] for k in z.files}, activation=activation)
+                return from_arrays({k: z[k] for k in z.files}, activation=activation,
+                                   source=p)
+        if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle PROTO opcode
+            raise _torch_file_error(p, "a Python pickle (e.g. a legacy torch.save file)")
         if len(head) == 8 and int.from_bytes(head, "little") < 100_000_000:
-            return from_arrays(read_safetensors(p), activation=activation)
+            arrays, meta = _read_safetensors(p)
+            act = _resolve_activation(activation, meta.get("activation"), p)
+            return from_arrays(arrays, activation=act, source=p)
         raise ValueError(f"{p} is not a model file lowbit reads (lowbit, .npz, .safetensors)")
     raise TypeError(f"src must be a model, a dict of arrays, a path or a torch model, got {type(src).__name__}")
 
@@ -580,13 +767,35 @@ def mean_kl(reference, approx) -> float:
     return float(np.mean(np.sum(p * (np.log(p + tiny) - np.log(q + tiny)), axis=-1)))
 
 
-def _time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+def _time(fn, repeat: int, *, warmup: float = 0.05, min_sample: float = 0.005) -> float:
+    """Seconds per call of fn, timed as lowbit's benchmarks do: one first call (set-up), untimed
+    calls for `warmup` seconds (caches, worker threads, clock frequency: the first calls after an
+    idle pause run slow), then `repeat` samples of enough calls to last `min_sample` seconds
+    each, garbage collection off; the median of the samples' time per call. (A single call of a
+    small layer is too short to time: one scheduler tick in it turns 0.02 ms into 8 ms.)"""
+    import gc
+
+    fn()
+    calls, t0 = 0, time.perf_counter()
+    while True:
         fn()
-        ts.append(time.perf_counter() - t)
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= warmup and calls >= 2:
+            break
+    inner = max(1, math.ceil(min_sample / max(elapsed / calls, 1e-9)))
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        ts = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            ts.append((time.perf_counter() - t) / inner)
+    finally:
+        if was:
+            gc.enable()
     return float(np.median(ts))
 
 
@@ -611,8 +820,9 @@ def layer_report(model, calibration_data, labels=None, *, method="minmax", bits=
 
     index, name, in_features, out_features; weight_sqnr_db (dequantized vs float weight);
     output_sqnr_db (the quantized layer vs the float layer on the layer's float inputs over the
-    calibration data); float_bytes, quant_bytes; float_ms, quant_ms (median time of one call on
-    the calibration batch); accuracy_float, accuracy_quant (the whole model with only this layer
+    calibration data); float_bytes, quant_bytes; float_ms, quant_ms (time of one call on the
+    calibration batch, as the benchmarks time: after a warm-up, the median over `repeat` samples
+    of at least 5 ms of calls each); accuracy_float, accuracy_quant (the whole model with only this layer
     quantized) and sensitivity = accuracy_float - accuracy_quant in percentage points (without
     labels the float model's own predictions are the labels: agreement); kl, the mean
     KL(float || only this layer quantized) of the model's outputs in nats, a finer measure of the
@@ -855,12 +1065,12 @@ def _load_npy(path, what):
 
 @_cli_errors
 def cli_quantize(model_path, calib_path, *, method="minmax", out=None, bits=8, per_channel=True,
-                 stream=None) -> int:
+                 stream=None, activation=_UNSET) -> int:
     """`lowbit quantize MODEL --calib DATA.npy --method M -o OUT`: loads, quantizes, saves."""
     import sys
 
     stream = stream or sys.stdout
-    model = load_model(model_path)
+    model = load_model(model_path, activation=activation)
     if not linear_indices(model):
         raise ValueError(f"{model_path} has no float Linear layers to quantize")
     calib = as_float32(_load_npy(calib_path, "--calib"), "the calibration data")
@@ -880,13 +1090,13 @@ def cli_quantize(model_path, calib_path, *, method="minmax", out=None, bits=8, p
 
 @_cli_errors
 def cli_report(model_path, calib_path, *, labels_path=None, method="minmax", bits=8, png=None,
-               stream=None) -> int:
+               stream=None, activation=_UNSET) -> int:
     """`lowbit report MODEL --calib DATA.npy`: the per-layer table, and a PNG when matplotlib is
     installed (`png`, default MODEL.report.png)."""
     import sys
 
     stream = stream or sys.stdout
-    model = load_model(model_path)
+    model = load_model(model_path, activation=activation)
     if not linear_indices(model):
         raise ValueError(f"{model_path} has no float Linear layers to report on")
     calib = as_float32(_load_npy(calib_path, "--calib"), "the calibration data")

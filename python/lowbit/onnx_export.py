@@ -69,6 +69,9 @@ class _Graph:
         return self.matmul_bias(h, w, bias, tag)
 
     def quantized_linear(self, h: str, layer, tag: str) -> str:
+        if layer.act_bits != 8:
+            raise ValueError(f"{tag}: a QuantizedLinear with act_bits={layer.act_bits} has no ONNX "
+                             "form (QuantizeLinear and DynamicQuantizeLinear make 8-bit codes)")
         wq = layer.weight_q
         codes_t = np.ascontiguousarray(wq.int_repr().T)  # (in, out) int8
         w_scale = np.asarray(wq.scale, np.float32)

@@ -319,7 +319,7 @@ TEST(kmeans_1d_matches_exact_dp_on_small_inputs) {
       for (size_t i = j; i <= n; i++)
         for (size_t l = j - 1; l < i; l++) D[j][i] = std::min(D[j][i], D[j - 1][l] + cost(l, i));
     std::vector<uint8_t> codes(codebook_code_bytes(n, 4));
-    const KmeansResult r = kmeans_1d(x.data(), n, k, 25, KmeansInit::kmeanspp, trial, codes.data());
+    const KmeansResult r = kmeans_1d(x.data(), n, k, 25, KmeansInit::automatic, trial, codes.data());
     if (!r.error.empty()) continue;  // fewer distinct values than k
     CHECK(r.inertia <= D[k][n] * (1 + 1e-6) + 1e-9, "n=%zu k=%zu: %g > optimum %g", n, k, r.inertia, D[k][n]);
   }

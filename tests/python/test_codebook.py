@@ -90,9 +90,57 @@ def test_1d_matches_or_beats_exact_dynamic_program(trial):
     if len(np.unique(x)) < k:
         pytest.skip("fewer distinct values than k")
     best = exact_1d_optimum(x, k)
-    for init in ("kmeans++", "linear", "random"):
-        cb = lowbit.kmeans(x, k, init=init, seed=trial)
+    for seed in (trial, trial + 1):  # init="auto": the better of k-means++ and the optimal start
+        cb = lowbit.kmeans(x, k, seed=seed)
         assert sse(x, cb.decode()) <= best * (1 + 1e-6) + 1e-9
+
+
+def lloyd_1d_reference(x, c, iters):
+    """Lloyd on scalars from centroids c (float32, as lowbit keeps them): at most `iters`
+    partitions (a value at least as close to the upper centroid goes up), stopping when the
+    partition repeats or the error stops decreasing."""
+    s = np.sort(x.astype(np.float64))
+    c = np.sort(np.asarray(c, np.float32))
+    last, last_sse = None, np.inf
+    for _ in range(iters):
+        t = (c[:-1].astype(np.float64) + c[1:]) / 2
+        a = np.searchsorted(t, s, side="right")
+        if last is not None and np.array_equal(a, last):
+            break
+        assert np.all(np.bincount(a, minlength=c.size) > 0)  # no empty cluster in these data
+        means = np.bincount(a, weights=s) / np.bincount(a)
+        err = float(np.sum((s - means[a]) ** 2))
+        if not err < last_sse:
+            break
+        c, last, last_sse = means.astype(np.float32), a, err
+    return c
+
+
+def test_1d_init_is_honoured():
+    x = gaussian(20000, seed=21)
+    k, iters = 8, 4
+    # Deep Compression's linear start: evenly over [min, max], then plain Lloyd -- reproducible
+    # and the same for every seed
+    lin = np.array([x.min() + (np.float64(x.max()) - x.min()) * j / (k - 1) for j in range(k)],
+                   np.float32)
+    cb = lowbit.kmeans(x, k, init="linear", iters=iters)
+    np.testing.assert_allclose(np.sort(cb.centroids[:, 0]), lloyd_1d_reference(x, lin, iters),
+                               rtol=1e-6, atol=1e-7)
+    assert len(cb.history) <= iters
+    again = lowbit.kmeans(x, k, init="linear", iters=iters, seed=5)
+    assert np.array_equal(again.centroids, cb.centroids) and np.array_equal(again.indices, cb.indices)
+    # each start gives its own result, and the random starts depend on the seed
+    runs = {(init, seed): lowbit.kmeans(x, k, init=init, seed=seed, iters=iters)
+            for init in ("auto", "kmeans++", "linear", "random") for seed in (0, 1)}
+    distinct = {runs[(i, 0)].centroids.tobytes() for i in ("auto", "kmeans++", "linear", "random")}
+    assert len(distinct) == 4
+    for init in ("kmeans++", "random"):
+        assert not np.array_equal(runs[(init, 0)].centroids, runs[(init, 1)].centroids)
+    # "auto" runs Lloyd from the same k-means++ start and from the optimal one, keeps the better
+    assert runs[("kmeans++", 0)].inertia >= runs[("auto", 0)].inertia
+    # "auto" keeps the best of its two starts: seed-independent here (the optimal start wins)
+    assert np.array_equal(runs[("auto", 0)].centroids, runs[("auto", 1)].centroids)
+    assert lowbit.kmeans(x, k, iters=iters).inertia == runs[("auto", 0)].inertia  # the default
 
 
 def test_1d_quality_beats_sklearn():

@@ -10,7 +10,11 @@
 
 namespace lowbit {
 
-enum class KmeansInit : int { kmeanspp = 0, linear = 1, random = 2 };
+// How Lloyd starts. kmeanspp, linear (evenly from the minimum to the maximum, per coordinate)
+// and random (k distinct random points) are honoured at every d: Lloyd runs from that start
+// only. automatic: for d = 1, Lloyd from k-means++ and Lloyd from the optimal partition of a
+// summary of the sorted values both run and the better is kept; for d > 1, k-means++.
+enum class KmeansInit : int { kmeanspp = 0, linear = 1, random = 2, automatic = 3 };
 
 // Index width of a codebook with k centroids: 4 (two codes a byte, low nibble first) for k <= 16,
 // 8 for k <= 256, 16 above.
@@ -28,11 +32,11 @@ struct KmeansResult {
 };
 
 // Scalar weight sharing: n values, k centroids (2 <= k <= 65536). Works on the sorted values
-// (exact prefix sums, O(k log n) per Lloyd step): Lloyd from `init` and Lloyd from the optimal
-// partition of a summary of the sorted values (an exact dynamic program on up to max(1024, 8k)
-// groups; for large k the asymptotically optimal companding start instead) are both run for at
-// most `iters` steps, and the one with the lower error is kept. Codes are written to `codes`
-// (codebook_code_bytes(n, codebook_bits(k)) bytes).
+// (exact prefix sums, O(k log n) per Lloyd step): at most `iters` Lloyd steps from `init`; with
+// KmeansInit::automatic, Lloyd from k-means++ and Lloyd from the optimal partition of a summary
+// of the sorted values (an exact dynamic program on up to max(1024, 8k) groups; for large k the
+// asymptotically optimal companding start instead) are both run, and the one with the lower
+// error is kept. Codes are written to `codes` (codebook_code_bytes(n, codebook_bits(k)) bytes).
 KmeansResult kmeans_1d(const float* x, size_t n, size_t k, int iters, KmeansInit init,
                        uint64_t seed, void* codes);
 

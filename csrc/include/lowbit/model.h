@@ -6,7 +6,7 @@
 //   "LBRT" | u32 version | u32 n_layers | u32 in_features | u32 out_features | n_layers layers |
 //   u32 CRC-32 (zlib's) of every byte before it
 //   layer = u32 kind, then for kind 1 (int8 linear, y = x W^T + b):
-//     u32 K (in) | u32 N (out) | u32 flags (1: bias, 2: static activations) | f32 act_scale |
+//     u32 K (in) | u32 N (out) | u32 flags (1: bias, 2: static activations, 4: 7-bit activations) | f32 act_scale |
 //     i32 act_zero_point | f32 w_scale[N] | i8 codes[N * K] (W, row-major) | f32 bias[N] if flag 1
 //   kind 2 (ReLU) has no data.
 //   kind 3 (codebook linear, W's groups of `dim` weights along a row replaced by centroids):
@@ -52,6 +52,7 @@ class Model {
     PackedB w;
     std::vector<float> w_scale, bias;
     bool static_act = false;
+    int act_bits = 8;  // activation codes in [0, 2^act_bits - 1]
     float act_scale = 1.0f;
     int32_t act_zp = 0;
     std::shared_ptr<const CodebookLinearPlan> codebook;  // kind 3

@@ -6,7 +6,8 @@
 // so A comes as int16 (APack::s16) and B's bytes are sign-extended as they are loaded: per
 // k-group, 16 bytes of B (4 columns x 4 k) widen to one int16 vector, vpmaddwd with the row's 4
 // int16 values broadcast gives each column 2 partial sums in adjacent int32 lanes, added at the
-// end. Tile 3 rows x 16 columns: 12 accumulators + 1 B + 1 A + 1 product of the 16 ymm.
+// end. Tile 2 rows x 16 columns: 8 accumulators + 4 widened B vectors + 1 product: each widened
+// B vector serves both rows (3 rows would need 17 registers).
 //
 // u8s7_epi_gemm__avx2, exact when A fits u7 or B fits s7 (GemmTile::narrow): vpmaddubsw of the
 // row's 4 bytes broadcast with 8 columns' 4 bytes gives int16 pair sums of at most 255 * 64 * 2
@@ -32,71 +33,122 @@ inline __m256i fold_pairs(__m256i a, __m256i b) {
   return _mm256_permute4x64_epi64(h, 0xD8);   // [c0 c1 c2 c3 | c4 c5 c6 c7]
 }
 
+// GCC 12 keeps arrays of vector accumulators partly on the stack (and copies them around) in
+// these loops; the accumulators are therefore named variables, and each multiply-add step is one
+// asm statement, so the inner loops compile to exactly the instructions below (checked with
+// objdump; bench/mca_report.py has the llvm-mca figures).
+
+// One k-group of the exact kernel for two rows: B's 4 column quarters widened in turn, each
+// multiplied with both rows' 4 int16 values broadcast.
+#define LB_QUARTER(off, c0, c1)                                   \
+  "vpmovsxbw " off "(%[b]), %[w]\n\t"                              \
+  "vpmaddwd %[w], %[x0], %[t]\n\tvpaddd %[t], %[" c0 "], %[" c0 "]\n\t" \
+  "vpmaddwd %[w], %[x1], %[t]\n\tvpaddd %[t], %[" c1 "], %[" c1 "]\n\t"
+
 template <int MR>
-void exact_tile(const GemmTile& t) {
-  const int16_t* a = static_cast<const int16_t*>(t.a);
-  const size_t lda = t.lda / 2;
-  __m256i acc[MR][4];
-  for (int r = 0; r < MR; r++)
-    for (int q = 0; q < 4; q++) acc[r][q] = _mm256_setzero_si256();
-  const int8_t* b = t.b;
-  for (size_t k = 0; k < t.kp; k += 4, b += kGroup) {
-    __m256i av[MR];
-    for (int r = 0; r < MR; r++) {
-      long long a4;
-      __builtin_memcpy(&a4, a + r * lda + k, 8);
-      av[r] = _mm256_set1_epi64x(a4);
-    }
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; q++) {
-      const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * q)));
-      for (int r = 0; r < MR; r++) acc[r][q] = _mm256_add_epi32(acc[r][q], _mm256_madd_epi16(av[r], w));
-    }
+void exact_tile(const GemmTile& t0) {
+  const int16_t* a0 = static_cast<const int16_t*>(t0.a);
+  const int16_t* a1 = a0 + t0.lda / 2;
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00;
+  __m256i c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+  const int8_t* b = t0.b;
+  for (size_t k = 0; k < t0.kp; k += 4, b += kGroup) {
+    __m256i w, t, x0, x1;
+    if (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(b + 1024), _MM_HINT_T0);
+    if (MR == 1)  // a GEMV: bound by streaming B, one row's multiplies only
+      __asm__("vpbroadcastq %[a0], %[x0]\n\t"
+              "vpmovsxbw (%[b]), %[w]\n\tvpmaddwd %[w], %[x0], %[t]\n\tvpaddd %[t], %[c00], %[c00]\n\t"
+              "vpmovsxbw 16(%[b]), %[w]\n\tvpmaddwd %[w], %[x0], %[t]\n\tvpaddd %[t], %[c01], %[c01]\n\t"
+              "vpmovsxbw 32(%[b]), %[w]\n\tvpmaddwd %[w], %[x0], %[t]\n\tvpaddd %[t], %[c02], %[c02]\n\t"
+              "vpmovsxbw 48(%[b]), %[w]\n\tvpmaddwd %[w], %[x0], %[t]\n\tvpaddd %[t], %[c03], %[c03]"
+              : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03),
+                [w] "=&x"(w), [t] "=&x"(t), [x0] "=&x"(x0)
+              : [a0] "m"(*reinterpret_cast<const long long*>(a0 + k)), [b] "r"(b),
+                "m"(*reinterpret_cast<const char(*)[kGroup]>(b)));
+    else
+    __asm__("vpbroadcastq %[a0], %[x0]\n\tvpbroadcastq %[a1], %[x1]\n\t"
+            LB_QUARTER("0", "c00", "c10") LB_QUARTER("16", "c01", "c11")
+            LB_QUARTER("32", "c02", "c12") LB_QUARTER("48", "c03", "c13")
+            : [c00] "+x"(c00), [c01] "+x"(c01), [c02] "+x"(c02), [c03] "+x"(c03),
+              [c10] "+x"(c10), [c11] "+x"(c11), [c12] "+x"(c12), [c13] "+x"(c13),
+              [w] "=&x"(w), [t] "=&x"(t), [x0] "=&x"(x0), [x1] "=&x"(x1)
+            : [a0] "m"(*reinterpret_cast<const long long*>(a0 + k)),
+              [a1] "m"(*reinterpret_cast<const long long*>(a1 + k)), [b] "r"(b),
+              "m"(*reinterpret_cast<const char(*)[kGroup]>(b)));
   }
-  for (int r = 0; r < MR; r++)
-    epilogue_row_avx2(t, r, fold_pairs(acc[r][0], acc[r][1]), fold_pairs(acc[r][2], acc[r][3]));
+  epilogue_row_avx2(t0, 0, fold_pairs(c00, c01), fold_pairs(c02, c03));
+  if (MR > 1) epilogue_row_avx2(t0, 1, fold_pairs(c10, c11), fold_pairs(c12, c13));
 }
+#undef LB_QUARTER
+
+// One row's step of the u7/s7 kernel: acc0 += vpmaddwd(vpmaddubsw(A's 4 bytes broadcast, B
+// columns 0-7), ones), acc1 likewise with columns 8-15.
+#define LB_UBS_STEP(acc0, acc1, aptr)                                                          \
+  __asm__("vpbroadcastd %[a], %[x]\n\t"                                                        \
+          "vpmaddubsw %[b0], %[x], %[t]\n\tvpmaddwd %[one], %[t], %[t]\n\t"                   \
+          "vpaddd %[t], %[c0], %[c0]\n\t"                                                      \
+          "vpmaddubsw %[b1], %[x], %[t]\n\tvpmaddwd %[one], %[t], %[t]\n\t"                   \
+          "vpaddd %[t], %[c1], %[c1]"                                                          \
+          : [c0] "+x"(acc0), [c1] "+x"(acc1), [x] "=&x"(x), [t] "=&x"(t)                     \
+          : [a] "m"(*reinterpret_cast<const int*>(aptr)), [b0] "m"(*bv), [b1] "m"(*(bv + 1)), \
+            [one] "x"(ones))
+
+// The same over two k-groups (u7 x s7: int16 pair sums of two groups cannot overflow). A's bytes
+// are broadcast again for the second column half instead of held: 12 accumulators + ones + 2
+// scratch registers fill 15 of the 16.
+#define LB_UBS_STEP2(acc0, acc1, aptr)                                                         \
+  __asm__("vpbroadcastd %[a], %[t]\n\tvpbroadcastd %[a2], %[u]\n\t"                           \
+          "vpmaddubsw %[b0], %[t], %[t]\n\tvpmaddubsw %[b2], %[u], %[u]\n\t"                  \
+          "vpaddw %[u], %[t], %[t]\n\tvpmaddwd %[one], %[t], %[t]\n\t"                        \
+          "vpaddd %[t], %[c0], %[c0]\n\t"                                                      \
+          "vpbroadcastd %[a], %[t]\n\tvpbroadcastd %[a2], %[u]\n\t"                           \
+          "vpmaddubsw %[b1], %[t], %[t]\n\tvpmaddubsw %[b3], %[u], %[u]\n\t"                  \
+          "vpaddw %[u], %[t], %[t]\n\tvpmaddwd %[one], %[t], %[t]\n\t"                        \
+          "vpaddd %[t], %[c1], %[c1]"                                                          \
+          : [c0] "+x"(acc0), [c1] "+x"(acc1), [t] "=&x"(t), [u] "=&x"(u)                     \
+          : [a] "m"(*reinterpret_cast<const int*>(aptr)),                                      \
+            [a2] "m"(*reinterpret_cast<const int*>((aptr) + 4)), [b0] "m"(*bv),               \
+            [b1] "m"(*(bv + 1)), [b2] "m"(*(bv + 2)), [b3] "m"(*(bv + 3)), [one] "x"(ones))
+
+#define LB_ROWS(STEP)                                     \
+  STEP(c00, c01, a + k);                                  \
+  if (MR > 1) STEP(c10, c11, a + lda + k);                \
+  if (MR > 2) STEP(c20, c21, a + 2 * lda + k);            \
+  if (MR > 3) STEP(c30, c31, a + 3 * lda + k);            \
+  if (MR > 4) STEP(c40, c41, a + 4 * lda + k);            \
+  if (MR > 5) STEP(c50, c51, a + 5 * lda + k)
 
 template <int MR, bool kBoth>
-void narrow_tile(const GemmTile& t) {
-  const uint8_t* a = static_cast<const uint8_t*>(t.a);
-  const size_t lda = t.lda;
+void narrow_tile(const GemmTile& t0) {
+  const uint8_t* a = static_cast<const uint8_t*>(t0.a);
+  const size_t lda = t0.lda;
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i acc[MR][2];
-  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-  const int8_t* b = t.b;
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const __m256i* bv = reinterpret_cast<const __m256i*>(t0.b);
   size_t k = 0;
   if (kBoth) {  // two k-groups per step, summed in int16
-    for (; k + 8 <= t.kp; k += 8, b += 2 * kGroup) {
-      const __m256i b00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-      const __m256i b01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
-      const __m256i b10 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kGroup));
-      const __m256i b11 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kGroup + 32));
-      for (int r = 0; r < MR; r++) {
-        int a0, a1;
-        __builtin_memcpy(&a0, a + r * lda + k, 4);
-        __builtin_memcpy(&a1, a + r * lda + k + 4, 4);
-        const __m256i x0 = _mm256_set1_epi32(a0), x1 = _mm256_set1_epi32(a1);
-        const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(x0, b00), _mm256_maddubs_epi16(x1, b10));
-        const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(x0, b01), _mm256_maddubs_epi16(x1, b11));
-        acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(p0, ones));
-        acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(p1, ones));
-      }
+    for (; k + 8 <= t0.kp; k += 8, bv += 4) {
+      __m256i t, u;
+      if (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(bv + 32), _MM_HINT_T0);
+      LB_ROWS(LB_UBS_STEP2);
     }
   }
-  for (; k < t.kp; k += 4, b += kGroup) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
-    for (int r = 0; r < MR; r++) {
-      int a0;
-      __builtin_memcpy(&a0, a + r * lda + k, 4);
-      const __m256i x = _mm256_set1_epi32(a0);
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b0), ones));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, b1), ones));
-    }
+  for (; k < t0.kp; k += 4, bv += 2) {
+    __m256i x, t;
+    if (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(bv + 32), _MM_HINT_T0);
+    LB_ROWS(LB_UBS_STEP);
   }
-  for (int r = 0; r < MR; r++) epilogue_row_avx2(t, r, acc[r][0], acc[r][1]);
+  epilogue_row_avx2(t0, 0, c00, c01);
+  if (MR > 1) epilogue_row_avx2(t0, 1, c10, c11);
+  if (MR > 2) epilogue_row_avx2(t0, 2, c20, c21);
+  if (MR > 3) epilogue_row_avx2(t0, 3, c30, c31);
+  if (MR > 4) epilogue_row_avx2(t0, 4, c40, c41);
+  if (MR > 5) epilogue_row_avx2(t0, 5, c50, c51);
 }
+#undef LB_ROWS
+#undef LB_UBS_STEP
+#undef LB_UBS_STEP2
 
 template <bool kBoth>
 void narrow_rows(const GemmTile& t) {
@@ -113,11 +165,10 @@ void narrow_rows(const GemmTile& t) {
 }  // namespace
 
 void u8s8_epi_gemm__avx2(const GemmTile& t) {
-  switch (t.mr) {
-    case 1: return exact_tile<1>(t);
-    case 2: return exact_tile<2>(t);
-    default: return exact_tile<3>(t);
-  }
+  if (t.mr == 1)
+    exact_tile<1>(t);
+  else
+    exact_tile<2>(t);
 }
 
 void u8s7_epi_gemm__avx2(const GemmTile& t) {

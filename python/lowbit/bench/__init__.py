@@ -17,6 +17,7 @@ import traceback
 #: name on the command line -> module of this package
 REGISTRY = {
     "quant": "quant",    # quantize / dequantize vs numpy and torch
+    "peak": "peak",      # one core's int8 dot-product and fp32 FMA peaks (the GEMM's ceiling)
     "gemm": "gemm",      # int8 GEMM and QuantizedLinear vs numpy, ONNX Runtime and torch
     "kmeans": "kmeans",  # k-means codebooks
     "train": "train",    # numpy training / distillation
@@ -48,9 +49,9 @@ def run(which=None, threads="1,2", repeat=7, quick=False, **options) -> int:
 
     ``threads``: thread counts ("1,2", an int or a list); ``repeat``: timed samples per tool
     (the median is reported); ``quick``: small shapes only. Further keyword ``options`` (for
-    example ``peak=463.0`` GOP/s per thread for the GEMM table) go to the benchmarks whose
-    ``main`` accepts them. Returns 0 when every benchmark ran and passed its checks, 2 on bad
-    arguments, 1 otherwise.
+    example ``peak=463.0`` GOP/s per thread for the GEMM table instead of the measured peak)
+    go to the benchmarks whose ``main`` accepts them. Returns 0 when every benchmark ran and
+    passed its checks, 2 on bad arguments, 1 otherwise.
     """
     from . import common
 

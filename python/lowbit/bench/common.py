@@ -141,16 +141,52 @@ def blas_info() -> dict | None:
     return None
 
 
+#: (CPU implementer, CPU part) of /proc/cpuinfo on ARM -> core name (as lscpu names them)
+ARM_PARTS = {
+    (0x41, 0xd03): "Cortex-A53", (0x41, 0xd04): "Cortex-A35", (0x41, 0xd05): "Cortex-A55",
+    (0x41, 0xd07): "Cortex-A57", (0x41, 0xd08): "Cortex-A72", (0x41, 0xd09): "Cortex-A73",
+    (0x41, 0xd0a): "Cortex-A75", (0x41, 0xd0b): "Cortex-A76", (0x41, 0xd0c): "Neoverse-N1",
+    (0x41, 0xd0d): "Cortex-A77", (0x41, 0xd40): "Neoverse-V1", (0x41, 0xd41): "Cortex-A78",
+    (0x41, 0xd44): "Cortex-X1", (0x41, 0xd46): "Cortex-A510", (0x41, 0xd47): "Cortex-A710",
+    (0x41, 0xd48): "Cortex-X2", (0x41, 0xd49): "Neoverse-N2", (0x41, 0xd4f): "Neoverse-V2",
+    (0x41, 0xd80): "Cortex-A520", (0x41, 0xd81): "Cortex-A720", (0x41, 0xd82): "Cortex-X4",
+}
+
+
 def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
+    """The CPU's model name: /proc/cpuinfo's "model name" (x86) or "Hardware"; on ARM, where
+    the kernel gives only implementer and part numbers, the core's name from those (the
+    distinct cores, e.g. "Cortex-A76 + Cortex-A55"), after the board's devicetree model if any."""
+    fields: dict[str, list[str]] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
+                key, sep, value = line.partition(":")
+                if sep:
+                    fields.setdefault(key.strip().lower(), []).append(value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    for key in ("model name", "hardware", "cpu model"):
+        if fields.get(key):
+            return fields[key][0]
+    cores = []
+    for imp, part in zip(fields.get("cpu implementer", []), fields.get("cpu part", [])):
+        try:
+            key = (int(imp, 0), int(part, 0))
+        except ValueError:
+            continue
+        name = ARM_PARTS.get(key, f"implementer {key[0]:#x} part {key[1]:#05x}")
+        if name not in cores:
+            cores.append(name)
+    board = ""
+    try:
+        with open("/sys/firmware/devicetree/base/model", "rb") as f:
+            board = f.read().rstrip(b"\0").decode("utf-8", "replace").strip()
+    except OSError:
+        pass
+    if cores:
+        return f"{board} ({' + '.join(cores)})" if board else " + ".join(cores)
+    return board or platform.processor() or platform.machine()
 
 
 def load_note() -> str:
@@ -325,7 +361,8 @@ class Timing:
 
 def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 7,
             min_sample: float = 0.05, warmup: float = 0.02, settle: float | None = None,
-            max_call: float | None = None) -> dict[str, Timing]:
+            max_call: float | None = None,
+            timer: Callable[[], float] = time.perf_counter) -> dict[str, Timing]:
     """Times ``cases`` (``(name, fn)`` pairs, fn called without arguments) interleaved.
 
     Every fn is called once (first-call set-up), then warmed up for ``warmup`` seconds, which
@@ -339,7 +376,8 @@ def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 
     take the cores from whichever tool is timed next (measured here: lowbit's 2-thread GEMM at
     half speed right after a numpy matmul). So ``settle`` defaults to 0.2 s when lowbit runs
     more than one thread (the benchmarks set every tool's thread count alike), else 3 ms.
-    Returns ``{name: Timing}``.
+    ``timer`` times the samples (wall time; ``time.thread_time`` for single-threaded code that
+    should not count the time other processes take the core). Returns ``{name: Timing}``.
     """
     if settle is None:
         settle = 0.2 if lowbit.get_num_threads() > 1 else 0.003
@@ -378,10 +416,10 @@ def measure(cases: Sequence[tuple[str, Callable[[], object]]], *, repeat: int = 
                     fn()
                     if time.perf_counter() - t0 >= warmup:
                         break
-                t0 = time.perf_counter()
+                t0 = timer()
                 for _ in range(timing.inner):
                     fn()
-                timing.samples.append((time.perf_counter() - t0) / timing.inner)
+                timing.samples.append((timer() - t0) / timing.inner)
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -7,7 +7,10 @@ run; GOP/s = 2*M*N*K / time.
 Exact integer GEMM (int32 out):
   * ``lowbit.matmul_int8(a_u8, lowbit.pack_int8(b))`` -- weights packed once
   * ONNX Runtime ``MatMulInteger`` with B as a constant initializer (ORT prepacks it), A uint8
-    ("u8s8", ORT's usual path) and A int8 ("s8s8")
+    ("u8s8", ORT's usual path) and A int8 ("s8s8"); and "u8u8": A uint8, B uint8 = lowbit's
+    int8 weights + 128 with ``b_zero_point`` = 128 as a constant initializer, so that
+    A (B - 128) is the same exact product (ORT's u8u8 kernels widen to int16: exact on full
+    range, where u8s8 saturates on AVX2)
   * ``torch._int_mm(a_s8, b_s8)``: both int8, 2-D, ``a.size(1) == b.size(0)``; on CPU it has no
     shape constraints (the CUDA ones -- M > 16, K and N multiples of 8 -- do not apply). We pass
     ``a`` (M, K) and ``b`` (K, N) contiguous. torch uses oneDNN only on CPUs with AVX-512 VNNI;
@@ -29,6 +32,10 @@ Float in, float out (dynamic activation quantization included):
 
 numpy float32 ``x @ W^T`` is the float baseline of both. A tiny shape (1 x 64 x 64) measures the
 per-call overhead from Python.
+
+Every GOP/s table has lowbit's "% peak": its GOP/s / (int8 peak per core x threads), the peak
+measured on this core at the start of the run (:func:`lowbit.bench.peak.measured_peaks`: the
+best exact int8 loop of the kernel set lowbit runs) unless ``main(peak=...)`` gives one.
 """
 from __future__ import annotations
 
@@ -44,7 +51,8 @@ import lowbit
 from . import common
 
 SHAPES = [(1, 4096, 4096), (8, 4096, 4096), (32, 4096, 4096), (128, 768, 3072),
-          (512, 1024, 1024), (2048, 2048, 2048), (64, 512, 512)]
+          (512, 1024, 1024), (2048, 2048, 2048), (64, 512, 512),
+          (540, 64, 512), (540, 512, 512)]  # the demo's layers at its batch of 540 (lowbit demo)
 QUICK_SHAPES = [(64, 512, 512), (128, 768, 3072)]
 OVERHEAD_SHAPE = (1, 64, 64)
 
@@ -55,8 +63,13 @@ ONNX_IR_VERSION = 7
 
 #: int GEMM tools, then the float-in/float-out tools (column order of the tables)
 INT_TOOLS = ["lowbit matmul_int8", "ORT MatMulInteger u8s8", "ORT MatMulInteger s8s8",
-             "torch._int_mm"]
+             "ORT MatMulInteger u8u8", "torch._int_mm"]
 FLOAT_TOOLS = ["lowbit QuantizedLinear", "ORT DynamicQuantizeMatMul", "torch dynamic Linear"]
+#: the 7-bit settings (exact on every ISA; faster on AVX2 without VNNI): matmul_int8 on
+#: activations in 0..127 and weights in -64..63 (b >> 1) against ONNX Runtime's u8s8 kernel on the
+#: same operands (which cannot saturate there), and QuantizedLinear(bits=7, act_bits=7)
+SEVEN_TOOLS = ["lowbit matmul_int8 7-bit", "ORT MatMulInteger u8s8 7-bit",
+               "lowbit QuantizedLinear 7/7"]
 NUMPY = "numpy f32 matmul"
 
 #: torch._int_mm calls predicted to take longer than this (naive loop) are skipped
@@ -123,6 +136,22 @@ def onnx_matmul_integer(b: np.ndarray, a_dtype=np.uint8):
                        [helper.make_tensor_value_info("A", elem, [None, k])],
                        [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, n])],
                        [numpy_helper.from_array(np.ascontiguousarray(b), "B")])
+
+
+def onnx_matmul_integer_u8u8(b: np.ndarray):
+    """An ONNX model Y = MatMulInteger(A, B_u8, , b_zero_point) with A uint8, B_u8 = b + 128
+    (K, N) uint8 and b_zero_point = 128 (a scalar) as constant initializers: Y = A (B_u8 - 128)
+    = A b, the product lowbit computes from the int8 weights b."""
+    common.optional_import("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = b.shape
+    b_u8 = np.ascontiguousarray(b, np.int8).view(np.uint8) ^ np.uint8(0x80)  # b + 128
+    return _onnx_model(helper.make_node("MatMulInteger", ["A", "B", "", "b_zero_point"], ["Y"]),
+                       [helper.make_tensor_value_info("A", TensorProto.UINT8, [None, k])],
+                       [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, n])],
+                       [numpy_helper.from_array(b_u8, "B"),
+                        numpy_helper.from_array(np.array(128, np.uint8), "b_zero_point")])
 
 
 def onnx_dynamic_quantize_matmul(codes_kn: np.ndarray, scale: np.ndarray, bias=None):
@@ -219,6 +248,13 @@ def make_tool(name: str, p: Problem, threads: int, *, layer=None, packed=None,
     if name == "lowbit QuantizedLinear":
         layer = layer if layer is not None else lowbit.QuantizedLinear(p.w, p.bias)
         return Tool(name, "f32", lambda: layer(p.x), layer)
+    if name == "lowbit matmul_int8 7-bit":
+        packed7 = lowbit.pack_int8(p.b >> 1)
+        return Tool(name, "u8", lambda: lowbit.matmul_int8(p.a, packed7),
+                    lambda a: lowbit.matmul_int8(a, packed7))
+    if name == "lowbit QuantizedLinear 7/7":
+        layer7 = lowbit.QuantizedLinear(p.w, p.bias, bits=7, act_bits=7)
+        return Tool(name, "f32", lambda: layer7(p.x), layer7)
     if name.startswith("ORT"):
         if common.optional_import("onnxruntime") is None or common.optional_import("onnx") is None:
             raise Unavailable("missing (" + str(common.import_error("onnxruntime") or
@@ -233,6 +269,10 @@ def make_tool(name: str, p: Problem, threads: int, *, layer=None, packed=None,
             model, takes, x = onnx_matmul_integer(p.b, np.uint8), "u8", p.a
         elif name == "ORT MatMulInteger s8s8":
             model, takes, x = onnx_matmul_integer(p.b, np.int8), "s8", p.a.view(np.int8)
+        elif name == "ORT MatMulInteger u8u8":
+            model, takes, x = onnx_matmul_integer_u8u8(p.b), "u8", p.a
+        elif name == "ORT MatMulInteger u8s8 7-bit":
+            model, takes, x = onnx_matmul_integer(p.b >> 1, np.uint8), "u8", p.a
         else:
             raise ValueError(f"unknown tool {name!r}")
         sess = common.ort_session(model, threads)
@@ -275,6 +315,21 @@ def check_int(tools: dict[str, Tool], p: Problem) -> None:
                 bad = np.abs(got.astype(np.int64) - ref).max() if got.shape == ref.shape else "shape"
                 raise AssertionError(f"{name} differs from lowbit.matmul_int8 at "
                                      f"{shape_name((p.m, p.k, p.n))} (max |diff| {bad})")
+
+
+def check_seven(tools: dict[str, Tool], p: Problem) -> float | None:
+    """The 7-bit integer tools equal the int64 product exactly (AssertionError otherwise);
+    returns QuantizedLinear(bits=7, act_bits=7)'s SQNR (dB) against the float64 result."""
+    ref = p.a.astype(np.int64) @ (p.b >> 1).astype(np.int64)
+    for name in SEVEN_TOOLS[:2]:
+        if name in tools:
+            got = np.asarray(tools[name].run(p.a))
+            if got.shape != ref.shape or not np.array_equal(got, ref):
+                raise AssertionError(f"{name} is not exact at {shape_name((p.m, p.k, p.n))}")
+    if SEVEN_TOOLS[2] not in tools:
+        return None
+    y_ref = p.x.astype(np.float64) @ p.w.T.astype(np.float64) + p.bias
+    return lowbit.sqnr(y_ref, tools[SEVEN_TOOLS[2]].run(p.x))
 
 
 def check_float(tools: dict[str, Tool], p: Problem, min_db: float = 20.0) -> dict[str, float]:
@@ -350,15 +405,15 @@ def _table(kind: str, shapes, results, skipped, t: int, thread_list, peak, exact
     lb = "lowbit matmul_int8" if kind == "int" else "lowbit QuantizedLinear"
     peers = INT_TOOLS[1:] if kind == "int" else FLOAT_TOOLS[1:]
     short = {"ORT MatMulInteger u8s8": "ORT u8s8", "ORT MatMulInteger s8s8": "ORT s8s8",
-             "torch._int_mm": "torch._int_mm", "ORT DynamicQuantizeMatMul": "ORT DQMatMul",
-             "torch dynamic Linear": "torch dyn"}
+             "ORT MatMulInteger u8u8": "ORT u8u8", "torch._int_mm": "torch._int_mm",
+             "ORT DynamicQuantizeMatMul": "ORT DQMatMul", "torch dynamic Linear": "torch dyn"}
     headers = ["M x K x N", "numpy f32", "lowbit"] + [short[x] for x in peers]
     headers += [f"vs {short[x]}" for x in peers] + ["vs best"]
     if exactness is not None:
         headers.append("vs best exact")
     pk = _peak_for(peak, t)
     if pk:
-        headers.append(f"% of {pk:.0f}")
+        headers.append(f"% peak ({pk:.0f})")
     t1 = thread_list[0]
     if t != t1:
         headers.append(f"{t}T/{t1}T")
@@ -395,11 +450,49 @@ def _table(kind: str, shapes, results, skipped, t: int, thread_list, peak, exact
     return common.format_table(headers, rows)
 
 
+def _table_seven(shapes, results, sqnr, t: int, thread_list, peak) -> str:
+    """GOP/s of the 7-bit settings against the peers on the same problems."""
+    lb7, ort7, ql7 = SEVEN_TOOLS
+    headers = ["M x K x N", "lowbit 7-bit", "ORT u8s8", "vs ORT u8s8", "lowbit QL 7/7",
+               "ORT DQMatMul", "torch dyn", "vs best", "SQNR 7/7", "SQNR best peer"]
+    pk = _peak_for(peak, t)
+    if pk:
+        headers.append(f"% 8-bit peak ({pk:.0f})")
+    t1 = thread_list[0]
+    if t != t1:
+        headers.append(f"{t}T/{t1}T")
+    headers.append("noise")
+    rows = []
+    for shape in shapes:
+        res = results.get((shape, t), {})
+        ops = 2.0 * shape[0] * shape[1] * shape[2]
+        g = {n: _gops(res, n, ops) for n in SEVEN_TOOLS + FLOAT_TOOLS[1:]}
+        fmt = lambda n: "-" if g[n] is None else f"{g[n]:.1f}{_mark(res, n)}"  # noqa: E731
+        best = max((g[x] for x in FLOAT_TOOLS[1:] if g[x] is not None), default=None)
+        sq = sqnr.get(shape, {})
+        best_sq = max((sq[x] for x in FLOAT_TOOLS[1:] if sq.get(x) is not None), default=None)
+        row = [shape_name(shape), fmt(lb7), fmt(ort7), common.fmt_ratio(g[lb7], g[ort7]), fmt(ql7),
+               fmt(FLOAT_TOOLS[1]), fmt(FLOAT_TOOLS[2]), common.fmt_ratio(g[ql7], best),
+               common.fmt_num(sq.get(ql7)), common.fmt_num(best_sq)]
+        if pk:
+            row.append("-" if g[lb7] is None else f"{100 * g[lb7] / pk:.0f}%")
+        if t != t1:
+            base = results.get((shape, t1), {}).get(lb7)
+            row.append(common.fmt_ratio(base.median if base else None,
+                                        res[lb7].median if lb7 in res else None))
+        noisy = [tm.spread for n, tm in res.items() if n in g and not tm.single]
+        row.append(f"{max(noisy):.0%}" if noisy else "-")
+        rows.append(row)
+    return common.format_table(headers, rows)
+
+
 def main(threads="1,2", repeat=7, quick=False, peak=None, shapes=None) -> int:
     """Runs the GEMM / QuantizedLinear comparison and prints its tables; returns 0.
 
-    ``peak``: optional GOP/s per thread (or ``{threads: GOP/s}``) to print lowbit's percentage
-    of it; ``shapes``: override the list of (M, K, N).
+    ``peak``: GOP/s per thread (or ``{threads: GOP/s}``) that lowbit's "% peak" column divides
+    by; None (the default): the int8 peak measured on one core of this CPU at the start
+    (:func:`lowbit.bench.peak.measured_peaks`, times the thread count); 0: no such column.
+    ``shapes``: override the list of (M, K, N).
     """
     thread_list = common.parse_threads(threads)
     repeat = common.check_repeat(repeat)
@@ -414,10 +507,10 @@ def main(threads="1,2", repeat=7, quick=False, peak=None, shapes=None) -> int:
         return _run(shapes, thread_list, repeat, min_sample, peak)
 
 
-def _build_all(p: Problem, threads: int, layer, packed, torch_rate):
+def _build_all(p: Problem, threads: int, layer, packed, torch_rate, seven: bool = True):
     """{name: Tool} of every tool that can run, and {name: reason} of the others."""
     tools, skipped = {}, {}
-    for name in [NUMPY] + INT_TOOLS + FLOAT_TOOLS:
+    for name in [NUMPY] + INT_TOOLS + FLOAT_TOOLS + (SEVEN_TOOLS if seven else []):
         try:
             tools[name] = make_tool(name, p, threads, layer=layer, packed=packed,
                                     torch_rate=torch_rate)
@@ -426,8 +519,29 @@ def _build_all(p: Problem, threads: int, layer, packed, torch_rate):
     return tools, skipped
 
 
+def _peak_note(peak, measured: str | None) -> str:
+    """The header line that says what "% peak" divides by."""
+    if not peak:
+        return ("% peak: not shown (no peak loop runs on this CPU)" if measured is not None
+                else "% peak: not shown (peak=0)")
+    if measured is not None:
+        return measured + "; '% peak' = lowbit GOP/s / (int8 peak x threads)"
+    if isinstance(peak, dict):
+        given = ", ".join(f"{t}T {v:.1f}" for t, v in sorted(peak.items()))
+        return f"'% peak' = lowbit GOP/s / the peak given for the thread count ({given} GOP/s)"
+    return f"'% peak' = lowbit GOP/s / ({float(peak):.1f} GOP/s given x threads)"
+
+
 def _run(shapes, thread_list, repeat, min_sample, peak) -> int:
     torch = common.optional_import("torch")
+    measured = None
+    if peak is None:
+        from . import peak as peak_bench
+
+        peaks = peak_bench.measured_peaks()
+        peak = peaks.get("int8")  # None where no loop runs: no column
+        measured = peak_bench.describe_peak(peaks)
+    peak_note = _peak_note(peak, measured)
     results: dict = {}
     skipped: dict = {}
     sqnr: dict = {}
@@ -447,6 +561,7 @@ def _run(shapes, thread_list, repeat, min_sample, peak) -> int:
                 tools, skipped[(shape, t)] = _build_all(p, t, layer, packed, torch_rates[t])
                 check_int(tools, p)
                 sq = check_float(tools, p)
+                sq[SEVEN_TOOLS[2]] = check_seven(tools, p)
                 if t == thread_list[0]:
                     sqnr[shape] = sq
                     exactness[shape] = full_range_exactness(tools, p)
@@ -463,7 +578,7 @@ def _run(shapes, thread_list, repeat, min_sample, peak) -> int:
         common.progress(f"[gemm] per-call overhead at {shape_name(OVERHEAD_SHAPE)}, {t} thread(s) ...")
         with common.Threads(t), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tools, _ = _build_all(p, t, layer, packed, torch_rates[t])
+            tools, _ = _build_all(p, t, layer, packed, torch_rates[t], seven=False)
             check_int(tools, p)
             check_float(tools, p)
             overhead[t] = common.measure([(n, tl.call) for n, tl in tools.items()],
@@ -475,8 +590,9 @@ def _run(shapes, thread_list, repeat, min_sample, peak) -> int:
                         ("float", "QuantizedLinear: float32 in, float32 out, dynamic activation "
                                   "quantization included")):
         for t in thread_list:
-            print(f"== {title}; GOP/s = 2*M*N*K/t ==")
+            print(f"== {title}; GOP/s = 2*M*N*K/t; {common.cpu_model()}, {t} thread(s) ==")
             print("\n".join(headers[t]))
+            print(peak_note)
             if torch is not None and kind == "int":
                 rate = torch_rates[t]
                 path = ("oneDNN" if rate and rate > 20 else
@@ -497,6 +613,16 @@ def _run(shapes, thread_list, repeat, min_sample, peak) -> int:
             for note in notes:
                 print(f"  {note}")
             print()
+
+    for t in thread_list:
+        print(f"== 7-bit operands (exact on every ISA; AVX2 without VNNI adds two vpmaddubsw steps "
+              f"in int16); GOP/s; {common.cpu_model()}, {t} thread(s) ==")
+        print("\n".join(headers[t]))
+        print("int: activations 0..127 x weights -64..63 (b >> 1), both tools exact on them; float: "
+              "QuantizedLinear(bits=7, act_bits=7) against the 8-bit peers of the table above; "
+              "SQNR in dB against the float64 result")
+        print(_table_seven(shapes, results, sqnr, t, thread_list, peak))
+        print()
 
     print("== checks before timing ==")
     print("int GEMM: every peer returned lowbit's exact int32 result on activations in 0..127 "

@@ -80,7 +80,7 @@ class Layer:
 
     def copy(self) -> "Layer":
         """An independent deep copy (parameters copied, training caches dropped)."""
-        new = copy.copy(self)
+        new = type(self).__new__(type(self))  # not copy.copy: that pickles through lowbit.io
         new.__dict__ = {k: (copy.deepcopy(v) if k != "_cache" else {}) for k, v in self.__dict__.items()}
         if "dtype" in self._cache:
             new._cache["dtype"] = self._cache["dtype"]
@@ -510,7 +510,7 @@ class Sequential(Layer):
     def copy(self) -> "Sequential":
         """A deep copy; layers that are not lowbit.nn layers (e.g. QuantizedLinear, immutable)
         are shared, not copied."""
-        new = copy.copy(self)
+        new = type(self).__new__(type(self))  # not copy.copy: that pickles through lowbit.io
         new.__dict__ = {k: v for k, v in self.__dict__.items()}
         new.layers = [l.copy() if isinstance(l, Layer) else l for l in self.layers]
         new.hidden = []
