@@ -94,10 +94,10 @@ void put_row(const uint8_t* src, size_t K, size_t kp, APack f, uint8_t* dst) {
     std::fill(d + K, d + kp, int16_t(0));
     return;
   }
-  if (f == APack::u8)
-    std::memcpy(dst, src, K);
-  else
+  if (f == APack::s8_flipped)
     for (size_t k = 0; k < K; k++) dst[k] = src[k] ^ 0x80;
+  else if (dst != src)  // u8, unless the row was quantized in place
+    std::memcpy(dst, src, K);
   std::fill(dst + K, dst + kp, uint8_t(0));
 }
 
@@ -144,12 +144,20 @@ void pack_block(Run& R, size_t bi) {
   const OutputStage& os = *R.os;
   const uint32_t K = static_cast<uint32_t>(R.K);
   const uint32_t zb = static_cast<uint32_t>(os.b_zp);
+  // The rows go first into the buffer that holds plain u8 codes, if a kernel reads that format
+  // (gemm7 on AVX2, gemm elsewhere): quantized straight into it. The main kernel's other format
+  // (int16 on AVX2) is then made from it only if this block needs that kernel: not when every
+  // row fits u7 or every weight panel fits s7.
+  const bool plain7 = R.use7 && g7.apack == APack::u8;
+  const bool plain_main = !R.use7 && g.apack == APack::u8;
+  const bool defer_main = plain7;
   thread_local std::vector<uint8_t> codes;
   codes.resize(R.K);
   int qmin = 0, qmax = 255;
   if (R.src.f32) code_range(R.src.bits, false, true, &qmin, &qmax);
   bool u7 = true;
   for (size_t m = m0; m < m1; m++) {
+    uint8_t* plain = plain7 ? R.a_7 + m * R.kp : plain_main ? R.a_main + m * R.kp : codes.data();
     const uint8_t* row;
     if (R.src.f32) {
       const float* x = R.src.f32 + m * R.K;
@@ -160,8 +168,8 @@ void pack_block(Run& R, size_t bi) {
       }
       choose_params(mn, mx, R.src.bits, false, &R.src.dyn_scale[m], &R.src.dyn_zp[m]);
       R.kt->f32_q8_quantize(x, R.K, R.src.dyn_scale[m], static_cast<float>(R.src.dyn_zp[m]),
-                            float(qmin), float(qmax), codes.data());
-      row = codes.data();
+                            float(qmin), float(qmax), plain);
+      row = plain;
     } else {
       row = R.src.u8 + m * R.src.lda;
     }
@@ -178,12 +186,15 @@ void pack_block(Run& R, size_t bi) {
     // wrapping uint32 arithmetic: exact whenever the true result fits int32.
     R.row_add[m] = static_cast<int32_t>(K * za * zb - zb * sum);
     R.row_mul_main[m] = static_cast<int32_t>((g.apack == APack::s8_flipped ? 128u : 0u) - za);
-    put_row(row, R.K, R.kp, g.apack, R.a_main + m * R.kp * apack_elem(g.apack));
     if (R.use7) {
       R.row_mul_7[m] = static_cast<int32_t>((g7.apack == APack::s8_flipped ? 128u : 0u) - za);
       put_row(row, R.K, R.kp, g7.apack, R.a_7 + m * R.kp * apack_elem(g7.apack));
     }
+    if (!defer_main) put_row(row, R.K, R.kp, g.apack, R.a_main + m * R.kp * apack_elem(g.apack));
   }
+  if (defer_main && !u7 && !R.b->all_s7)
+    for (size_t m = m0; m < m1; m++)
+      put_row(R.a_7 + m * R.kp, R.K, R.kp, g.apack, R.a_main + m * R.kp * apack_elem(g.apack));
   R.block_u7[bi] = u7;
 }
 

@@ -13,7 +13,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
     for row in ("| teacher | float32 (numpy)", "| teacher | int8 QuantizedLinear",
-                "| student (distilled) | int8 QuantizedLinear", "4-bit codebook"):
+                "| student (distilled) | int8 QuantizedLinear", "| teacher | int8, 7-bit operands",
+                "4-bit codebook"):
         assert row in out
     assert "finished in" in out
 
