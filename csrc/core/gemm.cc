@@ -231,7 +231,9 @@ GemmTile base_tile(const Run& R) {
 }
 
 void run_task(Run& R, size_t task) {
-  const size_t bi = task / R.nblocks, bj = task % R.nblocks;
+  // Tasks go column block by column block: the threads start on different row blocks (each packs
+  // its own) and share the B block they stream.
+  const size_t bi = task % R.mblocks, bj = task / R.mblocks;
   ensure_packed(R, bi);
   const OutputStage& os = *R.os;
   const PackedB& b = *R.b;
@@ -332,8 +334,11 @@ bool gemm_run(const ASource& src, size_t M, const PackedB& b_any, const OutputSt
   // streamed as few times as possible. Column blocks: a B block of about 128 KiB stays in L2
   // beside the A block while the row strips of the A block pass over it.
   const size_t max_rows = std::max<size_t>(mr, (256 << 10) / std::max<size_t>(1, R.kp * elem));
-  const size_t want_blocks = (M + max_rows - 1) / max_rows;
   const size_t threads = static_cast<size_t>(num_threads());
+  // At least one row block per thread when there are rows enough (4 strips each), so that the
+  // threads pack (and quantize) A side by side instead of waiting for one packer.
+  const size_t want_blocks =
+      std::max((M + max_rows - 1) / max_rows, std::min(threads, M / (4 * mr)));
   R.mb = ((M + want_blocks - 1) / want_blocks + mr - 1) / mr * mr;
   R.mblocks = (M + R.mb - 1) / R.mb;
   R.nbp = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, R.kp * b.nr));
