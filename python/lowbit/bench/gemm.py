@@ -399,6 +399,26 @@ def _mark(res, key) -> str:
     return "*" if t is not None and t.single else ""
 
 
+def _tail_headers(label: str, pk, t: int, t1: int) -> list:
+    """The columns every GOP/s table ends with: % of peak, scaling over t1 threads, noise."""
+    return ([f"{label} ({pk:.0f})"] if pk else []) + ([f"{t}T/{t1}T"] if t != t1 else []) + ["noise"]
+
+
+def _tail_cells(results, shape, t: int, t1: int, lb: str, g: dict, pk) -> list:
+    """The cells of those columns for lowbit tool ``lb`` (GOP/s in ``g``) at ``shape``."""
+    res = results.get((shape, t), {})
+    row = []
+    if pk:
+        row.append("-" if g[lb] is None else f"{100 * g[lb] / pk:.0f}%")
+    if t != t1:
+        base = results.get((shape, t1), {}).get(lb)
+        row.append(common.fmt_ratio(base.median if base else None,
+                                    res[lb].median if lb in res else None))
+    noisy = [tm.spread for name, tm in res.items() if name in g and not tm.single]
+    row.append(f"{max(noisy):.0%}" if noisy else "-")
+    return row
+
+
 def _table(kind: str, shapes, results, skipped, t: int, thread_list, peak, exactness=None) -> str:
     """The GOP/s table of one kind ("int" or "float") at t threads. For "int", ``exactness``
     ({shape: {tool: verdict}}) adds a "vs best exact" column over the peers exact on full range."""
@@ -411,13 +431,8 @@ def _table(kind: str, shapes, results, skipped, t: int, thread_list, peak, exact
     headers += [f"vs {short[x]}" for x in peers] + ["vs best"]
     if exactness is not None:
         headers.append("vs best exact")
-    pk = _peak_for(peak, t)
-    if pk:
-        headers.append(f"% peak ({pk:.0f})")
-    t1 = thread_list[0]
-    if t != t1:
-        headers.append(f"{t}T/{t1}T")
-    headers.append("noise")
+    pk, t1 = _peak_for(peak, t), thread_list[0]
+    headers += _tail_headers("% peak", pk, t, t1)
     rows = []
     for shape in shapes:
         res = results.get((shape, t), {})
@@ -438,15 +453,7 @@ def _table(kind: str, shapes, results, skipped, t: int, thread_list, peak, exact
             best_exact = max((g[x] for x in peers if g[x] is not None and ex.get(x) == "exact"),
                              default=None)
             row.append(common.fmt_ratio(g[lb], best_exact))
-        if pk:
-            row.append("-" if g[lb] is None else f"{100 * g[lb] / pk:.0f}%")
-        if t != t1:
-            base = results.get((shape, t1), {}).get(lb)
-            row.append(common.fmt_ratio(base.median if base else None,
-                                        res[lb].median if lb in res else None))
-        noisy = [tm.spread for name, tm in res.items() if name in g and not tm.single]
-        row.append(f"{max(noisy):.0%}" if noisy else "-")
-        rows.append(row)
+        rows.append(row + _tail_cells(results, shape, t, t1, lb, g, pk))
     return common.format_table(headers, rows)
 
 
@@ -455,13 +462,8 @@ def _table_seven(shapes, results, sqnr, t: int, thread_list, peak) -> str:
     lb7, ort7, ql7 = SEVEN_TOOLS
     headers = ["M x K x N", "lowbit 7-bit", "ORT u8s8", "vs ORT u8s8", "lowbit QL 7/7",
                "ORT DQMatMul", "torch dyn", "vs best", "SQNR 7/7", "SQNR best peer"]
-    pk = _peak_for(peak, t)
-    if pk:
-        headers.append(f"% 7-bit peak ({pk:.0f})")
-    t1 = thread_list[0]
-    if t != t1:
-        headers.append(f"{t}T/{t1}T")
-    headers.append("noise")
+    pk, t1 = _peak_for(peak, t), thread_list[0]
+    headers += _tail_headers("% 7-bit peak", pk, t, t1)
     rows = []
     for shape in shapes:
         res = results.get((shape, t), {})
@@ -474,15 +476,7 @@ def _table_seven(shapes, results, sqnr, t: int, thread_list, peak) -> str:
         row = [shape_name(shape), fmt(lb7), fmt(ort7), common.fmt_ratio(g[lb7], g[ort7]), fmt(ql7),
                fmt(FLOAT_TOOLS[1]), fmt(FLOAT_TOOLS[2]), common.fmt_ratio(g[ql7], best),
                common.fmt_num(sq.get(ql7)), common.fmt_num(best_sq)]
-        if pk:
-            row.append("-" if g[lb7] is None else f"{100 * g[lb7] / pk:.0f}%")
-        if t != t1:
-            base = results.get((shape, t1), {}).get(lb7)
-            row.append(common.fmt_ratio(base.median if base else None,
-                                        res[lb7].median if lb7 in res else None))
-        noisy = [tm.spread for n, tm in res.items() if n in g and not tm.single]
-        row.append(f"{max(noisy):.0%}" if noisy else "-")
-        rows.append(row)
+        rows.append(row + _tail_cells(results, shape, t, t1, lb7, g, pk))
     return common.format_table(headers, rows)
 
 
