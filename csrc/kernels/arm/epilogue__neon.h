@@ -110,6 +110,27 @@ inline void edge_tile_neon(const GemmTile& t, Run run) {
                 reinterpret_cast<const char*>(buf) + r * NR * elem, t.nc * elem);
 }
 
+// The entry every NEON GEMM kernel shares: Tile::run<mr, kind>(t) for the call's row count
+// (1..MR) and output kind, a full panel straight, a partial one through edge_tile_neon.
+template <class Tile, int MR>
+void neon_tile_rows(const GemmTile& t) {
+  if constexpr (MR > 1)
+    if (t.mr < MR) return neon_tile_rows<Tile, MR - 1>(t);
+  switch (t.out_kind) {
+    case GemmOut::s32: return Tile::template run<MR, GemmOut::s32>(t);
+    case GemmOut::f32: return Tile::template run<MR, GemmOut::f32>(t);
+    case GemmOut::q8: return Tile::template run<MR, GemmOut::q8>(t);
+  }
+}
+
+template <class Tile, int MR, int NR>
+void neon_gemm(const GemmTile& t) {
+  if (t.nc == NR)
+    neon_tile_rows<Tile, MR>(t);
+  else
+    edge_tile_neon<MR, NR>(t, neon_tile_rows<Tile, MR>);
+}
+
 }  // namespace
 }  // namespace kernels
 }  // namespace lowbit

@@ -104,36 +104,17 @@ __attribute__((noinline)) void mmla_tile(const GemmTile& t) {
 #undef LB_ZIP
 #undef LB_EPI
 
-template <int MR>
-void mmla_rows(const GemmTile& t) {
-  switch (t.out_kind) {
-    case GemmOut::s32: return mmla_tile<MR, GemmOut::s32>(t);
-    case GemmOut::f32: return mmla_tile<MR, GemmOut::f32>(t);
-    case GemmOut::q8: return mmla_tile<MR, GemmOut::q8>(t);
+// Tile::run<MR, K> for neon_gemm (epilogue__neon.h).
+struct Tile {
+  template <int MR, GemmOut K>
+  static void run(const GemmTile& t) {
+    mmla_tile<MR, K>(t);
   }
-}
-
-void tile_rows(const GemmTile& t) {
-  switch (t.mr) {
-    case 1: return mmla_rows<1>(t);
-    case 2: return mmla_rows<2>(t);
-    case 3: return mmla_rows<3>(t);
-    case 4: return mmla_rows<4>(t);
-    case 5: return mmla_rows<5>(t);
-    case 6: return mmla_rows<6>(t);
-    case 7: return mmla_rows<7>(t);
-    default: return mmla_rows<8>(t);
-  }
-}
+};
 
 }  // namespace
 
-void u8s8_epi_gemm__i8mm(const GemmTile& t) {
-  if (t.nc == kNR)
-    tile_rows(t);
-  else
-    edge_tile_neon<kMR, kNR>(t, tile_rows);
-}
+void u8s8_epi_gemm__i8mm(const GemmTile& t) { neon_gemm<Tile, kMR, kNR>(t); }
 
 }  // namespace kernels
 }  // namespace lowbit

@@ -133,32 +133,17 @@ __attribute__((noinline)) void smull_tile(const GemmTile& t) {
 #undef LB_ACC
 #undef LB_EPI
 
-template <int MR>
-void smull_rows(const GemmTile& t) {
-  switch (t.out_kind) {
-    case GemmOut::s32: return smull_tile<MR, GemmOut::s32>(t);
-    case GemmOut::f32: return smull_tile<MR, GemmOut::f32>(t);
-    case GemmOut::q8: return smull_tile<MR, GemmOut::q8>(t);
+// Tile::run<MR, K> for neon_gemm (epilogue__neon.h).
+struct Tile {
+  template <int MR, GemmOut K>
+  static void run(const GemmTile& t) {
+    smull_tile<MR, K>(t);
   }
-}
-
-void tile_rows(const GemmTile& t) {
-  switch (t.mr) {
-    case 1: return smull_rows<1>(t);
-    case 2: return smull_rows<2>(t);
-    case 3: return smull_rows<3>(t);
-    default: return smull_rows<4>(t);
-  }
-}
+};
 
 }  // namespace
 
-void u8s8_epi_gemm__neon(const GemmTile& t) {
-  if (t.nc == kNR)
-    tile_rows(t);
-  else
-    edge_tile_neon<kMR, kNR>(t, tile_rows);
-}
+void u8s8_epi_gemm__neon(const GemmTile& t) { neon_gemm<Tile, kMR, kNR>(t); }
 
 }  // namespace kernels
 }  // namespace lowbit
