@@ -1,6 +1,6 @@
 """pytest-benchmark: k-means codebooks against scikit-learn, faiss, ckwrap and numpy (issue 4).
 
-The same tools and shapes as ``lowbit bench kmeans`` (lowbit.bench.kmeans): 1-D k-means
+The same tools and shapes as ``lowbit bench kmeans`` (lowbit_bench.kmeans): 1-D k-means
 (scalar weight sharing), vector quantization, product quantization, decode of byte indices, and
 CodebookLinear against QuantizedLinear and numpy float32. ``extra_info`` holds the quality
 (``sqnr_db`` of the reconstruction or of the layer output against float) or the GB/s of decoded
@@ -21,8 +21,8 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 import lowbit  # noqa: E402
-from lowbit.bench import common  # noqa: E402
-from lowbit.bench import kmeans as kb  # noqa: E402
+from lowbit_bench import common  # noqa: E402
+from lowbit_bench import kmeans as kb  # noqa: E402
 
 
 def _small(config) -> bool:

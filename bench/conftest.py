@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lowbit.bench import common, gemm, quant
+from lowbit_bench import common, gemm, quant
 
 #: shapes used when the benchmarks only run once (--benchmark-disable) or with --bench-quick;
 #: K = 200 and N = 96 / 33 exercise the kernels' tails

@@ -1,6 +1,6 @@
 """pytest-benchmark: int8 GEMM and QuantizedLinear against numpy, ONNX Runtime and torch.
 
-The same tools, inputs and checks as ``lowbit bench gemm`` (lowbit.bench.gemm); each test
+The same tools, inputs and checks as ``lowbit bench gemm`` (lowbit_bench.gemm); each test
 checks its tool against lowbit before timing it. Groups put the tools of one shape and thread
 count side by side; ``extra_info`` holds GOP/s (2*M*N*K / median time).
 
@@ -23,7 +23,7 @@ def _id(name: str) -> str:
 
 
 import lowbit  # noqa: E402
-from lowbit.bench import gemm  # noqa: E402
+from lowbit_bench import gemm  # noqa: E402
 
 
 @pytest.fixture(scope="module")

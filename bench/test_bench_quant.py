@@ -1,6 +1,6 @@
 """pytest-benchmark: per-channel int8 quantize / dequantize against numpy and torch.
 
-The same tools, inputs and checks as ``lowbit bench quant`` (lowbit.bench.quant): building the
+The same tools, inputs and checks as ``lowbit bench quant`` (lowbit_bench.quant): building the
 cases checks every peer against lowbit first. ``extra_info`` holds GB/s of float32 data (input
 for quantize, output for dequantize) at the median time.
 
@@ -22,7 +22,7 @@ def _id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")
 
 
-from lowbit.bench import quant  # noqa: E402
+from lowbit_bench import quant  # noqa: E402
 
 
 @pytest.fixture(scope="module")

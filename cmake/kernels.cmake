@@ -1,16 +1,7 @@
-# The one place that maps an ISA to its kernel files and their compile flags.
-# Flags go on kernel files only; the ISA actually used is chosen at run time (csrc/runtime/dispatch.cc).
-
-set(LOWBIT_CORE_SOURCES
-  csrc/runtime/cpu.cc
-  csrc/runtime/dispatch.cc
-  csrc/runtime/threads.cc
-  csrc/runtime/c_api.cc
-  csrc/core/quant.cc
-  csrc/core/gemm.cc
-  csrc/core/kmeans.cc
-  csrc/core/model.cc
-)
+# The one place that maps an ISA to its kernel files and their compile flags (the non-kernel
+# sources are listed in CMakeLists.txt). Flags go on kernel files only; the ISA actually used is
+# chosen at run time (csrc/runtime/dispatch.cc). A kernel file's ISA is the suffix of its name
+# (<family>__<isa>.cc, the rule in lowbit/kernels.h): the globs below give it that ISA's flags.
 
 # Scalar references: always built; they are the fallback and the test oracle.
 file(GLOB LOWBIT_KERNEL_SOURCES CONFIGURE_DEPENDS csrc/kernels/scalar/*.cc)

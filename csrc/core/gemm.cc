@@ -1,6 +1,7 @@
-// The GEMM driver: packing in each kernel's format, blocking, threading, and the epilogue's
-// per-row and per-column terms; the micro-kernels (csrc/kernels/*/gemm__*.cc) compute the tiles
-// and apply the epilogue in registers.
+// The GEMM driver: packing in each kernel's format, the epilogue's per-row and per-column terms,
+// and the task grid of core/gemm_grid.h (blocking, threading; shared with the codebook GEMMs);
+// the micro-kernels (csrc/kernels/*/gemm__*.cc) compute the tiles and apply the epilogue in
+// registers.
 #include "lowbit/gemm.h"
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/gemm_grid.h"
 #include "lowbit/quant.h"
 #include "lowbit/runtime.h"
 
@@ -109,12 +111,12 @@ struct Run {
   const PackedB* b;
   const OutputStage* os;
   bool use7;                   // the set has gemm7 and some (block, panel) may take it
-  size_t mb, mblocks, nbp, nblocks;
+  internal::GemmGrid grid;     // row blocks x column blocks of panels
   // packed A: for the main kernel and (if use7) for gemm7; row terms per row
   uint8_t *a_main, *a_7;
   int32_t *row_add, *row_mul_main, *row_mul_7;
   uint8_t* block_u7;          // per row block: every A value < 128
-  std::atomic<int>* state;    // per row block: 0 unpacked, 1 packing, 2 packed
+  OnceFlags* packed;          // per row block: packed by the first task that needs it
   std::atomic<bool> finite{true};
   // the last panel's per-column arrays, padded to nr
   int32_t* edge_i32;
@@ -127,8 +129,7 @@ struct Scratch {
   std::vector<uint8_t> a_main, a_7, block_u7;
   std::vector<int32_t> row_add, row_mul_main, row_mul_7, edge_i32;
   std::vector<float> edge_f32;
-  std::unique_ptr<std::atomic<int>[]> state;
-  size_t state_cap = 0;
+  OnceFlags packed;
 };
 
 template <typename T>
@@ -138,7 +139,7 @@ T* grown(std::vector<T>& v, size_t n) {
 }
 
 void pack_block(Run& R, size_t bi) {
-  const size_t m0 = bi * R.mb, m1 = std::min(R.M, m0 + R.mb);
+  const size_t m0 = R.grid.row_begin(bi), m1 = R.grid.row_end(bi);
   const GemmKernel& g = R.kt->gemm;
   const GemmKernel& g7 = R.kt->gemm7;
   const OutputStage& os = *R.os;
@@ -162,7 +163,7 @@ void pack_block(Run& R, size_t bi) {
     if (R.src.f32) {
       const float* x = R.src.f32 + m * R.K;
       float mn, mx;
-      if (!R.kt->f32_rminmax(x, R.K, &mn, &mx)) {
+      if (!R.kt->f32_f32_minmax(x, R.K, &mn, &mx)) {
         R.finite.store(false, std::memory_order_relaxed);
         mn = mx = 0.0f;
       }
@@ -198,22 +199,6 @@ void pack_block(Run& R, size_t bi) {
   R.block_u7[bi] = u7;
 }
 
-// Packs row block bi unless another task did or is doing it; returns when it is packed.
-void ensure_packed(Run& R, size_t bi) {
-  std::atomic<int>& st = R.state[bi];
-  int expected = 0;
-  if (st.load(std::memory_order_acquire) != 2 && st.compare_exchange_strong(expected, 1)) {
-    pack_block(R, bi);
-    st.store(2, std::memory_order_release);
-    return;
-  }
-  while (st.load(std::memory_order_acquire) != 2) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-  }
-}
-
 // Tile arguments common to every call of this run (all but rows, panel and output position).
 GemmTile base_tile(const Run& R) {
   const OutputStage& os = *R.os;
@@ -231,15 +216,13 @@ GemmTile base_tile(const Run& R) {
 }
 
 void run_task(Run& R, size_t task) {
-  // Tasks go column block by column block: the threads start on different row blocks (each packs
-  // its own) and share the B block they stream.
-  const size_t bi = task % R.mblocks, bj = task / R.mblocks;
-  ensure_packed(R, bi);
+  const size_t bi = R.grid.row_block(task), bj = R.grid.col_block(task);
+  R.packed->run_once(bi, [&] { pack_block(R, bi); });
   const OutputStage& os = *R.os;
   const PackedB& b = *R.b;
   const size_t nr = b.nr;
-  const size_t m0 = bi * R.mb, m1 = std::min(R.M, m0 + R.mb);
-  const size_t p0 = bj * R.nbp, p1 = std::min(b.panels, p0 + R.nbp);
+  const size_t m0 = R.grid.row_begin(bi), m1 = R.grid.row_end(bi);
+  const size_t p0 = R.grid.col_begin(bj), p1 = R.grid.col_end(bj);
   const bool u7 = R.block_u7[bi];
   const size_t out_elem = os.kind == GemmOut::q8 ? 1 : 4;
   GemmTile t = base_tile(R);
@@ -327,26 +310,12 @@ bool gemm_run(const ASource& src, size_t M, const PackedB& b_any, const OutputSt
   R.os = &os;
   // gemm7 pays when B has s7 panels or A may be u7 (7-bit dynamic activations, or codes < 128).
   R.use7 = kt.gemm7.fn != nullptr;
+  // The grid: strips of the taller kernel's rows, A rows of every packed format, panels of B.
   const size_t mr = static_cast<size_t>(std::max(kt.gemm.mr, R.use7 ? kt.gemm7.mr : 1));
   const size_t elem = apack_elem(kt.gemm.apack) + (R.use7 ? apack_elem(kt.gemm7.apack) : 0);
-  // Row blocks: packed A blocks of at most about 256 KiB, as few as that allows and of equal
-  // size (multiples of the strip height), so that B, which every row block streams once, is
-  // streamed as few times as possible. Column blocks: a B block of about 128 KiB stays in L2
-  // beside the A block while the row strips of the A block pass over it.
-  const size_t max_rows = std::max<size_t>(mr, (256 << 10) / std::max<size_t>(1, R.kp * elem));
-  const size_t threads = static_cast<size_t>(num_threads());
-  // At least one row block per thread when there are rows enough (4 strips each), so that the
-  // threads pack (and quantize) A side by side instead of waiting for one packer.
-  const size_t want_blocks =
-      std::max((M + max_rows - 1) / max_rows, std::min(threads, M / (4 * mr)));
-  R.mb = ((M + want_blocks - 1) / want_blocks + mr - 1) / mr * mr;
-  R.mblocks = (M + R.mb - 1) / R.mb;
-  R.nbp = std::max<size_t>(1, (128 << 10) / std::max<size_t>(1, R.kp * b.nr));
-  // Enough tasks to keep every thread busy (at least 2 per thread when the shape allows).
-  while (R.nbp > 1 && R.mblocks * ((b.panels + R.nbp - 1) / R.nbp) < 2 * threads)
-    R.nbp = (R.nbp + 1) / 2;
-  R.nblocks = (b.panels + R.nbp - 1) / R.nbp;
-  const size_t ntasks = R.mblocks * R.nblocks;
+  R.grid = internal::make_gemm_grid(M, mr, R.kp * elem, b.panels, R.kp * b.nr,
+                                    static_cast<size_t>(num_threads()));
+  const size_t mblocks = R.grid.mblocks;
 
   thread_local Scratch sc;
   R.a_main = grown(sc.a_main, M * R.kp * apack_elem(kt.gemm.apack) + 64);
@@ -354,22 +323,16 @@ bool gemm_run(const ASource& src, size_t M, const PackedB& b_any, const OutputSt
   R.row_mul_main = grown(sc.row_mul_main, M);
   R.a_7 = R.use7 ? grown(sc.a_7, M * R.kp * apack_elem(kt.gemm7.apack) + 64) : nullptr;
   R.row_mul_7 = R.use7 ? grown(sc.row_mul_7, M) : nullptr;
-  R.block_u7 = grown(sc.block_u7, R.mblocks);
+  R.block_u7 = grown(sc.block_u7, mblocks);
   R.edge_i32 = grown(sc.edge_i32, b.nr);
   R.edge_f32 = grown(sc.edge_f32, 3 * b.nr);
-  if (sc.state_cap < R.mblocks) {
-    sc.state.reset(new std::atomic<int>[R.mblocks]);
-    sc.state_cap = R.mblocks;
-  }
-  R.state = sc.state.get();
-  for (size_t i = 0; i < R.mblocks; i++) R.state[i].store(0, std::memory_order_relaxed);
+  sc.packed.reset(mblocks);
+  R.packed = &sc.packed;
   prepare_edges(R);
 
   const double work = double(M) * double(b.N) * double(R.kp);
-  if (work >= 2e6 && ntasks > 1)
-    parallel_for(ntasks, [&](size_t t) { run_task(R, t); });
-  else
-    for (size_t t = 0; t < ntasks; t++) run_task(R, t);
+  internal::run_grid(R.grid, work >= 2e6, internal::grid_workers(R.grid),
+                     [&](size_t t, size_t) { run_task(R, t); });
 
   return R.finite.load();
 }

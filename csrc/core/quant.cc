@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "lowbit/parallel.h"
 #include "lowbit/runtime.h"
 
 namespace lowbit {
@@ -31,7 +33,7 @@ bool channel_ranges(const float* x, Shape3 s, float* mn, float* mx) {
     std::vector<char> ok(ntasks, 1);
     parallel_for(ntasks, [&](size_t t) {
       for (size_t r = t * per; r < std::min(rows, (t + 1) * per); r++)
-        ok[t] &= k.f32_cminmax(x + r * C, C, &pmn[t * C], &pmx[t * C]);
+        ok[t] &= k.f32_f32_cminmax(x + r * C, C, &pmn[t * C], &pmx[t * C]);
     });
     for (size_t t = 0; t < ntasks; t++) {
       if (!ok[t]) return false;
@@ -52,7 +54,7 @@ bool channel_ranges(const float* x, Shape3 s, float* mn, float* mx) {
     for (size_t t = b; t < e; t++) {
       const size_t run = t / pieces, p = t % pieces;
       const size_t start = p * plen, len = std::min(plen, s.inner - start);
-      ok[t] = k.f32_rminmax(x + run * s.inner + start, len, &pmn[t], &pmx[t]);
+      ok[t] = k.f32_f32_minmax(x + run * s.inner + start, len, &pmn[t], &pmx[t]);
     }
   });
   for (size_t t = 0; t < n; t++) {
@@ -65,16 +67,6 @@ bool channel_ranges(const float* x, Shape3 s, float* mn, float* mx) {
 }
 
 }  // namespace
-
-void parallel_range(size_t n, size_t grain, FunctionRef<void(size_t, size_t)> fn) {
-  if (n == 0) return;
-  grain = std::max<size_t>(grain, 1);
-  size_t ntasks = std::min<size_t>((n + grain - 1) / grain, 4 * static_cast<size_t>(num_threads()));
-  if (ntasks <= 1) return fn(0, n);
-  const size_t per = (n + ntasks - 1) / ntasks;
-  ntasks = (n + per - 1) / per;
-  parallel_for(ntasks, [&](size_t t) { fn(t * per, std::min(n, (t + 1) * per)); });
-}
 
 void code_range(int bits, bool symmetric, bool narrow, int* qmin, int* qmax) {
   if (symmetric) {
@@ -123,6 +115,55 @@ void choose_params(float mn, float mx, int bits, bool symmetric, float* scale, i
   *zp = static_cast<int32_t>(z);
 }
 
+bool choose_params(const float* mn, const float* mx, size_t n, int bits, bool symmetric,
+                   float* scale, int32_t* zp) {
+  for (size_t c = 0; c < n; c++)
+    if (!(std::fabs(mn[c]) <= FLT_MAX && std::fabs(mx[c]) <= FLT_MAX && mn[c] <= mx[c]))
+      return false;
+  for (size_t c = 0; c < n; c++) choose_params(mn[c], mx[c], bits, symmetric, &scale[c], &zp[c]);
+  return true;
+}
+
+namespace {
+template <int PER>
+void pack_codes_t(const uint8_t* codes, size_t n, uint8_t* out) {
+  constexpr int w = 8 / PER;
+  constexpr unsigned mask = (1u << w) - 1;
+  const size_t full = n / PER;
+  for (size_t i = 0; i < full; i++) {
+    unsigned b = 0;
+    for (int j = 0; j < PER; j++) b |= (codes[i * PER + j] & mask) << (w * j);
+    out[i] = static_cast<uint8_t>(b);
+  }
+  if (n % PER) {
+    unsigned b = 0;
+    for (size_t j = 0; j < n % PER; j++) b |= (codes[full * PER + j] & mask) << (w * j);
+    out[full] = static_cast<uint8_t>(b);
+  }
+}
+
+template <int PER>
+void unpack_codes_t(const uint8_t* packed, size_t n, bool is_signed, uint8_t* out) {
+  constexpr int w = 8 / PER;
+  constexpr unsigned mask = (1u << w) - 1, sign = 1u << (w - 1);
+  const unsigned flip = is_signed ? sign : 0u;  // (v ^ sign) - sign sign-extends from w bits
+  for (size_t i = 0; i < n; i++) {
+    const unsigned v = (packed[i / PER] >> (w * (i % PER))) & mask;
+    out[i] = static_cast<uint8_t>((v ^ flip) - flip);
+  }
+}
+}  // namespace
+
+void pack_codes(const uint8_t* codes, size_t n, int per, uint8_t* out) {
+  if (per == 4) pack_codes_t<4>(codes, n, out);
+  else pack_codes_t<2>(codes, n, out);
+}
+
+void unpack_codes(const uint8_t* packed, size_t n, int per, bool is_signed, uint8_t* out) {
+  if (per == 4) unpack_codes_t<4>(packed, n, is_signed, out);
+  else unpack_codes_t<2>(packed, n, is_signed, out);
+}
+
 bool quantize_static(const float* x, Shape3 s, const float* scale, const int32_t* zp, int qmin,
                      int qmax, uint8_t* codes) {
   const KernelTable& k = active_kernels();
@@ -167,7 +208,7 @@ bool quantize_dynamic(const float* x, Shape3 s, int bits, bool symmetric, uint8_
       for (size_t c = b; c < e; c++) {
         const float* xc = x + c * s.inner;
         float mn, mx;
-        if (!k.f32_rminmax(xc, s.inner, &mn, &mx)) {
+        if (!k.f32_f32_minmax(xc, s.inner, &mn, &mx)) {
           finite.store(false, std::memory_order_relaxed);
           continue;
         }

@@ -1,6 +1,7 @@
-// ISA-independent walking shared by the per-ISA kernels: tiles of the codebook GEMMs, blocks of
-// points of the k-means assignment. In an anonymous namespace: each kernel file compiles it with
-// its own ISA flags and its own tile / block types.
+// ISA-independent walking shared by the per-ISA kernels: tiles of the codebook GEMMs
+// (codebook__<isa>.cc), blocks of points of the k-means assignment (kmeans__<isa>.cc). In an
+// anonymous namespace: each kernel file compiles it with its own ISA flags and its own tile /
+// block types.
 #pragma once
 #include <algorithm>
 #include <cstddef>

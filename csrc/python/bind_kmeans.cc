@@ -1,12 +1,14 @@
-// Bindings of the k-means codebooks (lowbit/kmeans.h). The Python layer (lowbit/codebook.py)
-// checks types and values first; these re-check shapes and code ranges so that no call can read
-// or write out of bounds, then run the C++ core with the GIL released.
+// Bindings of the k-means codebooks (lowbit/kmeans.h) and of CodebookLinear
+// (lowbit/codebook_linear.h). The Python layer (lowbit/codebook.py) checks types and values
+// first; these re-check shapes and code ranges so that no call can read or write out of bounds,
+// then run the C++ core with the GIL released.
 #include <memory>
 #include <optional>
 
 #include <pybind11/stl.h>
 
 #include "arrays.h"
+#include "lowbit/codebook_linear.h"
 #include "lowbit/kmeans.h"
 
 namespace lowbit {

@@ -73,6 +73,49 @@ py::array_t<float> dequantize_py(const in_array<uint8_t>& codes, bool is_signed,
   return out;
 }
 
+// The parameters rule (choose_params in lowbit/quant.h) over arrays of channel ranges:
+// (scale float32 (n,), zp int32 (n,)). ValueError if a range is non-finite or mn > mx.
+py::tuple qparams_py(const in_array<float>& mn, const in_array<float>& mx, int bits,
+                     bool symmetric) {
+  if (bits < 2 || bits > 8) throw py::value_error("bits must be in 2..8");
+  py_arrays::require_size(mx, mn.size(), "mx");
+  const size_t n = static_cast<size_t>(mn.size());
+  py::array_t<float> scale(static_cast<py::ssize_t>(n));
+  py::array_t<int32_t> zp(static_cast<py::ssize_t>(n));
+  if (!choose_params(mn.data(), mx.data(), n, bits, symmetric, scale.mutable_data(),
+                     zp.mutable_data()))
+    throw py::value_error("ranges must be finite float32 values with min <= max");
+  return py::make_tuple(scale, zp);
+}
+
+void require_per(int per) {
+  if (per != 2 && per != 4) throw py::value_error("per must be 2 or 4 codes per byte");
+}
+
+py::array_t<uint8_t> pack_codes_py(const in_array<uint8_t>& codes, int per) {
+  require_per(per);
+  const size_t n = static_cast<size_t>(codes.size());
+  py::array_t<uint8_t> out(static_cast<py::ssize_t>((n + per - 1) / per));
+  {
+    py::gil_scoped_release release;
+    pack_codes(codes.data(), n, per, out.mutable_data());
+  }
+  return out;
+}
+
+py::array_t<uint8_t> unpack_codes_py(const in_array<uint8_t>& packed, py::ssize_t n, int per,
+                                     bool is_signed) {
+  require_per(per);
+  if (n < 0 || (n + per - 1) / per > packed.size())
+    throw py::value_error("packed holds fewer than n codes");
+  py::array_t<uint8_t> out(n);
+  {
+    py::gil_scoped_release release;
+    unpack_codes(packed.data(), static_cast<size_t>(n), per, is_signed, out.mutable_data());
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_quant(py::module_& m) {
@@ -82,12 +125,11 @@ void register_quant(py::module_& m) {
         py::arg("zero_point"), py::arg("qmin"), py::arg("qmax"));
   m.def("dequantize", &dequantize_py, py::arg("codes"), py::arg("is_signed"), py::arg("scale"),
         py::arg("zero_point"), py::arg("out").noconvert() = py::none());
-  m.def("choose_params", [](float mn, float mx, int bits, bool symmetric) {
-    float s;
-    int32_t z;
-    choose_params(mn, mx, bits, symmetric, &s, &z);
-    return py::make_tuple(s, z);
-  });
+  m.def("qparams", &qparams_py, py::arg("mn"), py::arg("mx"), py::arg("bits"),
+        py::arg("symmetric"));
+  m.def("pack_codes", &pack_codes_py, py::arg("codes"), py::arg("per"));
+  m.def("unpack_codes", &unpack_codes_py, py::arg("packed"), py::arg("n"), py::arg("per"),
+        py::arg("is_signed"));
 }
 
 }  // namespace lowbit

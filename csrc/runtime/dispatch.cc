@@ -10,16 +10,18 @@ namespace lowbit {
 namespace {
 
 #define LOWBIT_QUANT_ENTRIES(isa)                                                              \
-  kernels::f32_rminmax__##isa, kernels::f32_cminmax__##isa, kernels::f32_q8_quantize__##isa,   \
-      kernels::f32_q8_cquantize__##isa, kernels::qs8_f32_dequantize__##isa,                    \
-      kernels::qu8_f32_dequantize__##isa, kernels::qs8_f32_cdequantize__##isa,                 \
-      kernels::qu8_f32_cdequantize__##isa
+  kernels::f32_f32_minmax__##isa, kernels::f32_f32_cminmax__##isa,                            \
+      kernels::f32_q8_quantize__##isa, kernels::f32_q8_cquantize__##isa,                       \
+      kernels::qs8_f32_dequantize__##isa, kernels::qu8_f32_dequantize__##isa,                  \
+      kernels::qs8_f32_cdequantize__##isa, kernels::qu8_f32_cdequantize__##isa
 
 #define LOWBIT_KMEANS_ENTRIES(isa)                                                             \
-  kernels::f32_kmeans_assign__##isa, kernels::f32_kmeans1d_assign__##isa,                      \
-      kernels::u4_f32_lookup__##isa, kernels::u8_f32_lookup__##isa,                            \
-      kernels::u16_f32_lookup__##isa, kernels::gemm_s8cb4s64__##isa,                           \
-      kernels::gemm_s16s16s64__##isa, kernels::gemm_s16cb4s64__##isa
+  kernels::f32_u32_kmeans_assign__##isa, kernels::f32_code_kmeans1d_assign__##isa
+
+#define LOWBIT_CODEBOOK_ENTRIES(isa)                                                           \
+  kernels::u4_f32_lookup__##isa, kernels::u8_f32_lookup__##isa,                               \
+      kernels::u16_f32_lookup__##isa, kernels::s8cb4_s64_gemm__##isa,                          \
+      kernels::s16s16_s64_gemm__##isa, kernels::s16cb4_s64_gemm__##isa
 
 struct Entry {
   KernelTable table;
@@ -32,32 +34,34 @@ constexpr GemmKernel kNoGemm7 = {nullptr, 0, 0, 0, APack::u8};
 const std::vector<Entry>& all_tables() {
   static const std::vector<Entry> tables = {
       {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), {kernels::u8s8_epi_gemm__scalar, 4, 16, 4, APack::u8},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(scalar)},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(scalar), LOWBIT_CODEBOOK_ENTRIES(scalar)},
        {}},
 #if defined(LOWBIT_HAVE_X86)
       {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avx2, 2, 16, 4, APack::s16},
-        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx2)},
+        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx2),
+        LOWBIT_CODEBOOK_ENTRIES(avx2)},
        {"avx2", "fma"}},
       {{"avxvnni", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avxvnni, 6, 16, 4, APack::u8},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(avx2)},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(avx2), LOWBIT_CODEBOOK_ENTRIES(avx2)},
        {"avx2", "fma", "avxvnni"}},
       {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), {kernels::u8s8_epi_gemm__avx2, 2, 16, 4, APack::s16},
-        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx512)},
+        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx512),
+        LOWBIT_CODEBOOK_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}},
       {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512),
         {kernels::u8s8_epi_gemm__avx512vnni, 6, 48, 4, APack::u8}, kNoGemm7,
-        LOWBIT_KMEANS_ENTRIES(avx512)},
+        LOWBIT_KMEANS_ENTRIES(avx512), LOWBIT_CODEBOOK_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"}},
 #endif
 #if defined(LOWBIT_HAVE_ARM64)  // not on 32-bit ARM, which has "scalar" only (cmake/kernels.cmake)
       {{"neon", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neon, 4, 4, 16, APack::s8_flipped},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon)},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon"}},
       {{"neondot", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neondot, 8, 12, 4, APack::s8_flipped},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon)},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon", "dotprod"}},
       {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__i8mm, 8, 12, 8, APack::u8},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon)},
+        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon", "dotprod", "i8mm"}},
 #endif
   };

@@ -1,13 +1,15 @@
-// A small persistent thread pool behind lowbit::parallel_for.
+// A small persistent thread pool behind lowbit::parallel_for (API in lowbit/parallel.h).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include "lowbit/runtime.h"
+#include "lowbit/parallel.h"
 
 namespace lowbit {
 namespace {
@@ -63,11 +65,13 @@ class Pool {
     nthreads_ = n;
   }
 
-  void run(size_t n, FunctionRef<void(size_t)> fn) {
-    const int want = static_cast<int>(std::min<size_t>(n, static_cast<size_t>(nthreads_.load())));
+  // fn(task, worker): the caller is worker 0, helper thread `id` worker id + 1 (< want).
+  void run(size_t n, size_t max_workers, FunctionRef<void(size_t, size_t)> fn) {
+    const int want = static_cast<int>(
+        std::min({n, max_workers, static_cast<size_t>(nthreads_.load())}));
     std::unique_lock<std::mutex> run(run_mutex_, std::try_to_lock);
     if (want <= 1 || !run.owns_lock()) {  // small, or the pool is busy with another caller
-      for (size_t i = 0; i < n; i++) fn(i);
+      for (size_t i = 0; i < n; i++) fn(i, 0);
       return;
     }
     start_workers(nthreads_ - 1);
@@ -81,7 +85,7 @@ class Pool {
       generation_++;
     }
     cv_work_.notify_all();
-    work();
+    work(0);
     if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lk(m_);
       cv_done_.wait(lk, [&] { return pending_ == 0; });
@@ -91,8 +95,8 @@ class Pool {
   }
 
  private:
-  void work() {
-    for (size_t i; (i = next_.fetch_add(1)) < ntasks_;) (*fn_)(i);
+  void work(size_t worker) {
+    for (size_t i; (i = next_.fetch_add(1)) < ntasks_;) (*fn_)(i, worker);
   }
 
   void worker(int id, size_t seen) {  // seen: the generation current when it started
@@ -105,7 +109,7 @@ class Pool {
         seen = generation_;
         if (id >= helpers_) continue;
       }
-      work();
+      work(static_cast<size_t>(id) + 1);
       std::lock_guard<std::mutex> lk(m_);
       if (--pending_ == 0) cv_done_.notify_one();
     }
@@ -133,7 +137,7 @@ class Pool {
   std::mutex m_;
   std::condition_variable cv_work_, cv_done_;
   std::vector<std::thread> workers_;
-  const FunctionRef<void(size_t)>* fn_ = nullptr;
+  const FunctionRef<void(size_t, size_t)>* fn_ = nullptr;
   std::atomic<size_t> next_{0};
   size_t ntasks_ = 0;
   std::atomic<size_t> generation_{0};  // written under m_; also polled without it
@@ -149,8 +153,43 @@ Pool& pool() {
 
 }  // namespace
 
+void OnceFlags::reset(size_t n) {
+  if (cap_ < n) {
+    state_.reset(new std::atomic<int>[n]);
+    cap_ = n;
+  }
+  for (size_t i = 0; i < n; i++) state_[i].store(0, std::memory_order_relaxed);
+}
+
+void OnceFlags::run_once(size_t i, FunctionRef<void()> fn) {
+  std::atomic<int>& st = state_[i];
+  int expected = 0;
+  if (st.load(std::memory_order_acquire) != 2 && st.compare_exchange_strong(expected, 1)) {
+    fn();
+    st.store(2, std::memory_order_release);
+    return;
+  }
+  while (st.load(std::memory_order_acquire) != 2) cpu_relax();
+}
+
 int num_threads() { return pool().threads(); }
 void set_num_threads(int n) { pool().resize(n < 1 ? 1 : n); }
-void parallel_for(size_t n, FunctionRef<void(size_t)> fn) { pool().run(n, fn); }
+void parallel_for(size_t n, FunctionRef<void(size_t)> fn) {
+  pool().run(n, SIZE_MAX, [&](size_t i, size_t) { fn(i); });
+}
+
+void parallel_for_workers(size_t n, size_t max_workers, FunctionRef<void(size_t, size_t)> fn) {
+  pool().run(n, std::max<size_t>(max_workers, 1), fn);
+}
+
+void parallel_range(size_t n, size_t grain, FunctionRef<void(size_t, size_t)> fn) {
+  if (n == 0) return;
+  grain = std::max<size_t>(grain, 1);
+  size_t ntasks = std::min<size_t>((n + grain - 1) / grain, 4 * static_cast<size_t>(num_threads()));
+  if (ntasks <= 1) return fn(0, n);
+  const size_t per = (n + ntasks - 1) / ntasks;
+  ntasks = (n + per - 1) / per;
+  parallel_for(ntasks, [&](size_t t) { fn(t * per, std::min(n, (t + 1) * per)); });
+}
 
 }  // namespace lowbit

@@ -103,3 +103,42 @@ def as_shape(shape, name: str = "shape") -> tuple:
     if len(shape) == 0 or any(s < 0 for s in shape):
         raise ValueError(f"{name} must have at least one non-negative dimension, got {shape}")
     return shape
+
+
+def as_number(v, name: str, lo: float | None = None, hi: float | None = None, *,
+              lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite real number in [lo, hi] (bounds open when *_open)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    v = float(v)
+    ok = np.isfinite(v)
+    if lo is not None:
+        ok = ok and (v > lo if lo_open else v >= lo)
+    if hi is not None:
+        ok = ok and (v < hi if hi_open else v <= hi)
+    if not ok:
+        lb = "-inf" if lo is None else f"{lo}"
+        hb = "inf" if hi is None else f"{hi}"
+        raise ValueError(f"{name} must be a finite number in {'(' if lo_open else '['}{lb}, {hb}"
+                         f"{')' if hi_open else ']'}, got {v}")
+    return v
+
+
+def as_seed(seed, name: str = "seed") -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be a non-negative integer, got {type(seed).__name__}")
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed}")
+    return seed
+
+
+def positive_int(v, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {type(v).__name__}")
+    if int(v) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {int(v)}")
+    return int(v)
+
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what layers compute in

@@ -56,19 +56,55 @@ def _max_points(mppc, k: int, dim: int) -> int:
 class Codebook:
     """Values (or groups of ``dim`` values) replaced by the nearest of ``k`` centroids.
 
-    Attributes:
-      centroids: float32 ``(k, dim)``.
-      indices: the codes. ``k <= 16``: uint8, packed two per byte (element ``2i`` in the low
-        nibble of byte ``i``), flat, ``ceil(N / 2)`` bytes for ``N`` codes; ``k <= 256``: uint8,
-        and uint16 above, of shape ``shape[:-1] + (shape[-1] // dim,)``.
-      shape: the logical shape (that of the clustered array); ``dim``, ``k``, ``bits`` (index
-        bits as stored: 4, 8 or 16).
-      history: the k-means objective (sum of squared errors) after each Lloyd step, never
-        increasing (dim > 1: on the training sample); inertia: the sum of squared errors of
-        this codebook on the clustered array.
+    ``Codebook(centroids, indices, shape)`` wraps existing arrays (checked, then copied and
+    made read-only); :func:`kmeans` makes one.
 
-    ``Codebook(centroids, indices, shape)`` wraps existing arrays (checked); :func:`kmeans`
-    makes one.
+    Parameters
+    ----------
+    centroids : array_like of float, shape (k, dim) or (k,)
+        The centroids (converted to float32; a 1-D array is ``dim=1``). ``k`` must be
+        2..65536, and every value finite.
+    indices : numpy.ndarray of uint8 or uint16
+        The codes, each smaller than ``k``, in the stored layout: for ``k <= 16`` uint8
+        packed two per byte (element ``2i`` in the low nibble of byte ``i``), flat,
+        ``ceil(N / 2)`` bytes for ``N`` codes; for ``k <= 256`` uint8, and uint16 above, of
+        shape ``shape[:-1] + (shape[-1] // dim,)``.
+    shape : tuple of int
+        The logical shape (that of the clustered array); ``dim`` must divide its last axis.
+    history : sequence of float, optional
+        The k-means objective after each Lloyd step (default: empty).
+    inertia : float or None, optional
+        The sum of squared errors of this codebook on the clustered array (default: unknown).
+
+    Attributes
+    ----------
+    centroids : numpy.ndarray
+        float32 ``(k, dim)``, read-only.
+    indices : numpy.ndarray
+        The codes as stored (see the parameter ``indices``), read-only.
+    shape : tuple of int
+        The logical shape (that of the clustered array).
+    k : int
+        Number of centroids.
+    dim : int
+        Values per centroid (1: scalar weight sharing).
+    bits : int
+        Index bits as stored: 4, 8 or 16.
+    history : tuple of float
+        The k-means objective (sum of squared errors) after each Lloyd step, never
+        increasing (dim > 1: on the training sample).
+    inertia : float or None
+        The sum of squared errors of this codebook on the clustered array.
+
+    Raises
+    ------
+    TypeError
+        If ``centroids`` is not a floating-point array, ``shape`` is not a tuple of ints, or
+        ``indices`` does not have the dtype ``k`` asks for (uint8 for ``k <= 256``, else uint16).
+    ValueError
+        If ``centroids`` is not ``(k, dim)`` with ``k`` in 2..65536 or holds NaN/Inf, ``dim``
+        does not divide the last axis of ``shape``, ``indices`` has the wrong shape, or a code
+        is not smaller than ``k``.
     """
 
     __slots__ = ("centroids", "indices", "shape", "dim", "k", "bits", "history", "inertia")
@@ -139,17 +175,40 @@ class Codebook:
         return compression_ratio(self.size, self.k, self.dim) if self.size else 1.0
 
     def codes(self) -> np.ndarray:
-        """The codes unpacked, uint8 (k <= 256) or uint16, of shape shape[:-1] + (shape[-1] // dim,)."""
+        """The codes, unpacked.
+
+        Returns
+        -------
+        numpy.ndarray
+            A new uint8 (``k <= 256``) or uint16 array of shape
+            ``shape[:-1] + (shape[-1] // dim,)``.
+        """
         code_shape = self.shape[:-1] + (self.shape[-1] // self.dim,)
         if self.bits == 4:
             return _unpack_nibbles(self.indices, math.prod(code_shape)).reshape(code_shape)
         return self.indices.copy()
 
     def decode(self, out=None) -> np.ndarray:
-        """float32 array of ``shape``: ``centroids[indices]``, by lowbit's lookup kernels.
+        """The decoded values: ``centroids[indices]``, by lowbit's lookup kernels.
 
-        ``out``: optional float32 C-contiguous array of ``shape`` to write into (saves the
-        allocation when decoding repeatedly)."""
+        Parameters
+        ----------
+        out : numpy.ndarray, optional
+            A writeable float32 C-contiguous array of ``shape`` to write into (saves the
+            allocation when decoding repeatedly).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of ``shape`` (``out`` when given).
+
+        Raises
+        ------
+        TypeError
+            If ``out`` is not a float32 numpy array.
+        ValueError
+            If ``out`` is not a writeable C-contiguous array of ``shape``.
+        """
         n = self.size // self.dim
         if out is None:
             out = np.empty(self.shape, np.float32)
@@ -195,40 +254,64 @@ def _check_init(init) -> int:
 
 
 def kmeans(x, k, *, dim=1, iters=25, init="auto", seed=0, max_points_per_centroid="auto") -> Codebook:
-    """k-means codebook of ``x``: every value (``dim=1``, scalar weight sharing as in Deep
-    Compression) or every group of ``dim`` consecutive values of the last axis (vector
-    quantization) is replaced by the nearest of ``k`` centroids.
+    """k-means codebook of ``x``.
 
-    Args:
-      x: float array (float16/32/64; computed in float32), at least ``k`` distinct values
-        (``dim=1``) or points (``dim > 1``), no NaN/Inf.
-      k: number of centroids, 2..65536.
-      dim: values per group; must divide the last axis.
-      iters: at most this many Lloyd steps (each run stops early at a fixed point).
-      init: ``"auto"`` (default: at ``dim=1`` the better of two starts, see below; at
-        ``dim > 1`` k-means++), ``"kmeans++"`` (D^2 sampling), ``"linear"`` (evenly over
-        [min, max], Deep Compression's choice) or ``"random"`` (k distinct random points). An
-        explicit start is honoured at every ``dim``: Lloyd runs from it alone, so that e.g.
-        Deep Compression's linear initialization is reproduced (it may end in a worse local
-        optimum than ``"auto"``).
-      seed: the result is a deterministic function of (x, k, dim, iters, init, seed) --
-        also across thread counts and kernel sets.
-      max_points_per_centroid: ``dim > 1`` only: Lloyd runs on a random sample of
-        ``k * max_points_per_centroid`` points when there are more (None: all); finally every
-        point is assigned and the centroids set to the means of their points. ``"auto"``: 512
-        for ``dim <= 4``, twice faiss' sample -- there each Lloyd step searches mostly a
-        centroid's 32 nearest centroids (exactly: the triangle inequality says when that
-        suffices), so the larger sample costs about what faiss' training does and gains about
-        0.03 dB at k = 256 -- and 256 (faiss' choice) for larger ``dim``, where the lists
-        rarely suffice.
+    Every value (``dim=1``, scalar weight sharing as in Deep Compression) or every group of
+    ``dim`` consecutive values of the last axis (vector quantization) is replaced by the
+    nearest of ``k`` centroids.
 
+    Parameters
+    ----------
+    x : array_like of float
+        float16/32/64 array (computed in float32) with at least one dimension, at least ``k``
+        distinct values (``dim=1``) or points (``dim > 1``), no NaN/Inf.
+    k : int
+        Number of centroids, 2..65536.
+    dim : int, default 1
+        Values per group; must divide the last axis.
+    iters : int, default 25
+        At most this many Lloyd steps (each run stops early at a fixed point).
+    init : {"auto", "kmeans++", "linear", "random"}, default "auto"
+        ``"auto"``: at ``dim=1`` the better of two starts (see Notes); at ``dim > 1``
+        k-means++. ``"kmeans++"``: D^2 sampling. ``"linear"``: evenly over [min, max], Deep
+        Compression's choice. ``"random"``: k distinct random points. An explicit start is
+        honoured at every ``dim``: Lloyd runs from it alone, so that e.g. Deep Compression's
+        linear initialization is reproduced (it may end in a worse local optimum than
+        ``"auto"``).
+    seed : int, default 0
+        In 0..2**64-1. The result is a deterministic function of (x, k, dim, iters, init,
+        seed) -- also across thread counts and kernel sets.
+    max_points_per_centroid : int, "auto" or None, default "auto"
+        ``dim > 1`` only: Lloyd runs on a random sample of ``k * max_points_per_centroid``
+        points when there are more (None: all); finally every point is assigned and the
+        centroids set to the means of their points. ``"auto"``: 512 for ``dim <= 4``, twice
+        faiss' sample -- there each Lloyd step searches mostly a centroid's 32 nearest
+        centroids (exactly: the triangle inequality says when that suffices), so the larger
+        sample costs about what faiss' training does and gains about 0.03 dB at k = 256 -- and
+        256 (faiss' choice) for larger ``dim``, where the lists rarely suffice.
+
+    Returns
+    -------
+    Codebook
+        The centroids, the codes of ``x`` and the objective's history.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating-point array, an integer argument is not an integer, or
+        ``init`` is not a string.
+    ValueError
+        If ``x`` is 0-d, empty, holds NaN/Inf or has fewer than ``k`` distinct values
+        (points), ``dim`` does not divide its last axis, ``init`` is unknown, or a number is
+        out of its range.
+
+    Notes
+    -----
     ``dim=1`` has its own algorithm: the values are sorted once, so a Lloyd step costs
     O(k log n) through exact prefix sums instead of O(n k); with ``init="auto"`` Lloyd from
     k-means++ and Lloyd from the optimal partition of a summary of the sorted values (an exact
     dynamic program over up to max(1024, 8k) groups of values; for large k the asymptotically
     optimal companding start) both run, and the codebook with the lower error is kept.
-
-    Returns a :class:`Codebook`.
     """
     a = as_float32(x, "x")
     if a.ndim == 0:
@@ -254,12 +337,50 @@ def kmeans(x, k, *, dim=1, iters=25, init="auto", seed=0, max_points_per_centroi
 
 
 class ProductCodes:
-    """Product quantization of vectors: the last axis (length D) split into ``m`` subspaces of
-    ``D // m`` values, each with its own codebook of ``2**bits`` centroids.
+    """Product quantization of vectors.
 
-    Attributes: ``centroids`` float32 ``(m, 2**bits, D // m)``; ``codes`` uint8 (bits <= 8) or
-    uint16 of shape ``shape[:-1] + (m,)``; ``shape``, ``m``, ``bits``, ``inertia`` (sum of
-    squared errors per subspace); ``nbytes``; ``decode()``.
+    The last axis (length D) is split into ``m`` subspaces of ``D // m`` values, each with its
+    own codebook of ``2**bits`` centroids. :func:`product_quantize` makes one;
+    ``ProductCodes(centroids, codes, shape, bits)`` wraps existing arrays (checked, then copied
+    and made read-only). :meth:`decode` rebuilds the vectors.
+
+    Parameters
+    ----------
+    centroids : array_like of float, shape (m, 2**bits, D // m)
+        Each subspace's centroids (converted to float32), finite.
+    codes : numpy.ndarray of uint8 or uint16, shape ``shape[:-1] + (m,)``
+        Each vector's code in each subspace: uint8 for ``bits <= 8``, else uint16; each
+        smaller than ``2**bits``.
+    shape : tuple of int
+        The logical shape of the vectors; it must end with ``D = m * (D // m)``.
+    bits : int
+        Bits per code, 1..16 (``2**bits`` centroids per subspace).
+    inertia : sequence of float, optional
+        Sum of squared errors per subspace (default: empty).
+
+    Attributes
+    ----------
+    centroids : numpy.ndarray
+        float32 ``(m, 2**bits, D // m)``, read-only.
+    codes : numpy.ndarray
+        uint8 (bits <= 8) or uint16 of shape ``shape[:-1] + (m,)``, read-only.
+    shape : tuple of int
+        The logical shape of the vectors.
+    m : int
+        Number of subspaces.
+    bits : int
+        Bits per code.
+    inertia : tuple of float
+        Sum of squared errors per subspace.
+
+    Raises
+    ------
+    TypeError
+        If ``bits`` is not an integer, ``centroids`` is not a floating-point array, or
+        ``codes`` does not have the dtype ``bits`` asks for.
+    ValueError
+        If ``bits`` is not in 1..16, ``centroids``, ``shape`` or ``codes`` have inconsistent
+        shapes, ``centroids`` holds NaN/Inf, or a code is not smaller than ``2**bits``.
     """
 
     __slots__ = ("centroids", "codes", "shape", "m", "bits", "inertia")
@@ -300,7 +421,13 @@ class ProductCodes:
         return 4.0 * math.prod(self.shape) / self.nbytes
 
     def decode(self) -> np.ndarray:
-        """float32 array of ``shape``: each subspace's centroid of its code, concatenated."""
+        """The vectors rebuilt from their codes.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of ``shape``: each subspace's centroid of its code, concatenated.
+        """
         flat = _core.pq_decode(np.ascontiguousarray(self.codes.reshape(-1, self.m)), self.centroids)
         return flat.reshape(self.shape)
 
@@ -310,11 +437,42 @@ class ProductCodes:
 
 
 def product_quantize(x, m, *, bits=8, iters=25, seed=0, max_points_per_centroid=256) -> ProductCodes:
-    """Product quantization (as faiss.ProductQuantizer): the vectors of ``x`` (its last axis,
-    length D) are split into ``m`` subspaces of D // m values; each subspace gets a k-means
-    codebook of ``2**bits`` centroids (k-means++, Lloyd on up to ``max_points_per_centroid``
-    points per centroid, then every vector is encoded). Returns a :class:`ProductCodes` with
-    ``decode()`` and ``nbytes``."""
+    """Product quantization (as faiss.ProductQuantizer).
+
+    The vectors of ``x`` (its last axis, length D) are split into ``m`` subspaces of D // m
+    values; each subspace gets a k-means codebook of ``2**bits`` centroids (k-means++, Lloyd
+    on up to ``max_points_per_centroid`` points per centroid, then every vector is encoded).
+
+    Parameters
+    ----------
+    x : array_like of float
+        float16/32/64 array (computed in float32), vectors on the last axis, at least
+        ``2**bits`` of them, no NaN/Inf.
+    m : int
+        Number of subspaces; must divide D.
+    bits : int, default 8
+        Bits per code, 1..16: ``2**bits`` centroids per subspace.
+    iters : int, default 25
+        At most this many Lloyd steps per subspace.
+    seed : int, default 0
+        In 0..2**64-1; the result is a deterministic function of the arguments.
+    max_points_per_centroid : int, "auto" or None, default 256
+        Lloyd runs on a random sample of ``2**bits * max_points_per_centroid`` vectors when
+        there are more (None: all; ``"auto"``: as in :func:`kmeans` with ``dim = D // m``).
+
+    Returns
+    -------
+    ProductCodes
+        The codes and the codebooks, with :meth:`ProductCodes.decode` and ``nbytes``.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating-point array or an integer argument is not an integer.
+    ValueError
+        If ``x`` is 0-d, empty, holds NaN/Inf or has fewer than ``2**bits`` vectors, ``m``
+        does not divide D, or a number is out of its range.
+    """
     a = as_float32(x, "x")
     if a.ndim == 0:
         raise ValueError("x must have at least one dimension (vectors on the last axis), got a 0-d array")
@@ -340,25 +498,65 @@ def product_quantize(x, m, *, bits=8, iters=25, seed=0, max_points_per_centroid=
 
 
 class CodebookLinear:
-    """A drop-in replacement for a float linear layer y = x W^T + b whose weight is a k-means
-    codebook (Deep Compression weight sharing; ``dim > 1``: vector quantization of groups of
-    ``dim`` weights along the input axis).
+    """A float linear layer y = x W^T + b whose weight is a k-means codebook.
 
-    ``weight``: float ``(out_features, in_features)`` (torch.nn.Linear's layout); ``bias``:
-    ``(out_features,)`` or None. The weight is clustered once here with :func:`kmeans`
-    (``layer.codebook``). ``layer(x)`` for float x of shape ``(..., in_features)`` returns float32
-    ``(..., out_features)`` without ever building the float weight: activations are quantized per
-    row on the fly (symmetric), the centroids once (one scale), and the products are summed
+    A drop-in replacement for a float linear layer: Deep Compression weight sharing, or with
+    ``dim > 1`` vector quantization of groups of ``dim`` weights along the input axis. The
+    weight is clustered once here with :func:`kmeans` (``layer.codebook``);
+    :meth:`from_codebook` makes a layer of an existing codebook.
+
+    ``layer(x)`` for float x of shape ``(..., in_features)`` returns float32
+    ``(..., out_features)`` without ever building the float weight: activations are quantized
+    per row on the fly (symmetric), the centroids once (one scale), and the products are summed
     exactly in integers. With ``k <= 16`` and ``dim=1`` the weights stay 4-bit codes that the
     kernel looks up in a 16-entry table held in a register -- a lookup-table GEMV for one row
     that streams half a byte per weight; otherwise tiles of int16 weights are decoded inside
-    the multiply.
+    the multiply. ``layer(x, relu=True)`` applies a ReLU to the result. ``layer.weight()`` is
+    the codebook's float weight (built on request).
 
-    ``activations``: ``"int8"`` (default; activations and the 4-bit table in 8 bits, like
-    QuantizedLinear's dynamic quantization: about 40 dB from the exact product with the codebook
-    weight, the fastest) or ``"int16"`` (13 bits: within about 1e-4 of it, e.g. to run a
-    fine-tuned shared-weight model faithfully). The decoded-tile path (k > 16 or dim > 1) is
-    always 13-bit. ``layer.weight()`` is the codebook's float weight (built on request).
+    Parameters
+    ----------
+    weight : array_like of float, shape (out_features, in_features)
+        The float weight (torch.nn.Linear's layout), non-empty and finite.
+    bias : array_like of float, shape (out_features,), optional
+        The bias (None: no bias).
+    k : int, default 16
+        Number of centroids (see :func:`kmeans`).
+    dim : int, default 1
+        Weights per group along the input axis; must divide ``in_features``.
+    seed : int, default 0
+        The k-means seed.
+    iters : int, default 25
+        At most this many Lloyd steps.
+    init : {"auto", "kmeans++", "linear", "random"}, default "auto"
+        The k-means start (see :func:`kmeans`).
+    activations : {"int8", "int16"}, default "int8"
+        ``"int8"``: activations and the 4-bit table in 8 bits, like QuantizedLinear's
+        dynamic quantization: about 40 dB from the exact product with the codebook weight, the
+        fastest. ``"int16"``: 13 bits, within about 1e-4 of it, e.g. to run a fine-tuned
+        shared-weight model faithfully. The decoded-tile path (k > 16 or dim > 1) is always
+        13-bit.
+
+    Attributes
+    ----------
+    in_features : int
+        Length of the input rows.
+    out_features : int
+        Length of the output rows.
+    bias : numpy.ndarray or None
+        float32 ``(out_features,)``, or None.
+    activations : str
+        ``"int8"`` or ``"int16"``.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` or ``bias`` is not a floating-point array, or an argument has the wrong
+        type.
+    ValueError
+        If ``weight`` is not a non-empty finite 2-D array, ``bias`` does not have shape
+        ``(out_features,)``, ``activations`` or ``init`` is unknown, or the clustering
+        refuses its arguments (see :func:`kmeans`).
     """
 
     def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="auto",
@@ -369,8 +567,32 @@ class CodebookLinear:
 
     @classmethod
     def from_codebook(cls, codebook: Codebook, bias=None, *, activations="int8") -> "CodebookLinear":
-        """The layer of an existing codebook of a (out_features, in_features) weight (for
-        example one fine-tuned, or loaded from a file); no clustering."""
+        """The layer of an existing codebook, without clustering.
+
+        Parameters
+        ----------
+        codebook : Codebook
+            The codebook of a non-empty ``(out_features, in_features)`` weight (for example
+            one fine-tuned, or loaded from a file).
+        bias : array_like of float, shape (out_features,), optional
+            The bias (None: no bias).
+        activations : {"int8", "int16"}, default "int8"
+            Precision of the activations, as in :class:`CodebookLinear`.
+
+        Returns
+        -------
+        CodebookLinear
+            The layer.
+
+        Raises
+        ------
+        TypeError
+            If ``codebook`` is not a :class:`Codebook`, ``bias`` is not a floating-point array
+            or ``activations`` is not a string.
+        ValueError
+            If the codebook is not of a non-empty 2-D weight, ``bias`` has the wrong shape or
+            holds NaN/Inf, or ``activations`` is unknown.
+        """
         if not isinstance(codebook, Codebook):
             raise TypeError(f"codebook must be a lowbit.Codebook, got {type(codebook).__name__}")
         if len(codebook.shape) != 2 or codebook.size == 0:
@@ -407,10 +629,12 @@ class CodebookLinear:
 
     @property
     def k(self) -> int:
+        """Number of centroids of the codebook."""
         return int(self._centroids.shape[0])
 
     @property
     def dim(self) -> int:
+        """Weights per centroid (1: scalar weight sharing)."""
         return int(self._centroids.shape[1])
 
     @property
@@ -420,11 +644,30 @@ class CodebookLinear:
         return int(self._plan.nbytes)
 
     def weight(self) -> np.ndarray:
-        """The decoded float weight (out_features, in_features) -- built on request only."""
+        """The codebook's float weight, built on request only.
+
+        Returns
+        -------
+        numpy.ndarray
+            The decoded float32 weight ``(out_features, in_features)``.
+        """
         return self.codebook.decode()
 
     def __call__(self, x, *, relu=False) -> np.ndarray:
-        """float32 (..., out_features) for float x of shape (..., in_features)."""
+        """Apply the layer.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (..., in_features)
+            The input, finite.
+        relu : bool, default False
+            Apply a ReLU to the result.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(..., out_features)``.
+        """
         a = as_float32(x, "x")
         if a.ndim == 0 or a.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape (..., {self.in_features}), got {a.shape}")

@@ -9,10 +9,10 @@ or low-rank factors each wrapped in a `QuantizedLinear`:
   integer GEMM (the +-1 weights are exact int8 codes).
 - `prune_magnitude(w, sparsity)`: the smallest |w| set to zero (globally or per row).
 - `prune_rows(w, sparsity)`: structured pruning, whole output rows with the smallest L2 norm set
-  to zero; `prune_hidden_units(model, sparsity)` removes them from a model for real (the rows of
+  to zero; `lowbit.models.prune_hidden_units(model, sparsity)` removes them from a model for real (the rows of
   one Linear and the matching columns of the next).
 - `low_rank(w, rank)`: truncated SVD, W ~ W2 @ W1 with W1 (rank, in), W2 (out, rank);
-  `low_rank_layers(w, b, rank)` makes the two Linear layers.
+  `lowbit.models.low_rank_layers(w, b, rank)` makes the two Linear layers.
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import math
 import numpy as np
 
 from ._checks import as_bias, as_bool, as_float32, as_int, as_weight, check_finite
+from . import io as _io
 
 
-def _fraction(v, name: str) -> float:
+def as_fraction(v, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number in [0, 1], got {type(v).__name__}")
     v = float(v)
@@ -35,8 +36,28 @@ def _fraction(v, name: str) -> float:
 # --------------------------------------------------------------------------- binary weights
 
 class BinaryTensor:
-    """1-bit weights: value[o, i] = alpha[o] * sign[o, i] (sign(0) = +1), signs packed 8 per
-    byte (np.packbits order), alpha float32 (out_features,) or () when per_channel=False."""
+    """1-bit weights: value[o, i] = alpha[o] * sign[o, i] (sign(0) = +1).
+
+    The signs are packed 8 per byte (np.packbits order, a set bit is +1); alpha is float32
+    ``(out_features,)``, or ``()`` when made with ``per_channel=False``. :func:`binarize` and
+    :meth:`from_signs` make one; the constructor wraps its arguments unchecked.
+
+    Parameters
+    ----------
+    packed_bits : numpy.ndarray of uint8
+        ``np.packbits`` of the flattened (row-major) array ``sign > 0``.
+    shape : tuple of int
+        The logical shape ``(out_features, in_features)``.
+    alpha : array_like of float
+        The scales: ``(out_features,)`` (one per output row) or ``()`` (one for the tensor).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The logical shape ``(out_features, in_features)``.
+    alpha : numpy.ndarray
+        float32 scales, ``(out_features,)`` or ``()``.
+    """
 
     __slots__ = ("shape", "alpha", "_bits")
 
@@ -47,20 +68,56 @@ class BinaryTensor:
 
     @property
     def nbytes(self) -> int:
+        """Bytes stored: the packed signs + alpha."""
         return int(self._bits.nbytes + self.alpha.nbytes)
 
     def signs(self) -> np.ndarray:
-        """int8 +-1 of `shape`."""
+        """The signs, unpacked.
+
+        Returns
+        -------
+        numpy.ndarray
+            int8 array of +1/-1 of ``shape``.
+        """
         n = int(math.prod(self.shape))
         b = np.unpackbits(self._bits, count=n).reshape(self.shape)
         return (b.astype(np.int8) * 2 - 1).astype(np.int8)
 
     def dequantize(self) -> np.ndarray:
+        """The float weights the bits represent.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of ``shape``: ``alpha[o] * sign[o, i]``.
+        """
         alpha = self.alpha[:, None] if self.alpha.ndim else self.alpha
         return (self.signs().astype(np.float32) * alpha).astype(np.float32)
 
     @classmethod
     def from_signs(cls, signs, alpha) -> "BinaryTensor":
+        """A BinaryTensor of given signs and scales.
+
+        Parameters
+        ----------
+        signs : array_like of int, shape (out_features, in_features)
+            A 2-D integer array of +1/-1.
+        alpha : array_like of float
+            The finite scales: a scalar or ``(out_features,)``.
+
+        Returns
+        -------
+        BinaryTensor
+            The signs, packed, with their scales.
+
+        Raises
+        ------
+        TypeError
+            If ``alpha`` is not a floating-point array.
+        ValueError
+            If ``signs`` is not a 2-D integer array of +1/-1, or ``alpha`` has the wrong
+            shape or holds NaN/Inf.
+        """
         s = np.asarray(signs)
         if s.ndim != 2 or s.dtype.kind not in "iu" or not np.all(np.abs(s.astype(np.int64)) == 1):
             raise ValueError("signs must be a 2-D integer array of +1/-1")
@@ -75,8 +132,30 @@ class BinaryTensor:
 
 
 def binarize(weight, *, per_channel=True) -> BinaryTensor:
-    """Binary weights: sign(w) (0 -> +1) times alpha = mean |w| per output row (or over the
-    whole tensor), the alpha minimizing ||w - alpha sign(w)||^2."""
+    """Binary weights: sign(w) (0 -> +1) times a scale alpha.
+
+    alpha = mean ``|w|`` per output row (or over the whole tensor), the alpha minimizing
+    ``||w - alpha sign(w)||^2`` (XNOR-Net / BWN); 1 bit per weight.
+
+    Parameters
+    ----------
+    weight : array_like of float, shape (out_features, in_features)
+        The float weight, non-empty and finite.
+    per_channel : bool, default True
+        One alpha per output row (True) or one for the whole tensor (False).
+
+    Returns
+    -------
+    BinaryTensor
+        The packed signs and alpha (``(out_features,)`` or ``()``).
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` is not a floating-point array or ``per_channel`` is not a bool.
+    ValueError
+        If ``weight`` is not a non-empty 2-D array or holds NaN/Inf.
+    """
     w = as_weight(weight)
     per_channel = as_bool(per_channel, "per_channel")
     alpha = np.abs(w.astype(np.float64)).mean(axis=1 if per_channel else None).astype(np.float32)
@@ -86,9 +165,45 @@ def binarize(weight, *, per_channel=True) -> BinaryTensor:
 class BinaryLinear:
     """A drop-in linear layer with 1-bit weights: y = alpha * (x @ sign(W)^T) + b.
 
-    With quantize_input=True (default) each row of x is quantized to uint8 (asymmetric, as ONNX
-    DynamicQuantizeLinear) and multiplied with the +-1 weights by lowbit.matmul_int8, exactly in
-    int32; otherwise x stays float."""
+    With ``quantize_input=True`` (default) each row of x is quantized to uint8 (asymmetric, as
+    ONNX DynamicQuantizeLinear) and multiplied with the +-1 weights by
+    :func:`lowbit.matmul_int8`, exactly in int32; otherwise x stays float. ``layer(x)`` for
+    float x of shape ``(..., in_features)`` returns float32 ``(..., out_features)``.
+
+    Parameters
+    ----------
+    weight : array_like of float or BinaryTensor
+        A float weight ``(out_features, in_features)``, binarized here with :func:`binarize`,
+        or an already binarized one.
+    bias : array_like of float, shape (out_features,), optional
+        The bias (None: no bias).
+    per_channel : bool, default True
+        One alpha per output row, else one for the whole weight (ignored when ``weight`` is
+        a :class:`BinaryTensor`).
+    quantize_input : bool, default True
+        Quantize the activations to uint8 and multiply in integers (else in float).
+
+    Attributes
+    ----------
+    weight_b : BinaryTensor
+        The 1-bit weight.
+    in_features : int
+        Length of the input rows.
+    out_features : int
+        Length of the output rows.
+    bias : numpy.ndarray or None
+        float32 ``(out_features,)``, or None.
+    quantize_input : bool
+        Whether activations are quantized.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` or ``bias`` is not a floating-point array, or a flag is not a bool.
+    ValueError
+        If ``weight`` is not a non-empty finite 2-D array, or ``bias`` has the wrong shape or
+        holds NaN/Inf.
+    """
 
     def __init__(self, weight, bias=None, *, per_channel=True, quantize_input=True):
         self.weight_b = weight if isinstance(weight, BinaryTensor) else binarize(weight, per_channel=per_channel)
@@ -100,6 +215,7 @@ class BinaryLinear:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the weight: the packed signs, alpha and the bias."""
         return int(self.weight_b.nbytes + (0 if self.bias is None else self.bias.nbytes))
 
     def __call__(self, x) -> np.ndarray:
@@ -138,12 +254,38 @@ class BinaryLinear:
 # --------------------------------------------------------------------------- pruning
 
 def prune_magnitude(weight, sparsity, *, per_row=False) -> np.ndarray:
-    """A copy of `weight` with round(sparsity * n) of its smallest-magnitude entries set to 0,
-    n counted over the whole tensor or over each row (per_row=True). Ties are broken by position
-    (the earlier one is pruned first), so exactly that many entries become zero."""
+    """Magnitude pruning: the smallest entries of a weight set to zero.
+
+    ``round(sparsity * n)`` of the smallest-magnitude entries are set to 0, n counted over the
+    whole tensor or over each row (``per_row=True``). Ties are broken by position (the earlier
+    one is pruned first), so exactly that many entries become zero.
+
+    Parameters
+    ----------
+    weight : array_like of float
+        The weight, finite (any shape; rows are along the first axis).
+    sparsity : float
+        The fraction of entries to zero, in [0, 1].
+    per_row : bool, default False
+        Count and prune in each row (the first axis) separately, else over the whole tensor.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float32 copy of ``weight`` with the pruned entries zero.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` is not a floating-point array, ``sparsity`` is not a number or
+        ``per_row`` not a bool.
+    ValueError
+        If ``weight`` holds NaN/Inf, ``sparsity`` is not in [0, 1], or ``per_row=True`` with
+        a 0-d weight.
+    """
     w = as_float32(weight, "weight")
     check_finite(w, "weight")
-    s = _fraction(sparsity, "sparsity")
+    s = as_fraction(sparsity, "sparsity")
     per_row = as_bool(per_row, "per_row")
     out = w.copy()
     if per_row:
@@ -172,15 +314,38 @@ def rows_to_keep(weight, sparsity) -> np.ndarray:
     """Sorted indices of the rows structured pruning keeps: all but the round(sparsity * out)
     rows of smallest L2 norm (ties by position), at least one."""
     norms = row_norms(weight)
-    s = _fraction(sparsity, "sparsity")
+    s = as_fraction(sparsity, "sparsity")
     n_drop = min(int(round(s * norms.size)), norms.size - 1)
     drop = np.argsort(norms, kind="stable")[:n_drop]
     return np.setdiff1d(np.arange(norms.size), drop)
 
 
 def prune_rows(weight, sparsity) -> np.ndarray:
-    """A copy of `weight` with its round(sparsity * out_features) rows of smallest L2 norm set to
-    zero (structured pruning; at least one row is kept)."""
+    """Structured pruning: whole output rows of smallest L2 norm set to zero.
+
+    ``round(sparsity * out_features)`` rows (ties by position) are zeroed; at least one row is
+    kept. :func:`lowbit.models.prune_hidden_units` removes such rows from a model for real.
+
+    Parameters
+    ----------
+    weight : array_like of float, shape (out_features, in_features)
+        The weight, non-empty and finite.
+    sparsity : float
+        The fraction of rows to zero, in [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        A float32 copy of ``weight`` with the pruned rows zero.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` is not a floating-point array or ``sparsity`` is not a number.
+    ValueError
+        If ``weight`` is not a non-empty 2-D array, holds NaN/Inf, or ``sparsity`` is not
+        in [0, 1].
+    """
     w = as_weight(weight)
     keep = rows_to_keep(w, sparsity)
     out = np.zeros_like(w)
@@ -191,10 +356,37 @@ def prune_rows(weight, sparsity) -> np.ndarray:
 # --------------------------------------------------------------------------- low rank
 
 def low_rank(weight, rank=None, *, energy=None) -> tuple[np.ndarray, np.ndarray]:
-    """Truncated SVD W ~ W2 @ W1: W1 = sqrt(S_r) V_r^T (rank, in), W2 = U_r sqrt(S_r) (out, rank),
-    float32. Give `rank` (1 .. min(out, in)), or `energy` in (0, 1] to take the smallest rank
-    keeping that fraction of sum(S^2). The best rank-r approximation in Frobenius norm
-    (Eckart-Young)."""
+    """Truncated SVD: W ~ W2 @ W1.
+
+    W1 = sqrt(S_r) V_r^T ``(rank, in)``, W2 = U_r sqrt(S_r) ``(out, rank)``: the best rank-r
+    approximation in Frobenius norm (Eckart-Young). Give exactly one of ``rank`` and ``energy``.
+    :func:`lowbit.models.low_rank_layers` makes the two Linear layers.
+
+    Parameters
+    ----------
+    weight : array_like of float, shape (out_features, in_features)
+        The weight, non-empty and finite.
+    rank : int, optional
+        The rank r, 1 .. min(out_features, in_features).
+    energy : float, optional
+        In (0, 1]: take the smallest rank keeping that fraction of sum(S^2).
+
+    Returns
+    -------
+    w1 : numpy.ndarray
+        float32 ``(r, in_features)``.
+    w2 : numpy.ndarray
+        float32 ``(out_features, r)``.
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` is not a floating-point array, ``rank`` is not an integer or ``energy``
+        not a number.
+    ValueError
+        If both or neither of ``rank`` and ``energy`` are given, one is out of its range, or
+        ``weight`` is not a non-empty finite 2-D array.
+    """
     w = as_weight(weight)
     full = min(w.shape)
     if (rank is None) == (energy is None):
@@ -203,7 +395,7 @@ def low_rank(weight, rank=None, *, energy=None) -> tuple[np.ndarray, np.ndarray]
     if rank is not None:
         r = as_int(rank, "rank", 1, full)
     else:
-        e = _fraction(energy, "energy")
+        e = as_fraction(energy, "energy")
         if e == 0.0:
             raise ValueError("energy must be > 0")
         cum = np.cumsum(s ** 2)
@@ -216,33 +408,26 @@ def low_rank(weight, rank=None, *, energy=None) -> tuple[np.ndarray, np.ndarray]
     return w1, w2
 
 
-def low_rank_layers(weight, bias=None, rank=None, *, energy=None) -> list:
-    """[Linear(in -> rank, no bias), Linear(rank -> out, bias)] computing ~ x W^T + b, as
-    lowbit.nn.Linear layers (so they run, save, and quantize like any other)."""
-    from .models import make_linear
+# --------------------------------------------------------------------------- file format
 
-    w1, w2 = low_rank(weight, rank, energy=energy)
-    return [make_linear(w1, None), make_linear(w2, bias)]
+def _register() -> None:
+    """BinaryTensor and BinaryLinear in lowbit.save / lowbit.load."""
+    def bt_from(s):
+        signs = _io.need_array(s, "signs", "BinaryTensor", dtype=np.int8)
+        return BinaryTensor.from_signs(signs, _io.need_array(s, "alpha", "BinaryTensor",
+                                                                  dtype=np.float32))
+
+    _io.register("BinaryTensor", BinaryTensor,
+             lambda t: {"signs": t.signs(), "alpha": t.alpha}, bt_from)
+
+    def bl_from(s):
+        wb = _io.need(s, "weight_b", BinaryTensor, "BinaryLinear")
+        return BinaryLinear(wb, s.get("bias"),
+                                     quantize_input=_io.need(s, "quantize_input", bool, "BinaryLinear"))
+
+    _io.register("BinaryLinear", BinaryLinear,
+             lambda m: {"weight_b": m.weight_b, "bias": m.bias, "quantize_input": m.quantize_input},
+             bl_from)
 
 
-def prune_hidden_units(model, sparsity):
-    """A Sequential copy of `model` (a Sequential-like model with .layers) with `sparsity` of the hidden units
-    of every Linear -> elementwise activation -> Linear pair removed: the rows of smallest L2 norm
-    of the first Linear (and its bias entries) and the matching columns of the next. The last
-    Linear's outputs are never removed; LayerNorm between the two stops the pairing."""
-    from . import nn
-    from .models import ELEMENTWISE, clone_model, is_linear, make_linear
-
-    s = _fraction(sparsity, "sparsity")
-    out = nn.Sequential(clone_model(model).layers)  # a plain Sequential: the sizes change
-    layers = out.layers
-    lin = [i for i, layer in enumerate(layers) if is_linear(layer)]
-    for a, b in zip(lin, lin[1:]):
-        if not all(type(layers[j]).__name__ in ELEMENTWISE for j in range(a + 1, b)):
-            continue
-        w, bias = np.asarray(layers[a].weight), layers[a].bias
-        keep = rows_to_keep(w, s)
-        layers[a] = make_linear(w[keep], None if bias is None else np.asarray(bias)[keep])
-        nxt = layers[b]
-        layers[b] = make_linear(np.asarray(nxt.weight)[:, keep], nxt.bias)
-    return out
+_register()

@@ -4,9 +4,9 @@ example program examples/lowbit_infer.cc) loads and runs on any CPU lowbit build
 
 The format is described in csrc/include/lowbit/model.h. Layers: lowbit.QuantizedLinear (dynamic
 or static activations), lowbit.CodebookLinear (k-means codebook weights, stored as packed codes
-and centroids) and ReLU. The runtime runs the layers one at a
-time exactly as lowbit does in Python (`lowbit.nn.Sequential(layers)(x)`), on the same kernels,
-so its output equals Python's bit for bit.
+and centroids) and ReLU. The runtime runs them with the plan lowbit.QuantizedModel runs (chains of
+static int8 layers on uint8 codes, requantized in the GEMM epilogue), on the same kernels: its
+output equals `lowbit.QuantizedModel(layers)(x)` bit for bit.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ _DENSE = (QuantizedLinear, CodebookLinear)
 def _layers_of(model) -> list:
     layers = getattr(model, "layers", model)
     if not isinstance(layers, (list, tuple)):
-        raise TypeError("model must be a lowbit.nn.Sequential (or anything with .layers) or a list "
+        raise TypeError("model must be a lowbit Sequential (or anything with .layers) or a list "
                         f"of layers, got {type(model).__name__}")
     return list(layers)
 
@@ -36,7 +36,7 @@ def _layers_of(model) -> list:
 def runtime_layers(model) -> list:
     """The layers the runtime executes (Dropout, an identity at inference, is left out).
     ValueError names any layer the runtime cannot run."""
-    from . import nn
+    from .models import layers as nn
 
     out = []
     for i, layer in enumerate(_layers_of(model)):
@@ -53,17 +53,25 @@ def runtime_layers(model) -> list:
 
 
 def runtime_reference(model, x) -> np.ndarray:
-    """What the runtime computes for x, in Python: the exported layers applied one by one."""
-    h = x
-    for layer in runtime_layers(model):
-        h = layer(h)
-    return h
+    """What the runtime computes for x, in Python: lowbit.QuantizedModel of the exported layers
+    (the same plan, through lowbit's binding of the runtime)."""
+    from .models import QuantizedModel
+
+    return QuantizedModel(runtime_layers(model))(x)
 
 
 def export_runtime(model, path) -> int:
     """Writes `model` (QuantizedLinear, CodebookLinear and ReLU layers) for the C++ runtime;
     returns the bytes written. Shapes must chain: each layer's in_features equals the previous
     out_features."""
+    data = runtime_bytes(model)
+    with open(os.fspath(path), "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+def runtime_bytes(model) -> bytes:
+    """The runtime file of `model`, as export_runtime writes it."""
     layers = runtime_layers(model)
     body = bytearray()
     width = first = None
@@ -93,10 +101,7 @@ def export_runtime(model, path) -> int:
     version = VERSION if any(isinstance(l, CodebookLinear) for l in layers) else 1
     head = MAGIC + struct.pack("<IIII", version, len(layers), first, width)
     data = head + bytes(body)
-    data += struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
-    with open(os.fspath(path), "wb") as f:
-        f.write(data)
-    return len(data)
+    return data + struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
 
 
 def _codebook_layer(layer: CodebookLinear) -> bytes:

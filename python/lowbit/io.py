@@ -60,8 +60,6 @@ class _Entry:
 
 _BY_NAME: dict[str, _Entry] = {}
 _BY_CLASS: dict[type, _Entry] = {}
-_LAZY: list = []  # callables registering types of modules that may not exist yet
-_lazy_done = False
 
 
 def register(name: str, cls: type, to_state, from_state) -> None:
@@ -101,25 +99,7 @@ def _reduce(obj):
     return _from_pickle, (data,)
 
 
-def register_lazy(fn) -> None:
-    """Runs fn() (which calls register) before the next save or load: for types whose module is
-    imported late or may be missing."""
-    global _lazy_done
-    _LAZY.append(fn)
-    _lazy_done = False
-
-
-def _run_lazy() -> None:
-    global _lazy_done
-    if _lazy_done:
-        return
-    _lazy_done = True
-    for fn in list(_LAZY):
-        fn()
-
-
 def registered_types() -> list[str]:
-    _run_lazy()
     return sorted(_BY_NAME)
 
 
@@ -178,7 +158,6 @@ class _Encoder:
 
 def dumps(obj) -> bytes:
     """The bytes lowbit.save writes for obj."""
-    _run_lazy()
     en = _Encoder()
     root = en.enc(obj, "obj")
     table, chunks, off = [], [], 0
@@ -206,8 +185,29 @@ def _as_path(path, name="path") -> str:
 
 
 def save(obj, path) -> None:
-    """Writes obj (QTensor, Codebook, a layer, a model, ... -- see registered_types()) to `path`
-    in lowbit's file format; the file is replaced atomically."""
+    """Write an object to a file in lowbit's file format.
+
+    The file (versioned, checksummed, without pickle; see :doc:`formats`) is replaced
+    atomically: written to a temporary file in the same directory, then renamed.
+
+    Parameters
+    ----------
+    obj : object
+        What to save: a QTensor, Codebook, a layer, a model, ... (the registered types, see
+        ``lowbit.io.registered_types()``), or None, bools, numbers, strings, numeric/bool
+        numpy arrays, and lists, tuples and str-keyed dicts of these.
+    path : str or os.PathLike
+        The file to write.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or os.PathLike, or ``obj`` holds something the format cannot
+        store (an unregistered type, an array of another dtype, a dict key that is not a
+        string).
+    OSError
+        If the file cannot be written.
+    """
     p = _as_path(path)
     data = dumps(obj)
     d = os.path.dirname(os.path.abspath(p))
@@ -301,7 +301,6 @@ def loads(data: bytes):
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     data = bytes(data)
-    _run_lazy()
     if len(data) < _PREAMBLE.size:
         if data and not MAGIC.startswith(data[:len(MAGIC)]):
             raise ValueError("not a lowbit file (wrong magic bytes)")
@@ -336,8 +335,31 @@ def loads(data: bytes):
 
 
 def load(path):
-    """The object saved at `path` by lowbit.save. A file that is not a valid lowbit file
-    (truncated, corrupted, foreign, wrong version) raises ValueError; a missing one OSError."""
+    """Read the object saved by :func:`lowbit.save`.
+
+    Only registered types are ever built, from plain data, so loading a file never runs code
+    from it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+
+    Returns
+    -------
+    object
+        The saved object.
+
+    Raises
+    ------
+    TypeError
+        If ``path`` is not a str or os.PathLike.
+    ValueError
+        If the file is not a valid lowbit file (truncated, corrupted, foreign, wrong version,
+        an unknown type or a state its type rejects), or ``path`` is a directory.
+    OSError
+        If the file is missing or cannot be read.
+    """
     p = _as_path(path)
     if os.path.isdir(p):
         raise ValueError(f"path {p!r} is a directory, not a lowbit file")
@@ -377,200 +399,9 @@ def need_shape(state: dict, key: str, what: str) -> tuple:
     return tuple(s)
 
 
-def _opt_axis(state, what, ndim):
+def need_axis(state, what, ndim):
+    """state["axis"]: None or an axis of an array of `ndim` dimensions."""
     axis = state.get("axis")
     if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < ndim):
         raise ValueError(f"{what}: bad axis {axis!r}")
     return axis
-
-
-# --------------------------------------------------------------------------- built-in types
-
-def _register_builtin() -> None:
-    from .linear import PackedInt8, QuantizedLinear
-    from .quant import QTensor
-
-    def qt_to(q):
-        return {"shape": q.shape, "bits": q.bits, "axis": q.axis, "symmetric": q.symmetric,
-                "scale": np.asarray(q.scale, np.float32), "zero_point": np.asarray(q.zero_point, np.int32),
-                "codes": np.asarray(q._codes, np.uint8).reshape(-1)}
-
-    def qt_from(s):
-        what = "QTensor"
-        shape = need_shape(s, "shape", what)
-        bits = need(s, "bits", int, what)
-        if not 2 <= bits <= 8:
-            raise ValueError(f"QTensor: bits {bits} out of 2..8")
-        axis = _opt_axis(s, what, len(shape))
-        symmetric = need(s, "symmetric", bool, what)
-        n = math.prod(shape)
-        codes = need_array(s, "codes", what, dtype=np.uint8, shape=((n + 1) // 2 if bits <= 4 else n,))
-        want = () if axis is None else (shape[axis],)
-        scale = need_array(s, "scale", what, dtype=np.float32, shape=want)
-        zp = need_array(s, "zero_point", what, dtype=np.int32, shape=want)
-        if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
-            raise ValueError("QTensor: scale must be finite and > 0")
-        if axis is None:
-            scale, zp = np.float32(scale), np.int32(zp)
-        return QTensor(codes, shape, bits, axis, symmetric, scale, zp)
-
-    register("QTensor", QTensor, qt_to, qt_from)
-
-    def pk_from(s):
-        b = need_array(s, "b", "PackedInt8", dtype=np.int8)
-        if b.ndim != 2:
-            raise ValueError("PackedInt8: b must be 2-D")
-        return PackedInt8(b)
-
-    register("PackedInt8", PackedInt8, lambda p: {"b": p.unpack()}, pk_from)
-
-    def ql_to(layer):
-        return {"weight_q": layer.weight_q, "bias": layer.bias, "bits": layer.bits,
-                "per_channel": layer.per_channel, "act_scale": layer.act_scale,
-                "act_zero_point": layer.act_zero_point, "act_bits": layer.act_bits}
-
-    def ql_from(s):
-        what = "QuantizedLinear"
-        wq = need(s, "weight_q", QTensor, what)
-        if len(wq.shape) != 2 or not wq.symmetric:
-            raise ValueError(f"{what}: weight_q must be a 2-D symmetric QTensor")
-        bits = need(s, "bits", int, what)
-        per_channel = need(s, "per_channel", bool, what)
-        if wq.bits != bits or (wq.axis == 0) != per_channel:
-            raise ValueError(f"{what}: weight_q does not match bits/per_channel")
-        bias = s.get("bias")
-        if bias is not None:
-            bias = need_array(s, "bias", what, dtype=np.float32, shape=(wq.shape[0],))
-        act_scale, act_zp = s.get("act_scale"), s.get("act_zero_point")
-        # files written before act_bits existed quantized activations to 8 bits
-        act_bits = need(s, "act_bits", int, what) if "act_bits" in s else 8
-        return QuantizedLinear.from_quantized(wq, bias, act_scale=act_scale, act_zero_point=act_zp,
-                                              act_bits=act_bits)
-
-    register("QuantizedLinear", QuantizedLinear, ql_to, ql_from)
-
-    from . import compress, nonlinear
-
-    def p2_from(s):
-        what = "Pow2Tensor"
-        shape = need_shape(s, "shape", what)
-        axis = _opt_axis(s, what, len(shape))
-        codes = need_array(s, "codes", what, dtype=np.int8, shape=shape)
-        e = need_array(s, "e_max", what, dtype=np.int32)
-        return nonlinear.Pow2Tensor.from_codes(codes, e if axis is not None else e.reshape(()),
-                                               bits=need(s, "bits", int, what), axis=axis)
-
-    register("Pow2Tensor", nonlinear.Pow2Tensor,
-             lambda t: {"shape": t.shape, "bits": t.bits, "axis": t.axis, "codes": t.int_repr(),
-                        "e_max": t.e_max.reshape(-1) if t.axis is not None else t.e_max.reshape(1)},
-             p2_from)
-
-    def ct_from(s):
-        what = "CompandedTensor"
-        shape = need_shape(s, "shape", what)
-        bits = need(s, "bits", int, what)
-        if not 2 <= bits <= 8:
-            raise ValueError(f"{what}: bits out of 2..8")
-        axis = _opt_axis(s, what, len(shape))
-        method = need(s, "method", str, what)
-        if method not in nonlinear.COMPANDERS:
-            raise ValueError(f"{what}: unknown method {method!r}")
-        param = float(need(s, "param", (int, float), what))
-        if not (math.isfinite(param) and param > 0):
-            raise ValueError(f"{what}: bad parameter")
-        signed = method != "sigmoid"
-        codes = need_array(s, "codes", what, dtype=np.int8 if signed else np.uint8, shape=shape)
-        lim = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
-        if codes.size and (int(codes.max()) > lim or int(codes.min()) < (-lim if signed else 0)):
-            raise ValueError(f"{what}: codes out of range")
-        xmax = need_array(s, "xmax", what, dtype=np.float32,
-                          shape=() if axis is None else (shape[axis],))
-        return nonlinear.CompandedTensor(nonlinear._store(codes, bits), shape, bits, axis, method,
-                                         param, xmax)
-
-    register("CompandedTensor", nonlinear.CompandedTensor,
-             lambda t: {"shape": t.shape, "bits": t.bits, "axis": t.axis, "method": t.method,
-                        "param": t.param, "codes": t.int_repr(), "xmax": t.xmax}, ct_from)
-
-    def bt_from(s):
-        signs = need_array(s, "signs", "BinaryTensor", dtype=np.int8)
-        return compress.BinaryTensor.from_signs(signs, need_array(s, "alpha", "BinaryTensor",
-                                                                  dtype=np.float32))
-
-    register("BinaryTensor", compress.BinaryTensor,
-             lambda t: {"signs": t.signs(), "alpha": t.alpha}, bt_from)
-
-    def bl_from(s):
-        wb = need(s, "weight_b", compress.BinaryTensor, "BinaryLinear")
-        return compress.BinaryLinear(wb, s.get("bias"),
-                                     quantize_input=need(s, "quantize_input", bool, "BinaryLinear"))
-
-    register("BinaryLinear", compress.BinaryLinear,
-             lambda m: {"weight_b": m.weight_b, "bias": m.bias, "quantize_input": m.quantize_input},
-             bl_from)
-
-
-register_lazy(_register_builtin)
-
-
-def _register_nn() -> None:
-    """lowbit.nn layers and models, rebuilt through their public constructors."""
-    from .nn import layers as L
-
-    def lin_to(layer):
-        # subclasses (fake-quantized, weight-shared) are saved as the plain Linear they compute
-        eff = getattr(layer, "_effective_weight", None)
-        w = eff(False) if callable(eff) else layer.weight
-        return {"weight": np.asarray(w), "bias": None if layer.bias is None else np.asarray(layer.bias)}
-
-    def lin_from(s):
-        w = need_array(s, "weight", "Linear", kind="f")
-        b = s.get("bias")
-        if b is not None:
-            b = need_array(s, "bias", "Linear", kind="f", shape=(w.shape[0],) if w.ndim == 2 else None)
-        return L.Linear.from_arrays(w, b)
-
-    register("nn.Linear", L.Linear, lin_to, lin_from)
-    register("nn.ReLU", L.ReLU, lambda m: {}, lambda s: L.ReLU())
-    register("nn.Softmax", L.Softmax, lambda m: {}, lambda s: L.Softmax())
-    register("nn.GELU", L.GELU, lambda m: {"approximate": m.approximate},
-             lambda s: L.GELU(approximate=need(s, "approximate", str, "GELU")))
-    register("nn.Dropout", L.Dropout, lambda m: {"p": m.p},
-             lambda s: L.Dropout(need(s, "p", (int, float), "Dropout")))
-
-    def ln_from(s):
-        feats = need(s, "features", int, "LayerNorm")
-        ln = L.LayerNorm(feats, eps=need(s, "eps", (int, float), "LayerNorm"))
-        ln.weight = need_array(s, "weight", "LayerNorm", kind="f", shape=(feats,))
-        ln.bias = need_array(s, "bias", "LayerNorm", kind="f", shape=(feats,))
-        return ln
-
-    register("nn.LayerNorm", L.LayerNorm,
-             lambda m: {"features": m.features, "eps": m.eps, "weight": m.weight, "bias": m.bias},
-             ln_from)
-
-    def layers_of(s, what):
-        layers = need(s, "layers", list, what)
-        for k, layer in enumerate(layers):
-            if not callable(layer):
-                raise ValueError(f"{what}: layers[{k}] is not a layer")
-        return layers
-
-    register("nn.Sequential", L.Sequential, lambda m: {"layers": list(m.layers)},
-             lambda s: L.Sequential(layers_of(s, "Sequential")))
-
-    def mlp_from(s):
-        m = L.MLP(need(s, "sizes", list, "MLP"), activation=need(s, "activation", str, "MLP"),
-                  dropout=need(s, "dropout", (int, float), "MLP"), seed=need(s, "seed", int, "MLP"))
-        layers = layers_of(s, "MLP")
-        if len(layers) != len(m.layers):
-            raise ValueError("MLP: the layers do not match the sizes")
-        m.layers = layers
-        return m
-
-    register("nn.MLP", L.MLP,
-             lambda m: {"sizes": list(m.sizes), "activation": m.activation, "dropout": m.dropout,
-                        "seed": m.seed, "layers": list(m.layers)}, mlp_from)
-
-
-register_lazy(_register_nn)

@@ -6,6 +6,7 @@ import numpy as np
 from . import _core
 from ._checks import as_bias, as_bool, as_float32, as_int, as_weight, check_finite
 from .quant import QTensor, quantize
+from . import io as _io
 
 _INT32_MAX = 2**31 - 1
 
@@ -234,3 +235,44 @@ class QuantizedLinear:
         return (f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
                 f"bits={self.bits}, act_bits={self.act_bits}, per_channel={self.per_channel}, {mode}, "
                 f"nbytes={self.nbytes})")
+
+
+# --------------------------------------------------------------------------- file format
+
+def _register() -> None:
+    """PackedInt8 and QuantizedLinear in lowbit.save / lowbit.load."""
+    def pk_from(s):
+        b = _io.need_array(s, "b", "PackedInt8", dtype=np.int8)
+        if b.ndim != 2:
+            raise ValueError("PackedInt8: b must be 2-D")
+        return PackedInt8(b)
+
+    _io.register("PackedInt8", PackedInt8, lambda p: {"b": p.unpack()}, pk_from)
+
+    def ql_to(layer):
+        return {"weight_q": layer.weight_q, "bias": layer.bias, "bits": layer.bits,
+                "per_channel": layer.per_channel, "act_scale": layer.act_scale,
+                "act_zero_point": layer.act_zero_point, "act_bits": layer.act_bits}
+
+    def ql_from(s):
+        what = "QuantizedLinear"
+        wq = _io.need(s, "weight_q", QTensor, what)
+        if len(wq.shape) != 2 or not wq.symmetric:
+            raise ValueError(f"{what}: weight_q must be a 2-D symmetric QTensor")
+        bits = _io.need(s, "bits", int, what)
+        per_channel = _io.need(s, "per_channel", bool, what)
+        if wq.bits != bits or (wq.axis == 0) != per_channel:
+            raise ValueError(f"{what}: weight_q does not match bits/per_channel")
+        bias = s.get("bias")
+        if bias is not None:
+            bias = _io.need_array(s, "bias", what, dtype=np.float32, shape=(wq.shape[0],))
+        act_scale, act_zp = s.get("act_scale"), s.get("act_zero_point")
+        # files written before act_bits existed quantized activations to 8 bits
+        act_bits = _io.need(s, "act_bits", int, what) if "act_bits" in s else 8
+        return QuantizedLinear.from_quantized(wq, bias, act_scale=act_scale, act_zero_point=act_zp,
+                                              act_bits=act_bits)
+
+    _io.register("QuantizedLinear", QuantizedLinear, ql_to, ql_from)
+
+
+_register()

@@ -8,7 +8,7 @@
   for the bias; runtimes that understand QDQ fuse this into integer kernels;
 - a dynamic `QuantizedLinear` uses DynamicQuantizeLinear for the activations instead (one scale
   per tensor in ONNX, where lowbit uses one per row: outputs differ a little more);
-- float `lowbit.nn.Linear` -> MatMul + Add; ReLU -> Relu; GELU -> its tanh or erf formula;
+- float `lowbit.models.Linear` (and lowbit.nn.Linear) -> MatMul + Add; ReLU -> Relu; GELU -> its tanh or erf formula;
   LayerNorm -> LayerNormalization; Softmax -> Softmax(axis=-1); Dropout -> nothing;
 - layers with a decoded float weight (BinaryLinear, CodebookLinear: anything with `decode()` or a
   `weight_b`) are exported as float MatMul of that weight.
@@ -27,6 +27,10 @@ import math
 import os
 
 import numpy as np
+
+from .linear import QuantizedLinear
+from .models import as_model
+from .models import layers as nn
 
 
 def _onnx():
@@ -105,12 +109,8 @@ class _Graph:
 
 
 def to_onnx(model, *, opset=17, input_name="x", output_name="y", batch="batch"):
-    """The onnx.ModelProto of `model` (a lowbit.nn.Sequential / QuantizedModel, a list of
+    """The onnx.ModelProto of `model` (a lowbit Sequential / QuantizedModel, a list of
     layers, or anything lowbit.load_model accepts). Input: float32 (batch, in_features)."""
-    from . import nn
-    from .linear import QuantizedLinear
-    from .models import as_model
-
     onnx, TP, helper, _ = _onnx()
     model = as_model(model)
     n_in = model.in_features
@@ -172,8 +172,65 @@ def _decoded_weight(layer) -> np.ndarray:
 
 
 def export_onnx(model, path, *, opset=17, input_name="x", output_name="y"):
-    """Writes `model` to `path` as ONNX in QDQ form (see the module docstring) and returns the
-    onnx.ModelProto."""
+    """Write a model to a file as ONNX in QDQ form (needs the optional ``onnx`` package).
+
+    The graph has one float32 input ``(batch, in_features)`` and one float32 output
+    ``(batch, out_features)``, and is checked with ``onnx.checker`` before it is saved. ONNX
+    Runtime (or any ONNX backend) runs it:
+
+    - a static :class:`lowbit.QuantizedLinear` becomes QuantizeLinear -> DequantizeLinear on
+      the activations (its act_scale / act_zero_point, uint8) and DequantizeLinear on the int8
+      weight initializer (per output channel: axis=1 of the (in, out) weight, or per tensor),
+      around a MatMul, then Add for the bias; runtimes that understand QDQ fuse this into
+      integer kernels;
+    - a dynamic QuantizedLinear uses DynamicQuantizeLinear for the activations instead (one
+      scale per tensor in ONNX, where lowbit uses one per row: outputs differ a little more);
+    - float :class:`lowbit.models.Linear` (and :class:`lowbit.nn.Linear`) -> MatMul + Add;
+      ReLU -> Relu; GELU -> its tanh or erf formula; LayerNorm -> LayerNormalization;
+      Softmax -> Softmax(axis=-1); Dropout -> nothing;
+    - layers with a decoded float weight (BinaryLinear, CodebookLinear: anything with
+      ``decode()`` or a ``weight_b``) are exported as float MatMul of that weight.
+
+    Parameters
+    ----------
+    model : Sequential, QuantizedModel, list of layers or str
+        A lowbit Sequential / QuantizedModel, a list of layers, or anything
+        :func:`lowbit.load_model` accepts.
+    path : str or os.PathLike
+        The ``.onnx`` file to write.
+    opset : int, default 17
+        The ONNX opset, at least 17 (LayerNormalization).
+    input_name : str, default "x"
+        The name of the graph's input.
+    output_name : str, default "y"
+        The name of the graph's output.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model written.
+
+    Raises
+    ------
+    ImportError
+        If the ``onnx`` package is not installed.
+    TypeError
+        If ``path`` is not a str or os.PathLike.
+    ValueError
+        If ``opset`` is not an integer >= 17, the model's input width is unknown, a layer has
+        no ONNX form, or a QuantizedLinear has ``act_bits`` other than 8.
+
+    Notes
+    -----
+    Executed as written (float QDQ semantics), the graph computes what lowbit's unfused
+    QuantizedModel computes. Runtimes that fuse Q/DQ into integer kernels (ONNX Runtime at its
+    default optimization level makes QGemm of Linear -> ReLU -> Quantize) requantize between
+    layers like lowbit's fused chain. ONNX Runtime's u8s8 kernels on AVX2-only x86 CPUs (no
+    VNNI) use vpmaddubsw, whose int16 pair sums saturate when 2 * 255 * 127 > 32767; with 8-bit
+    weights that can change results there (ORT's documented reduce_range issue). Quantizing
+    weights to 7 bits (``quantize_model(..., bits=7)``) avoids it: then ORT's integer pipeline
+    matches lowbit's fused one.
+    """
     onnx, *_ = _onnx()
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")

@@ -23,29 +23,60 @@ def _code_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
     return 0, (1 << bits) - 1
 
 
-def _pack_nibbles(codes: np.ndarray) -> np.ndarray:
-    """Two 4-bit codes per byte, first in the low nibble; codes flat uint8 (two's complement)."""
-    flat = codes.reshape(-1).view(np.uint8) & 0x0F
-    if flat.size % 2:
-        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
-    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+def _codes_per_byte(bits: int) -> int:
+    """How QTensor stores `bits`-bit codes: four per byte for 2 bits, two for 3-4, else one."""
+    return 4 if bits == 2 else 2 if bits <= 4 else 1
 
 
-def _unpack_nibbles(packed: np.ndarray, n: int, signed: bool) -> np.ndarray:
-    out = np.empty(packed.size * 2, np.uint8)
-    out[0::2] = packed & 0x0F
-    out[1::2] = packed >> 4
-    out = out[:n]
-    if signed:
-        return ((out ^ 8).astype(np.int16) - 8).astype(np.int8)
-    return out
+def _pack_codes(codes: np.ndarray, per: int) -> np.ndarray:
+    """`per` (2 or 4) codes per byte, code i in the (i % per)-th lowest 8/per bits of byte
+    i // per; codes: bytes (uint8 view of int8/uint8 codes), any shape. per 1: a flat copy."""
+    flat = codes.reshape(-1).view(np.uint8)
+    if per == 1:
+        return flat.copy()
+    return _core.pack_codes(flat, per)
+
+
+def _unpack_codes(packed: np.ndarray, n: int, per: int, signed: bool) -> np.ndarray:
+    """The first n codes of `packed` as int8 (signed, sign-extended) or uint8, flat."""
+    if per == 1:
+        flat = packed.reshape(-1)[:n]
+    else:
+        flat = _core.unpack_codes(packed, n, per, signed)
+    return flat.view(np.int8 if signed else np.uint8)
+
+
+def qparams(mn, mx, *, bits=8, symmetric=True) -> tuple[np.ndarray, np.ndarray]:
+    """(scale float32, zero_point int32) of `bits`-bit quantization of channels whose min and max
+    are `mn` and `mx` (scalars or arrays of one shape; converted to float32): THE rule every
+    computed parameter in lowbit follows (lowbit.quantize, QuantizedLinear's dynamic
+    activations, lowbit.observers.range_to_qparams, lowbit.nn's fake quantization), implemented
+    once in C++ (choose_params, csrc/include/lowbit/quant.h, where it is specified):
+
+    - symmetric: signed codes in [-qmax, qmax], qmax = 2^(b-1) - 1, scale = max(|mn|, |mx|) / qmax,
+      zero point 0;
+    - asymmetric (ONNX DynamicQuantizeLinear): codes in [0, qmax], qmax = 2^b - 1, the range
+      widened to include 0, scale = (hi - lo) / qmax, zero point = clamp(round_half_even(-lo /
+      scale), 0, qmax);
+    - a constant channel v gets scale |v| (1 for v == 0) so it round-trips exactly; subnormal
+      scales are raised (an ulp at a time) until they cover the range.
+
+    All float32, IEEE rounding. ValueError if a range is non-finite (in float32) or mn > mx."""
+    bits = as_int(bits, "bits", 2, 8)
+    symmetric = as_bool(symmetric, "symmetric")
+    with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: refused below
+        lo, hi = np.broadcast_arrays(np.asarray(mn, np.float32), np.asarray(mx, np.float32))
+    s, z = _core.qparams(lo.reshape(-1), hi.reshape(-1), bits, symmetric)
+    return s.reshape(lo.shape), z.reshape(lo.shape)
 
 
 class QTensor:
     """Integer codes plus the scale and zero point that map them back: real = scale * (q - zp).
 
-    `bits <= 4` codes are stored packed two per byte. Attributes: shape, bits, axis, symmetric
-    (signed codes), scale (float32, () or (C,)), zero_point (int32, same shape), nbytes.
+    Codes are stored packed: four per byte for bits=2, two per byte for bits 3-4 (first code in
+    the lowest bits), one byte each above. Attributes: shape, bits, axis, symmetric (signed
+    codes), scale (float32, () or (C,)), zero_point (int32, same shape), nbytes (the bytes held
+    in memory: packed codes, scales and zero points).
     """
 
     __slots__ = ("shape", "bits", "axis", "symmetric", "scale", "zero_point", "_codes")
@@ -53,7 +84,7 @@ class QTensor:
     def __init__(self, codes: np.ndarray, shape: tuple, bits: int, axis: int | None,
                  symmetric: bool, scale: np.ndarray, zero_point: np.ndarray):
         # Internal: use lowbit.quantize or QTensor.from_codes. `codes` are bytes (uint8 view),
-        # already packed when bits <= 4.
+        # already packed as _codes_per_byte(bits) says.
         self.shape = tuple(int(s) for s in shape)
         self.bits = int(bits)
         self.axis = axis
@@ -67,6 +98,10 @@ class QTensor:
         return self.bits <= 4
 
     @property
+    def codes_per_byte(self) -> int:
+        return _codes_per_byte(self.bits)
+
+    @property
     def size(self) -> int:
         return int(math.prod(self.shape))
 
@@ -76,19 +111,13 @@ class QTensor:
 
     def int_repr(self) -> np.ndarray:
         """The codes, unpacked, as int8 (signed) or uint8 of the logical shape."""
-        if self.packed:
-            flat = _unpack_nibbles(self._codes, self.size, self.symmetric)
-        else:
-            flat = self._codes.reshape(-1).view(np.int8 if self.symmetric else np.uint8)
+        flat = _unpack_codes(self._codes, self.size, self.codes_per_byte, self.symmetric)
         return flat.reshape(self.shape).copy()
 
     def _bytes3(self) -> np.ndarray:
         outer, c, inner = _split_shape(self.shape, self.axis)
-        if self.packed:
-            flat = _unpack_nibbles(self._codes, self.size, self.symmetric).view(np.uint8)
-        else:
-            flat = self._codes.reshape(-1)
-        return flat.reshape(outer, c, inner)
+        flat = _unpack_codes(self._codes, self.size, self.codes_per_byte, self.symmetric)
+        return flat.view(np.uint8).reshape(outer, c, inner)
 
     def dequantize(self, out=None) -> np.ndarray:
         """float32 array of `shape`: (q - zero_point) * scale. `out`: an optional float32
@@ -117,9 +146,7 @@ class QTensor:
             raise ValueError(f"codes must lie in [{lo}, {hi}] for bits={bits}, "
                              f"got values in [{int(c.min())}, {int(c.max())}]")
         scale, zp = _check_params(scale, zero_point, c.shape, axis, bits, signed)
-        data = c.astype(c.dtype, copy=True).view(np.uint8)
-        if bits <= 4:
-            data = _pack_nibbles(data)
+        data = _pack_codes(np.ascontiguousarray(c), _codes_per_byte(bits))
         return cls(data, c.shape, bits, axis, signed, scale, zp)
 
     def __repr__(self) -> str:
@@ -196,7 +223,7 @@ def quantize(x, *, bits=8, axis=None, symmetric=True, scale=None, zero_point=Non
         s, z = np.float32(np.asarray(s).reshape(-1)[0]), np.int32(np.asarray(z).reshape(-1)[0])
     data = codes.reshape(-1)
     if bits <= 4:
-        data = _pack_nibbles(data)
+        data = _pack_codes(data, _codes_per_byte(bits))
     return QTensor(data, a.shape, bits, axis, symmetric, np.asarray(s, np.float32),
                    np.asarray(z, np.int32))
 
@@ -231,3 +258,43 @@ def sqnr(reference, approx) -> float:
     if signal == 0.0:
         return -math.inf
     return 10.0 * math.log10(signal / noise)
+
+
+# --------------------------------------------------------------------------- file format
+
+from . import io as _io  # noqa: E402
+
+
+def _to_state(q: QTensor) -> dict:
+    return {"shape": q.shape, "bits": q.bits, "axis": q.axis, "symmetric": q.symmetric,
+            "scale": np.asarray(q.scale, np.float32), "zero_point": np.asarray(q.zero_point, np.int32),
+            "codes": np.asarray(q._codes, np.uint8).reshape(-1), "codes_per_byte": q.codes_per_byte}
+
+
+def _from_state(s: dict) -> QTensor:
+    what = "QTensor"
+    shape = _io.need_shape(s, "shape", what)
+    bits = _io.need(s, "bits", int, what)
+    if not 2 <= bits <= 8:
+        raise ValueError(f"QTensor: bits {bits} out of 2..8")
+    axis = _io.need_axis(s, what, len(shape))
+    symmetric = _io.need(s, "symmetric", bool, what)
+    # Files written before "codes_per_byte" existed packed every bits <= 4 two per byte.
+    per = _io.need(s, "codes_per_byte", int, what) if "codes_per_byte" in s else (2 if bits <= 4 else 1)
+    if per != _codes_per_byte(bits) and not (bits == 2 and per == 2):
+        raise ValueError(f"QTensor: {bits}-bit codes cannot be stored {per} per byte")
+    n = math.prod(shape)
+    codes = _io.need_array(s, "codes", what, dtype=np.uint8, shape=(-(-n // per),))
+    want = () if axis is None else (shape[axis],)
+    scale = _io.need_array(s, "scale", what, dtype=np.float32, shape=want)
+    zp = _io.need_array(s, "zero_point", what, dtype=np.int32, shape=want)
+    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        raise ValueError("QTensor: scale must be finite and > 0")
+    if per != _codes_per_byte(bits):  # an old 2-bit file: repacked four per byte
+        codes = _pack_codes(_unpack_codes(codes, n, per, symmetric), _codes_per_byte(bits))
+    if axis is None:
+        scale, zp = np.float32(scale), np.int32(zp)
+    return QTensor(codes, shape, bits, axis, symmetric, scale, zp)
+
+
+_io.register("QTensor", QTensor, _to_state, _from_state)

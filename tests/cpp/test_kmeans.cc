@@ -1,6 +1,6 @@
-// k-means codebook kernels of every kernel set this CPU runs against the scalar references, bit
-// for bit (and against direct computations); the drivers give identical results on every kernel
-// set and thread count.
+// k-means kernels of every kernel set this CPU runs against the scalar references, bit for bit
+// (and against direct computations); the drivers give identical results on every kernel set and
+// thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -101,8 +101,8 @@ TEST(kmeans_assign_matches_scalar) {
           for (size_t i = 0; i < n * d; i += 11) x[i] = -0.0f;
           const auto hn = half_norms(c, k, d);
           std::vector<uint32_t> a(n, 99), b(n, 77);
-          r.f32_kmeans_assign(x.data(), n, d, c.data(), hn.data(), k, a.data());
-          s.f32_kmeans_assign(x.data(), n, d, c.data(), hn.data(), k, b.data());
+          r.f32_u32_kmeans_assign(x.data(), n, d, c.data(), hn.data(), k, a.data());
+          s.f32_u32_kmeans_assign(x.data(), n, d, c.data(), hn.data(), k, b.data());
           CHECK(a == b, "%s d=%zu k=%zu n=%zu", s.isa, d, k, n);
           for (size_t i = 0; i < n; i++) CHECK(a[i] < k && (k <= 2 || a[i] != 2), "index range");
         }
@@ -116,7 +116,7 @@ TEST(kmeans_assign_scalar_is_nearest) {
   auto x = gaussian(n * d, rng), c = gaussian(k * d, rng);
   const auto hn = half_norms(c, k, d);
   std::vector<uint32_t> a(n);
-  kernel_table("scalar")->f32_kmeans_assign(x.data(), n, d, c.data(), hn.data(), k, a.data());
+  kernel_table("scalar")->f32_u32_kmeans_assign(x.data(), n, d, c.data(), hn.data(), k, a.data());
   for (size_t i = 0; i < n; i++) {
     double best = INFINITY;
     for (size_t j = 0; j < k; j++) {
@@ -148,8 +148,8 @@ TEST(kmeans1d_assign_matches_scalar_and_counts) {
             if (n > 7) x[7] = 1e30f, x[6] = -1e30f;
             const size_t bytes = codebook_code_bytes(n, bits) + 1;
             std::vector<uint8_t> a(bytes, 0xAB), b(bytes, 0xAB);
-            r.f32_kmeans1d_assign(x.data(), n, &L.desc, bits, a.data());
-            s.f32_kmeans1d_assign(x.data(), n, &L.desc, bits, b.data());
+            r.f32_code_kmeans1d_assign(x.data(), n, &L.desc, bits, a.data());
+            s.f32_code_kmeans1d_assign(x.data(), n, &L.desc, bits, b.data());
             CHECK(a == b, "%s nt=%zu bits=%d n=%zu weak=%d", s.isa, nt, bits, n, int(weak));
             for (size_t i = 0; i < n; i++) {
               const uint32_t want = uint32_t(std::upper_bound(L.t.begin(), L.t.end(), x[i]) - L.t.begin());
@@ -158,102 +158,6 @@ TEST(kmeans1d_assign_matches_scalar_and_counts) {
             }
             CHECK(b[bytes - 1] == 0xAB, "%s wrote past the end", s.isa);
           }
-        }
-  }
-}
-
-TEST(lookups_match_scalar_and_table) {
-  std::mt19937 rng(14);
-  for_each_simd([&](const KernelTable& r, const KernelTable& s) {
-    for (size_t d : {1, 2, 3, 4, 8, 16})
-      for (size_t n : kCounts) {
-        auto table = gaussian(65536 * std::min<size_t>(d, 2), rng);
-        std::vector<uint8_t> c8(n), c4((n + 1) / 2);
-        std::vector<uint16_t> c16(n);
-        for (size_t i = 0; i < n; i++) {
-          c8[i] = uint8_t(rng());
-          c16[i] = uint16_t(rng() % (d <= 2 ? 65536 : 8192));
-        }
-        for (auto& v : c4) v = uint8_t(rng());
-        std::vector<float> a(n * d + 1, 7.0f), b(n * d + 1, 7.0f);
-        for (int flags : {0, kLookupStream})
-          for (size_t off : {size_t(0), size_t(1)}) {  // streaming needs aligning: try both
-            std::vector<float> bb(n * d + 2, 7.0f);
-            float* bp = bb.data() + off;
-            r.u4_f32_lookup(c4.data(), n, table.data(), d, a.data(), 0);
-            s.u4_f32_lookup(c4.data(), n, table.data(), d, bp, flags);
-            CHECK(std::memcmp(a.data(), bp, n * d * 4) == 0, "%s u4 d=%zu n=%zu", s.isa, d, n);
-            for (size_t i = 0; i < n; i++)
-              CHECK(bp[i * d] == table[((c4[i / 2] >> ((i & 1) * 4)) & 15) * d], "u4 value");
-            r.u8_f32_lookup(c8.data(), n, table.data(), d, a.data(), 0);
-            s.u8_f32_lookup(c8.data(), n, table.data(), d, bp, flags);
-            CHECK(std::memcmp(a.data(), bp, n * d * 4) == 0, "%s u8 d=%zu n=%zu", s.isa, d, n);
-            for (size_t i = 0; i < n; i++) CHECK(bp[i * d + d - 1] == table[c8[i] * d + d - 1], "u8 value");
-            r.u16_f32_lookup(c16.data(), n, table.data(), d, a.data(), 0);
-            s.u16_f32_lookup(c16.data(), n, table.data(), d, bp, flags);
-            CHECK(std::memcmp(a.data(), bp, n * d * 4) == 0, "%s u16 d=%zu n=%zu", s.isa, d, n);
-            CHECK(bp[n * d] == 7.0f && (off == 0 || bb[0] == 7.0f), "%s wrote out of bounds", s.isa);
-            b.assign(bp, bp + n * d + 1);
-          }
-        CHECK(b[n * d] == 7.0f, "%s wrote past the end", s.isa);
-      }
-  });
-}
-
-TEST(codebook_gemm_exact) {
-  std::mt19937 rng(15);
-  for (const auto& isa : supported_isas()) {
-    const KernelTable& k = *kernel_table(isa);
-    for (size_t in : {1, 63, 64, 65, 600, 4100})
-      for (size_t mr : {1, 3, 4, 5})
-        for (size_t nr : {1, 2, 3, 5, 9}) {
-          const size_t kp = (in + 63) / 64 * 64;
-          // Extremes: every product at the bound (an overflow or a saturation would show).
-          const bool extreme = in == 4100;
-          std::vector<int8_t> x8(mr * kp, 0), table(16);
-          std::vector<int16_t> x16(mr * kp, 0), x16s(mr * kp, 0), dense(nr * kp, 0), table16(16);
-          std::vector<uint8_t> codes(nr * in), packed(nr * kp / 2);
-          for (auto& v : table) v = int8_t(extreme ? -127 : int(rng() % 255) - 127);
-          for (size_t r = 0; r < mr; r++)
-            for (size_t i = 0; i < in; i++) {
-              x8[r * kp + i] = int8_t(extreme ? (i % 2 ? 127 : -127) : int(rng() % 255) - 127);
-              x16[r * kp + i] = int16_t(extreme ? -kCbMaxQ : int(rng() % 8191) - 4095);
-            }
-          if (extreme) table[5] = 127;
-          for (auto& v : table16) v = int16_t(extreme ? kCbMaxQ : int(rng() % 8191) - 4095);
-          for (size_t r = 0; r < mr; r++)  // x16 with the middle quarters of every 32 swapped
-            for (size_t i = 0; i < kp; i++) {
-              const size_t j = i % 32, pj = (j >= 8 && j < 16) ? j + 8 : (j >= 16 && j < 24) ? j - 8 : j;
-              x16s[r * kp + i - j + pj] = x16[r * kp + i];
-            }
-          for (size_t c = 0; c < nr; c++) {
-            for (size_t i = 0; i < in; i++) {
-              codes[c * in + i] = uint8_t(extreme ? (i % 2 ? 0 : 5) : rng() % 16);
-              dense[c * kp + i] = int16_t(extreme ? -kCbMaxQ : int(rng() % 8191) - 4095);
-            }
-            pack_cb4_row(&codes[c * in], in, kp, &packed[c * kp / 2]);
-          }
-          std::vector<int64_t> want8(mr * nr), want16(mr * nr), wantc(mr * nr);
-          std::vector<int64_t> a(mr * nr, -1), b(mr * nr, -1), d(mr * nr, -1);
-          for (size_t r = 0; r < mr; r++)
-            for (size_t c = 0; c < nr; c++) {
-              int64_t s8 = 0, s16 = 0, sc = 0;
-              for (size_t i = 0; i < in; i++) {
-                s8 += int64_t(x8[r * kp + i]) * table[codes[c * in + i]];
-                s16 += int64_t(x16[r * kp + i]) * dense[c * kp + i];
-                sc += int64_t(x16[r * kp + i]) * table16[codes[c * in + i]];
-              }
-              want8[r * nr + c] = s8;
-              want16[r * nr + c] = s16;
-              wantc[r * nr + c] = sc;
-            }
-          if (extreme) CHECK(want8[0] == -int64_t(in) * 127 * 127, "setup %lld", (long long)want8[0]);
-          k.gemm_s8cb4s64(mr, nr, kp, x8.data(), kp, packed.data(), kp / 2, table.data(), a.data(), nr);
-          k.gemm_s16s16s64(mr, nr, kp, x16.data(), kp, dense.data(), kp, b.data(), nr);
-          CHECK(a == want8, "%s cb4 in=%zu mr=%zu nr=%zu", k.isa, in, mr, nr);
-          CHECK(b == want16, "%s dense in=%zu mr=%zu nr=%zu", k.isa, in, mr, nr);
-          k.gemm_s16cb4s64(mr, nr, kp, x16s.data(), kp, packed.data(), kp / 2, table16.data(), d.data(), nr);
-          CHECK(d == wantc, "%s cb4 int16 in=%zu mr=%zu nr=%zu", k.isa, in, mr, nr);
         }
   }
 }
@@ -325,45 +229,3 @@ TEST(kmeans_1d_matches_exact_dp_on_small_inputs) {
   }
 }
 
-TEST(codebook_linear_same_on_every_isa) {
-  std::mt19937 rng(18);
-  for (size_t dim : {1, 2})
-    for (size_t k : {16, 40})
-      for (bool precise : {false, true}) {
-        const size_t out = 37, in = 130, M = 6;
-        auto cent = gaussian(k * dim, rng);
-        std::vector<uint8_t> codes(out * in / dim);
-        for (auto& c : codes) c = uint8_t(rng() % k);
-        auto bias = gaussian(out, rng);
-        CodebookLinearPlan plan(cent.data(), k, dim, codes.data(), out, in, bias.data(), precise);
-        CHECK(plan.precise() == (precise || k > 16 || dim > 1), "precision");
-        auto x = gaussian(M * in, rng);
-        std::vector<float> y0(M * out), y1(M * out);
-        set_isa("scalar");
-        CHECK(plan.forward(x.data(), M, y0.data()), "finite");
-        // Against the float product with the decoded weight: 8-bit activations and centroids
-        // (the int8 4-bit path), else 13-bit.
-        const double tol = plan.precise() ? 2e-3 : 2e-2;
-        for (size_t r = 0; r < M; r++)
-          for (size_t o = 0; o < out; o++) {
-            double s = bias[o], mag = std::fabs(bias[o]);
-            for (size_t i = 0; i < in; i++) {
-              const double w = cent[codes[o * in / dim + i / dim] * dim + i % dim];
-              s += double(x[r * in + i]) * w;
-              mag += std::fabs(double(x[r * in + i]) * w);
-            }
-            CHECK(std::fabs(y0[r * out + o] - s) <= tol * mag + 1e-6, "y %g vs %g", y0[r * out + o], s);
-          }
-        for (const auto& isa : supported_isas())
-          for (int t : {1, 2}) {
-            set_isa(isa);
-            set_num_threads(t);
-            CHECK(plan.forward(x.data(), M, y1.data()), "finite");
-            CHECK(y0 == y1, "%s threads=%d dim=%zu k=%zu precise=%d", isa.c_str(), t, dim, k, int(precise));
-          }
-        x[5] = NAN;
-        CHECK(!plan.forward(x.data(), M, y1.data()), "NaN not reported");
-      }
-  set_isa(supported_isas().back());
-  set_num_threads(2);
-}

@@ -1,6 +1,7 @@
 // The runtime model: results equal the library's layers, every corruption is refused, and the
 // forward pass allocates nothing.
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -97,7 +98,165 @@ std::vector<uint8_t> make_codebook_file(std::mt19937& rng, std::vector<float> (&
   return w.b;
 }
 
+// Static chain, version 1: in 12 -> static 40 (scale 0.1, zp 128, bias) -> relu -> static 32
+// (0.05, 0, bias) -> static 6 (7-bit codes: 0.08, 64) -> relu -> out 6.
+struct ChainSpec {
+  uint32_t K, N;
+  float act_scale;
+  int32_t act_zp;
+  bool bias, act7;
+};
+const float kWScale[3] = {0.15f, 0.06f, 0.01f};
+const ChainSpec kChain[3] = {{12, 40, 0.1f, 128, true, false},
+                             {40, 32, 0.05f, 0, true, false},
+                             {32, 6, 0.08f, 64, false, true}};
+
+std::vector<uint8_t> make_chain_file(std::mt19937& rng, std::vector<Model::Layer>* layers,
+                                     std::vector<std::vector<int8_t>>* weights) {
+  Writer w;
+  w.raw("LBRT", 4);
+  w.u32(1), w.u32(5), w.u32(12), w.u32(6);
+  layers->clear();
+  weights->assign(3, {});
+  for (int l = 0; l < 3; l++) {
+    const ChainSpec& c = kChain[l];
+    Model::Layer L;
+    L.kind = 1;
+    L.static_act = true;
+    L.act_bits = c.act7 ? 7 : 8;
+    L.act_scale = c.act_scale;
+    L.act_zp = c.act_zp;
+    auto& codes = (*weights)[l];
+    codes.resize(c.N * c.K);
+    for (auto& v : codes) v = static_cast<int8_t>(int(rng() % 7) - 3);
+    for (uint32_t n = 0; n < c.N; n++) L.w_scale.push_back(kWScale[l] * (1 + (n % 8) / 8.0f));
+    if (c.bias)
+      for (uint32_t n = 0; n < c.N; n++) L.bias.push_back(0.1f * (n % 20) - 1.0f);
+    w.u32(1), w.u32(c.K), w.u32(c.N), w.u32((c.bias ? 1 : 0) | 2 | (c.act7 ? 4 : 0));
+    w.f32(c.act_scale), w.u32(static_cast<uint32_t>(c.act_zp));
+    w.raw(L.w_scale.data(), 4 * c.N);
+    w.raw(codes.data(), codes.size());
+    w.raw(L.bias.data(), 4 * L.bias.size());
+    L.w = std::make_shared<const PackedB>(pack_b(codes.data(), c.K, c.N, 1, c.K));
+    layers->push_back(std::move(L));
+    if (l != 1) {
+      w.u32(2);
+      Model::Layer R;
+      R.kind = 2;
+      layers->push_back(std::move(R));
+    }
+  }
+  w.u32(crc32(w.b.data(), w.b.size()));
+  return w.b;
+}
+
+// One chained static layer by the definition (lowbit/model.h), in scalar code: int32 sums, the
+// multiplier and integer bias from double, q = clamp(rne(float(acc + bias) * m) + zp, lo, qmax).
+std::vector<uint8_t> requant_oracle(const std::vector<uint8_t>& a, size_t M, const ChainSpec& c,
+                                    const std::vector<int8_t>& w, const Model::Layer& L,
+                                    const ChainSpec& next, bool relu) {
+  std::vector<uint8_t> out(M * c.N);
+  const int qmax = next.act7 ? 127 : 255, lo = relu ? next.act_zp : 0;
+  for (size_t m = 0; m < M; m++)
+    for (size_t n = 0; n < c.N; n++) {
+      int32_t acc = 0;
+      for (size_t k = 0; k < c.K; k++) acc += (a[m * c.K + k] - c.act_zp) * w[n * c.K + k];
+      const double s = static_cast<double>(c.act_scale) * L.w_scale[n];
+      const float mult = static_cast<float>(s / next.act_scale);
+      const int32_t b = c.bias ? static_cast<int32_t>(std::nearbyint(L.bias[n] / s)) : 0;
+      const float q = std::nearbyintf(static_cast<float>(acc + b) * mult) + next.act_zp;
+      out[m * c.N + n] = static_cast<uint8_t>(std::min<float>(std::max<float>(q, lo), qmax));
+    }
+  return out;
+}
+
 }  // namespace
+
+TEST(model_static_chain_runs_on_codes) {
+  std::mt19937 rng(7);
+  std::vector<Model::Layer> layers;
+  std::vector<std::vector<int8_t>> w;
+  const auto file = make_chain_file(rng, &layers, &w);
+  const size_t M = 64;
+  std::vector<float> x(M * 12), y(M * 6), want(M * 6);
+  for (auto& v : x) v = std::normal_distribution<float>(0, 4)(rng);
+  Model m;
+  std::string err;
+  CHECK(m.load(file.data(), file.size(), M, &err), "%s", err.c_str());
+  CHECK(m.forward(x.data(), M, y.data()), "forward");
+  // By the definition: quantize, two requantized links (the first through ReLU, the second into
+  // 7-bit codes), then the last layer's float epilogue with the ReLU fused.
+  std::vector<uint8_t> c0(M * 12);
+  CHECK(quantize_static(x.data(), Shape3{1, 1, M * 12}, &kChain[0].act_scale, &kChain[0].act_zp,
+                        0, 255, c0.data()), "quantize");
+  const auto c1 = requant_oracle(c0, M, kChain[0], w[0], layers[0], kChain[1], true);
+  const auto c2 = requant_oracle(c1, M, kChain[1], w[1], layers[2], kChain[2], false);
+  size_t sat1 = 0, sat2 = 0, zero2 = 0;  // the data exercises the codes' range
+  for (uint8_t v : c1) sat1 += v == 255;
+  for (uint8_t v : c2) sat2 += v == 127, zero2 += v == 0;
+  CHECK(sat1 < c1.size() / 4 && sat2 < c2.size() / 4 && zero2 < c2.size() / 4, "%zu %zu %zu", sat1,
+        sat2, zero2);
+  // The data tells this plan from one going through float between the layers (dequantize in the
+  // epilogue, quantize again): the first two layers' codes differ somewhere.
+  std::vector<uint8_t> f1(M * 40), f2(M * 32);
+  for (int l = 0; l < 2; l++) {
+    const ChainSpec& c = kChain[l];
+    std::vector<float> h(M * c.N);
+    OutputStage fs;
+    fs.kind = GemmOut::f32;
+    fs.a_zp = c.act_zp;
+    fs.a_scale = &c.act_scale;
+    fs.b_scale = layers[2 * l].w_scale.data();
+    fs.b_scale_per_col = true;
+    fs.bias = layers[2 * l].bias.data();
+    fs.relu = l == 0;
+    fs.out = h.data();
+    fs.ldo = c.N;
+    gemm_u8s8((l ? c1 : c0).data(), c.K, M, *layers[2 * l].w, fs);
+    CHECK(quantize_static(h.data(), Shape3{1, 1, M * c.N}, &kChain[l + 1].act_scale,
+                          &kChain[l + 1].act_zp, 0, l ? 127 : 255, (l ? f2 : f1).data()), "q");
+  }
+  CHECK(f1 != c1 && f2 != c2, "the test's data does not tell the chain from the float path");
+  OutputStage os;
+  os.kind = GemmOut::f32;
+  os.a_zp = kChain[2].act_zp;
+  os.a_scale = &kChain[2].act_scale;
+  os.b_scale = layers[3].w_scale.data();
+  os.b_scale_per_col = true;
+  os.relu = true;
+  os.out = want.data();
+  os.ldo = 6;
+  gemm_u8s8(c2.data(), 32, M, *layers[3].w, os);
+  CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0, "bit-exact");
+  // The same layers handed to build() (sharing the packed weights): the same plan and output.
+  Model b;
+  CHECK(b.build(layers, 12, 2, &err), "%s", err.c_str());
+  CHECK(b.in_features() == 12 && b.out_features() == 6 && b.max_batch() == 2, "shape");
+  std::vector<float> yb(M * 6);
+  CHECK(!b.forward(x.data(), M, yb.data()), "batch over max_batch refused");
+  for (size_t r = 0; r < M; r += 2)  // in chunks: rows are independent
+    CHECK(b.forward(x.data() + r * 12, std::min<size_t>(2, M - r), yb.data() + r * 6), "chunk");
+  CHECK(std::memcmp(yb.data(), want.data(), y.size() * 4) == 0, "build() bit-exact in chunks");
+  CHECK(b.reserve(M, &err) && b.max_batch() == M, "%s", err.c_str());
+  std::fill(yb.begin(), yb.end(), 0.0f);
+  CHECK(b.forward(x.data(), M, yb.data()), "forward after reserve");
+  CHECK(std::memcmp(yb.data(), want.data(), y.size() * 4) == 0, "reserve() bit-exact");
+  CHECK(!b.reserve(0, &err) && b.max_batch() == M, "reserve(0) refused, model unchanged");
+  // build() checks what load() checks.
+  auto bad = layers;
+  bad[2].act_zp = 256;
+  CHECK(!b.build(bad, 12, 2, &err) && err.find("activation") != std::string::npos, "%s", err.c_str());
+  bad = layers;
+  CHECK(!b.build(bad, 11, 2, &err) && err.find("takes 12 features but receives 11") != std::string::npos,
+        "%s", err.c_str());
+  bad = layers;
+  bad[0].w_scale.pop_back();
+  CHECK(!b.build(bad, 12, 2, &err), "short w_scale accepted");
+  // A link whose multiplier is not a finite float32 runs through float.
+  bad = layers;
+  bad[2].act_scale = 1e-38f;  // m = 0.1 * w_scale / 1e-38 > FLT_MAX
+  CHECK(b.build(bad, 12, M, &err) && b.forward(x.data(), M, yb.data()), "%s", err.c_str());
+}
 
 TEST(model_codebook_layers_match_the_library) {
   std::mt19937 rng(5);

@@ -1,12 +1,12 @@
 // Every quantization kernel of every kernel set this CPU runs, against the scalar reference,
 // bit for bit; and the drivers against a direct computation.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "harness.h"
-#include "kernels/scalar/quant_ref.h"
 #include "lowbit/quant.h"
 #include "lowbit/runtime.h"
 
@@ -40,18 +40,18 @@ void for_each_simd(F f) {
 
 }  // namespace
 
-TEST(rminmax_matches_scalar) {
+TEST(minmax_matches_scalar) {
   std::mt19937 rng(1);
   for_each_simd([&](const KernelTable& r, const KernelTable& k) {
     for (size_t n : kLengths) {
       if (n == 0) continue;
       auto x = random_floats(n, rng, 3.0f);
       float a0, a1, b0, b1;
-      bool fa = r.f32_rminmax(x.data(), n, &a0, &a1), fb = k.f32_rminmax(x.data(), n, &b0, &b1);
+      bool fa = r.f32_f32_minmax(x.data(), n, &a0, &a1), fb = k.f32_f32_minmax(x.data(), n, &b0, &b1);
       CHECK(fa && fb && a0 == b0 && a1 == b1, "%s n=%zu", k.isa, n);
       for (float bad : {NAN, INFINITY, -INFINITY}) {
         x[n / 2] = bad;
-        CHECK(!k.f32_rminmax(x.data(), n, &b0, &b1), "%s missed %f at n=%zu", k.isa, bad, n);
+        CHECK(!k.f32_f32_minmax(x.data(), n, &b0, &b1), "%s missed %f at n=%zu", k.isa, bad, n);
       }
     }
   });
@@ -63,14 +63,14 @@ TEST(cminmax_matches_scalar) {
     for (size_t n : kLengths) {
       auto x = random_floats(n, rng, 1.0f), y = random_floats(n, rng, 1.0f);
       std::vector<float> mn1(n, INFINITY), mx1(n, -INFINITY), mn2 = mn1, mx2 = mx1;
-      r.f32_cminmax(x.data(), n, mn1.data(), mx1.data());
-      r.f32_cminmax(y.data(), n, mn1.data(), mx1.data());
-      k.f32_cminmax(x.data(), n, mn2.data(), mx2.data());
-      bool ok = k.f32_cminmax(y.data(), n, mn2.data(), mx2.data());
+      r.f32_f32_cminmax(x.data(), n, mn1.data(), mx1.data());
+      r.f32_f32_cminmax(y.data(), n, mn1.data(), mx1.data());
+      k.f32_f32_cminmax(x.data(), n, mn2.data(), mx2.data());
+      bool ok = k.f32_f32_cminmax(y.data(), n, mn2.data(), mx2.data());
       CHECK(ok && mn1 == mn2 && mx1 == mx2, "%s n=%zu", k.isa, n);
       if (n) {
         y[n - 1] = NAN;
-        CHECK(!k.f32_cminmax(y.data(), n, mn2.data(), mx2.data()), "%s NaN n=%zu", k.isa, n);
+        CHECK(!k.f32_f32_cminmax(y.data(), n, mn2.data(), mx2.data()), "%s NaN n=%zu", k.isa, n);
       }
     }
   });
@@ -184,4 +184,98 @@ TEST(constant_channels_round_trip_exactly) {
       dequantize(c.data(), sym, {1, 1, 40}, &s, &z, d.data());
       CHECK(d == x, "v=%g sym=%d got %g", v, int(sym), d[0]);
     }
+}
+
+// The parameters rule of lowbit/quant.h, on the cases its comment names (written out here, not
+// computed with the library's code).
+TEST(choose_params_follows_the_documented_rule) {
+  struct Case {
+    float mn, mx;
+    int bits;
+    bool sym;
+    float scale;
+    int32_t zp;
+  };
+  const float ulp = std::ldexp(1.0f, -149);  // the smallest subnormal
+  const Case cases[] = {
+      {-1.0f, 3.0f, 8, false, 4.0f / 255.0f, 64},   // ONNX: rne(1 / (4/255)) = rne(63.75)
+      {-1.0f, 3.0f, 8, true, 3.0f / 127.0f, 0},
+      {1.0f, 3.0f, 8, false, 3.0f / 255.0f, 0},     // widened to include 0
+      {-3.0f, -1.0f, 8, false, 3.0f / 255.0f, 255},
+      {0.0f, 0.0f, 8, true, 1.0f, 0},               // all zero
+      {0.0f, 0.0f, 4, false, 1.0f, 0},
+      {0.25f, 0.25f, 8, false, 0.25f, 0},           // constant: exact round trip
+      {-0.25f, -0.25f, 8, false, 0.25f, 1},
+      {-0.25f, -0.25f, 2, true, 0.25f, 0},
+      {0.0f, ulp, 8, true, ulp, 0},                 // ulp / 127 underflows: the range itself
+      {-ulp, 20 * ulp, 4, false, 2 * ulp, 0},       // 21 ulps / 15 -> 1 ulp covers 15 < 21: 2 ulps
+  };
+  for (const Case& c : cases) {
+    float s;
+    int32_t z;
+    choose_params(c.mn, c.mx, c.bits, c.sym, &s, &z);
+    CHECK(s == c.scale && z == c.zp, "[%g, %g] bits=%d sym=%d: got (%g, %d), want (%g, %d)", c.mn,
+          c.mx, c.bits, int(c.sym), s, z, c.scale, c.zp);
+  }
+  // hi - lo overflows float32: the scale comes from the double difference, rounded once
+  float s;
+  int32_t z;
+  choose_params(-3e38f, 3e38f, 8, false, &s, &z);
+  CHECK(s == static_cast<float>((3e38 + 3e38) / 255) || s == static_cast<float>(
+        (double(3e38f) - double(-3e38f)) / 255), "overflow scale %g", s);
+  CHECK(std::isfinite(s) && z >= 127 && z <= 128, "overflow zp %d", z);
+}
+
+TEST(choose_params_array_form_matches_and_refuses_bad_ranges) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (bool sym : {true, false}) {
+    std::vector<float> mn(300), mx(300), s(300);
+    std::vector<int32_t> z(300);
+    for (size_t i = 0; i < mn.size(); i++) {
+      const int e = int(i % 60) * 4 - 140;  // subnormal to huge; every 9th channel constant
+      const float a = std::ldexp(d(rng), e), b = i % 9 ? std::ldexp(d(rng), e) : a;
+      mn[i] = std::min(a, b);
+      mx[i] = std::max(a, b);
+    }
+    CHECK(choose_params(mn.data(), mx.data(), mn.size(), 5, sym, s.data(), z.data()), "finite");
+    for (size_t i = 0; i < mn.size(); i++) {
+      float s1;
+      int32_t z1;
+      choose_params(mn[i], mx[i], 5, sym, &s1, &z1);
+      CHECK(s[i] == s1 && z[i] == z1 && s1 > 0 && std::isfinite(s1), "channel %zu", i);
+    }
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+      mx[5] = bad;
+      CHECK(!choose_params(mn.data(), mx.data(), mn.size(), 5, sym, s.data(), z.data()), "%g", bad);
+    }
+    mn[5] = 2.0f;
+    mx[5] = 1.0f;
+    CHECK(!choose_params(mn.data(), mx.data(), mn.size(), 5, sym, s.data(), z.data()), "mn > mx");
+  }
+}
+
+TEST(packed_codes_layout_and_round_trip) {
+  const int8_t two[6] = {1, -1, 0, -2, 1, 1};  // 01 11 00 10 | 01 01, lowest bits first
+  uint8_t packed[2], back[6];
+  pack_codes(reinterpret_cast<const uint8_t*>(two), 6, 4, packed);
+  CHECK(packed[0] == 0x8D && packed[1] == 0x05, "2-bit layout %02x %02x", packed[0], packed[1]);
+  unpack_codes(packed, 6, 4, true, back);
+  CHECK(std::memcmp(back, two, 6) == 0, "2-bit signed round trip");
+  std::mt19937 rng(8);
+  for (int per : {2, 4})
+    for (bool is_signed : {true, false})
+      for (size_t n : kLengths) {
+        const int w = 8 / per;
+        std::vector<uint8_t> c(n), p((n + per - 1) / per, 0xAA), u(n);
+        for (auto& v : c) {
+          int q = int(rng() % (1u << w));
+          if (is_signed) q -= 1 << (w - 1);
+          v = static_cast<uint8_t>(q);
+        }
+        pack_codes(c.data(), n, per, p.data());
+        unpack_codes(p.data(), n, per, is_signed, u.data());
+        CHECK(u == c, "per=%d signed=%d n=%zu", per, int(is_signed), n);
+        if (n % per) CHECK((p.back() >> (w * (n % per))) == 0, "unused slots are 0 (n=%zu)", n);
+      }
 }

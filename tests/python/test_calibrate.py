@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lowbit
-cal = importlib.import_module("lowbit.calibrate")  # the module (lowbit.calibrate is the function)
+cal = importlib.import_module("lowbit.observers")  # the observers module (lowbit.calibrate is a function)
 
 
 def _data(seed=0, n=20000, kind="normal"):
@@ -220,8 +220,28 @@ def test_zero_data_and_zeros_first():
 
 def test_range_to_qparams_is_onnx_dynamic():
     s, z = cal.range_to_qparams(-1.0, 3.0)
-    assert s == pytest.approx(4 / 255) and z == round(1 / (4 / 255))
+    assert (s, z) == (float(np.float32(4) / np.float32(255)), 64)  # float32, rne(63.75)
     assert cal.range_to_qparams(0.0, 0.0) == (1.0, 0)
+    # exactly what lowbit.quantize computes for a tensor with that range (tests/python/test_qparams.py
+    # checks 20,000 ranges)
+    x = np.array([-0.3, 0.2, 1.7], np.float32)
+    q = lowbit.quantize(x, symmetric=False, bits=5)
+    assert cal.range_to_qparams(float(x.min()), float(x.max()), bits=5) == (float(q.scale), int(q.zero_point))
+
+
+def test_a_threshold_below_all_the_data_gives_the_datas_side_of_it():
+    # entropy/mse thresholds can fall below every |x| of one-signed data: the intersection with
+    # the data's range is then empty, and the range is [0, t] (or [-t, 0]), never lo > hi
+    for method, cls in (("mse", cal.MSEObserver), ("entropy", cal.EntropyObserver)):
+        obs = cls()
+        obs.min, obs.max = 5.0, 50.0
+        assert obs._clip(3.0) == (0.0, 3.0)
+        obs.min, obs.max = -50.0, -5.0
+        assert obs._clip(3.0) == (-3.0, 0.0)
+        obs.min, obs.max = -1.0, 50.0
+        assert obs._clip(3.0) == (-1.0, 3.0)
+    for lo, hi in ((0.0, 3.0), (-3.0, 0.0)):
+        cal.range_to_qparams(lo, hi)  # valid ranges
 
 
 # ---------------------------------------------------------------- bad input

@@ -165,11 +165,11 @@ def test_low_rank_layers_are_two_linears():
 
     rng = np.random.default_rng(9)
     w, b = _w((20, 30), 9), rng.standard_normal(20).astype(np.float32)
-    first, second = C.low_rank_layers(w, b, 20)  # full rank: exact
-    assert isinstance(first, nn.Linear) and first.bias is None and second.bias is not None
+    first, second = lowbit.models.low_rank_layers(w, b, 20)  # full rank: exact
+    assert isinstance(first, lowbit.models.Linear) and first.bias is None and second.bias is not None
     x = rng.standard_normal((4, 30)).astype(np.float32)
     np.testing.assert_allclose(second(first(x)), x @ w.T + b, rtol=1e-4, atol=1e-4)
-    q = lowbit.quantize_model(nn.Sequential(C.low_rank_layers(w, b, 10)), x)
+    q = lowbit.quantize_model(nn.Sequential(lowbit.models.low_rank_layers(w, b, 10)), x)
     assert isinstance(q.layers[0], lowbit.QuantizedLinear)
 
 
@@ -178,7 +178,7 @@ def test_prune_hidden_units_shrinks_the_model():
 
     m = nn.MLP([10, 16, 12, 4], seed=1)
     m.layers[0].weight[[2, 5, 7, 11]] *= 1e-3  # four weak hidden units in the first layer
-    p = C.prune_hidden_units(m, 0.25)
+    p = lowbit.models.prune_hidden_units(m, 0.25)
     assert p.layers[0].weight.shape == (12, 10) and p.layers[0].bias.shape == (12,)
     assert p.layers[2].weight.shape == (9, 12) and p.layers[4].weight.shape == (4, 9)
     keep = [i for i in range(16) if i not in (2, 5, 7, 11)]

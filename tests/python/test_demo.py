@@ -8,7 +8,7 @@ pytest.importorskip("sklearn")
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lowbit.cli", "demo", "--quick"], cwd=tmp_path,
+    r = subprocess.run([sys.executable, "-m", "lowbit", "demo", "--quick"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
@@ -20,6 +20,6 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def test_bench_rejects_unknown_names():
-    r = subprocess.run([sys.executable, "-m", "lowbit.cli", "bench", "nosuchbench"],
+    r = subprocess.run([sys.executable, "-m", "lowbit", "bench", "nosuchbench"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "nosuchbench" in (r.stdout + r.stderr)

@@ -202,6 +202,61 @@ def test_static_mode_and_chaining():
     assert lowbit.sqnr(ref @ w2.T, y) > 20
 
 
+def requant_oracle(xq, z_in, w_codes, w_scale, act_scale, bias, out_scale, out_zp, relu):
+    """forward_quantized's documented rule, written independently of the kernels: the exact
+    integer product (int64), bias_q = rne(bias / (act_scale * w_scale)) (float64), the float32
+    multiplier m = act_scale * w_scale / out_scale (float64, rounded to float32), then in float32
+    y = float32(acc + bias_q) * m, q = rne(y) + out_zp, clamped to [0, 255] ([out_zp, 255] with
+    relu)."""
+    acc = (xq.astype(np.int64) - z_in) @ w_codes.astype(np.int64).T
+    ws = w_scale.astype(np.float64)
+    if bias is not None:
+        acc = acc + np.rint(bias.astype(np.float64) / (float(act_scale) * ws)).astype(np.int64)
+    assert np.abs(acc).max() < 2**24  # float32(acc) exact, so the test pins the rounding alone
+    m = (float(act_scale) * ws / float(np.float32(out_scale))).astype(np.float32)
+    y = acc.astype(np.float32) * m  # float32 product
+    q = np.rint(y) + np.float32(out_zp)  # half to even
+    return np.clip(q, max(out_zp, 0) if relu else 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("config", ["ties", "generic"])
+def test_forward_quantized_equals_the_requantize_rule_exactly(config, relu):
+    rng = np.random.default_rng(12)
+    k, n = 37, 19  # odd sizes: partial panels and tails on every kernel set
+    w_codes = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    xq = rng.integers(0, 256, (23, k)).astype(np.uint8)
+    if config == "ties":
+        # m = act_scale * w_scale / out_scale = 0.5 (odd channels) or 1.5 (even ones) exactly:
+        # every odd sum (bias included) is a tie, x.5, which rne sends to the even neighbour
+        w_scale = np.where(np.arange(n) % 2, 0.03125, 0.09375).astype(np.float32)
+        act_scale, out_scale, out_zp, z_in = 0.5, 0.03125, 100, 128
+        bias = (rng.integers(-50, 50, n) * act_scale * w_scale).astype(np.float32)  # exact bias_q
+        w_codes = rng.integers(-20, 21, (n, k)).astype(np.int8)  # sums mostly in range
+        xq = (z_in + rng.integers(-6, 7, (23, k))).astype(np.uint8)
+        xq[0], xq[1] = 255, 0  # rows that saturate
+    else:
+        w_scale = rng.uniform(0.001, 0.01, n).astype(np.float32)
+        act_scale, out_scale, out_zp, z_in = 0.0173, 0.011, 37, 121
+        bias = rng.standard_normal(n).astype(np.float32)
+    wq = lowbit.QTensor.from_codes(w_codes, w_scale, axis=0)
+    layer = lowbit.QuantizedLinear.from_quantized(wq, bias, act_scale=act_scale, act_zero_point=z_in)
+    want = requant_oracle(xq, z_in, w_codes, w_scale, act_scale, bias, out_scale, out_zp, relu)
+    # the cases the rule has to get right are all there: saturation at both ends, and ties
+    assert np.any(want == 255) and np.any(want == (out_zp if relu else 0))
+    assert 0.2 < np.mean((want > 0) & (want < 255)) < 0.9
+    if config == "ties":
+        acc = (xq.astype(np.int64) - z_in) @ w_codes.astype(np.int64).T
+        acc += np.rint(bias / (act_scale * w_scale.astype(np.float64))).astype(np.int64)
+        inside = (want > max(out_zp, 0) if relu else want > 0) & (want < 255)
+        assert np.sum(inside & (acc % 2 != 0)) >= 40  # in-range ties
+    for isa in ISAS:
+        for t in (1, 2):
+            with using_isa(isa, t):
+                got = layer.forward_quantized(xq, out_scale, out_zp, relu=relu)
+                np.testing.assert_array_equal(got, want, err_msg=f"{isa} threads={t}")
+
+
 def test_quantized_linear_bad_input():
     w = np.ones((4, 3), np.float32)
     layer = lowbit.QuantizedLinear(w)

@@ -39,6 +39,13 @@ def _objects():
     deq = (lambda t: t.dequantize())
     a = rng.integers(0, 256, (3, 16)).astype(np.uint8)
     qm = lowbit.quantize_model(_float_model(), _x(8, 3, 64))
+    fq = nn.FakeQuantLinear(16, 12, bits=4, act="static", seed=5)
+    fq.forward(x16, train=True)  # an observed activation range
+    sw = nn.SharedWeightLinear(rng.standard_normal((8, 2)).astype(np.float32), rng.integers(0, 8, (12, 8)), b)
+    mlp, adam, sgd = nn.MLP([8, 10, 3], seed=7), nn.Adam(), nn.SGD(nesterov=True)
+    hist = nn.fit(mlp, _x(8, 5, 32), np.arange(32) % 3, epochs=2, batch_size=8, optimizer=adam)
+    nn.fit(mlp, _x(8, 5, 32), np.arange(32) % 3, epochs=1, batch_size=8, optimizer=sgd)
+    moments = (lambda o: np.concatenate([[o.t]] + [a.ravel() for e in o.state_dict()["state"] for a in e.values()]))
     return [
         ("QTensor", lowbit.quantize(w, bits=8), deq),
         ("QTensor", lowbit.quantize(w, bits=4, axis=0, symmetric=False), deq),
@@ -62,7 +69,19 @@ def _objects():
         ("nn.LayerNorm", nn.LayerNorm(16), call16),
         ("nn.Sequential", _float_model(), lambda m: m(x8)),
         ("nn.MLP", nn.MLP([8, 10, 3], activation="gelu", dropout=0.1, seed=7), lambda m: m(x8)),
+        ("nn.FakeQuantLinear", fq, call16),
+        ("nn.SharedWeightLinear", sw, call16),
+        ("nn.Adam", adam, moments),
+        ("nn.SGD", sgd, moments),
+        ("nn.History", hist, lambda h: np.array(h.loss + h.accuracy + h.lr)),
         ("QuantizedModel", qm, lambda m: m(x8)),
+        ("models.Linear", lowbit.models.Linear(w, b), call16),
+        ("models.ReLU", lowbit.models.ReLU(), call16),
+        ("models.GELU", lowbit.models.GELU(), call16),
+        ("models.Softmax", lowbit.models.Softmax(), call16),
+        ("models.Dropout", lowbit.models.Dropout(0.5), call16),
+        ("models.LayerNorm", lowbit.models.LayerNorm(16), call16),
+        ("models.Sequential", lowbit.load_model({"0.weight": w, "0.bias": b}), call16),
     ]
 
 

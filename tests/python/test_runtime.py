@@ -68,6 +68,6 @@ def test_threads_setting_and_env():
 
 
 def test_info_command_runs():
-    r = subprocess.run([sys.executable, "-m", "lowbit.cli", "info"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "lowbit", "info"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "isa:" in r.stdout and lowbit.cpu_info()["isa"] in r.stdout

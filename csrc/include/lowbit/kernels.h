@@ -1,9 +1,31 @@
 // lowbit kernel contracts and the dispatch table.
 //
-// A kernel's name states its contract: <input>_<output>_<op>__<isa>; the GEMMs' output is `epi`,
-// the fused epilogue's choice (int32, float or 8-bit codes: GemmOut). Every kernel exists as a
-// scalar reference (`__scalar`, csrc/kernels/scalar/) that is both the fallback and the test
-// oracle; SIMD versions (csrc/kernels/x86/, csrc/kernels/arm/) must match it bit for bit.
+// A kernel's name states its contract: <input>_<output>_<op>__<isa>, e.g. u8s8_epi_gemm__avx2,
+// f32_q8_quantize__neon, s8cb4_s64_gemm__scalar.
+//   <input>   the type it reads; a product names both operands, A then B (u8s8: uint8 A times
+//             int8 B).
+//   <output>  the type it writes (for a reduction, the type of the result).
+//   <op>      what it does; a leading `c` (cquantize, cminmax) means column-wise: element i of
+//             the run has its own parameters or its own accumulator.
+//   <isa>     the kernel set: scalar, avx2, avx512, avxvnni, avx512vnni, neon, neondot, i8mm.
+// Types: f32; s8 u8 s16 u16 s32 u32 s64 (integers); s7 u7 (8-bit values that fit 7 bits); q8
+// (8-bit codes, int8 or uint8 by their range), qs8 qu8 (int8, uint8 codes); u4 (4-bit codes, two
+// a byte, low nibble first); cb4 (4-bit codes into a 16-entry table, the codebook GEMMs' layout
+// below); code (4-, 8- or 16-bit codes, the width an argument); epi (the GEMM epilogue's choice:
+// int32, float or 8-bit codes, GemmOut). KernelTable's fields are the names without __<isa>.
+//
+// Every kernel exists as a scalar reference (`__scalar`, csrc/kernels/scalar/) that is both the
+// fallback and the test oracle; SIMD versions (csrc/kernels/x86/, csrc/kernels/arm/) must match
+// it bit for bit.
+//
+// Kernel files: csrc/kernels/<arch>/<family>__<isa>.cc, <arch> scalar, x86 or arm, <family> the
+// section of this header it implements (quant, gemm, kmeans, codebook; peak: the benchmark's
+// loops, csrc/kernels/peak.h), <isa> the suffix of every kernel in it. The suffix also chooses
+// the file's compile flags (cmake/kernels.cmake globs on it). Headers: <what>__<isa>.h needs that
+// ISA's flags and is included by its files and those of the sets that extend it (avx2 <-
+// avxvnni, avx512 <- avx512vnni, neon <- neondot, i8mm); a header with no __<isa> is
+// ISA-independent (tiles.h, peak.h, scalar/quant_ref.h) or, simd_x86.h, the intrinsics of
+// whichever VNNI file includes it (native or SIMDe).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -17,9 +39,9 @@ namespace lowbit {
 // which is the int8 or uint8 code depending on [qmin, qmax].
 
 // Min and max of a contiguous run. Returns false if any value is NaN or +-Inf (mn/mx undefined).
-using f32_rminmax_fn = bool (*)(const float* x, size_t n, float* mn, float* mx);
+using f32_f32_minmax_fn = bool (*)(const float* x, size_t n, float* mn, float* mx);
 // Column-wise update: mn[i] = min(mn[i], x[i]), mx[i] = max(mx[i], x[i]). False on non-finite.
-using f32_cminmax_fn = bool (*)(const float* x, size_t n, float* mn, float* mx);
+using f32_f32_cminmax_fn = bool (*)(const float* x, size_t n, float* mn, float* mx);
 // One scale for the run. False if any x is non-finite (codes then undefined).
 using f32_q8_quantize_fn = bool (*)(const float* x, size_t n, float scale, float zp, float qmin,
                                     float qmax, uint8_t* out);
@@ -79,7 +101,8 @@ struct GemmTile {
   // q8: y = float(v + bias_i32[j]) * q_scale[j] (the int32 sum wrapping, bias_i32 may be null);
   //     q = int32(round_half_even(min(max(y, q_lo), q_hi))) + q_zp, stored as its low byte.
   //     (q_lo = qmin - q_zp and q_hi = qmax - q_zp are whole numbers, so clamping before
-  //     rounding equals clamping after, and no float->int conversion can overflow.)
+  //     rounding equals clamping after, and no float->int conversion can overflow.) The scalar
+  //     definition, which the scalar kernel calls: ref::requantize1 (kernels/scalar/quant_ref.h).
   const int32_t* bias_i32;
   const float* q_scale;
   float q_lo, q_hi;
@@ -103,14 +126,14 @@ struct GemmKernel {
   APack apack;
 };
 
-// ---- k-means codebooks (drivers in csrc/core/kmeans.cc) ------------------------------------
+// ---- k-means (drivers in csrc/core/kmeans_*.cc, files kmeans__<isa>.cc) --------------------
 // Nearest centroid of each of n points x (rows of d floats, contiguous) among k centroids c (rows
 // of d floats): idx[i] = the first j minimising the score s_j = hn[j] - x_i . c_j, hn[j] =
 // |c_j|^2 / 2 (given). The score is accumulated in float32 in the order t = 0 .. d-1 as
 // s = fma(-x[t], c[j][t], s), one fused multiply-add (a single rounding, as IEEE 754 defines
 // it), so every ISA computes the same score bit for bit; equal scores keep the lower j.
-using f32_kmeans_assign_fn = void (*)(const float* x, size_t n, size_t d, const float* c,
-                                      const float* hn, size_t k, uint32_t* idx);
+using f32_u32_kmeans_assign_fn = void (*)(const float* x, size_t n, size_t d, const float* c,
+                                          const float* hn, size_t k, uint32_t* idx);
 
 // 1-D assignment by thresholds t[0] <= ... <= t[nt-1]: code(x) = #{j : x >= t[j]}. A lookup
 // table over a uniform grid gives the start: g = (uint32)clamp((x - lo) * inv_w, 0, nbins - 1)
@@ -127,8 +150,11 @@ struct Kmeans1dLut {
 };
 // Codes of x[0..n) written as `bits` = 4 (two per byte, element 2i in the low nibble of byte i;
 // an odd n leaves the last high nibble 0), 8 (uint8) or 16 (uint16, native endian).
-using f32_kmeans1d_assign_fn = void (*)(const float* x, size_t n, const Kmeans1dLut* lut, int bits,
-                                        void* out);
+using f32_code_kmeans1d_assign_fn = void (*)(const float* x, size_t n, const Kmeans1dLut* lut,
+                                             int bits, void* out);
+
+// ---- codebooks (drivers in csrc/core/kmeans_common.cc, codebook_linear.cc; files
+// codebook__<isa>.cc) ----------------------------------------------------------------------
 
 // Codebook decode: out[i * d + t] = table[code(i) * d + t] for i < n, t < d. u4: code(i) is
 // nibble i of `codes` (low nibble first) and the table holds 16 rows; u8 / u16: one code per
@@ -145,29 +171,29 @@ using u16_f32_lookup_fn = void (*)(const uint16_t* codes, size_t n, const float*
 
 // Codebook GEMMs (CodebookLinear), exact in integers: y[r * ldy + c] = sum_{i < kp} x[r * ldx + i]
 // * w(c, i) for r < mr, c < nr, summed in int64; kp a multiple of 64.
-// gemm_s8cb4s64: 4-bit codes into a table of 16 int8 entries, w(c, i) = table[code(c, i)], x
+// s8cb4_s64_gemm: 4-bit codes into a table of 16 int8 entries, w(c, i) = table[code(c, i)], x
 // int8; |x| and |table| <= 127. Row c starts at w + c * ldw bytes and is made of units of 64
 // weights in 32 bytes: byte j of unit u holds the code of weight 64u + j in its low nibble and
 // of weight 64u + 32 + j in its high nibble.
-// gemm_s16s16s64: dense int16 weights w(c, i) = w[c * ldw + i]; |x| and |w| <= kCbMaxQ.
-// gemm_s16cb4s64: the same 4-bit codes into a table of 16 int16 entries, x int16; |x| and
+// s16s16_s64_gemm: dense int16 weights w(c, i) = w[c * ldw + i]; |x| and |w| <= kCbMaxQ.
+// s16cb4_s64_gemm: the same 4-bit codes into a table of 16 int16 entries, x int16; |x| and
 // |table| <= kCbMaxQ; x is given with the middle quarters of every 32 values swapped:
 // x[r * ldx + 32q + perm(j)] holds activation 32q + j, perm(j) = j + 8 for 8 <= j < 16,
 // j - 8 for 16 <= j < 24, j otherwise.
 constexpr int kCbMaxQ = 4095;
-using gemm_s8cb4s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int8_t* x, size_t ldx,
-                                  const uint8_t* w, size_t ldw, const int8_t* table, int64_t* y,
-                                  size_t ldy);
-using gemm_s16s16s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
-                                   const int16_t* w, size_t ldw, int64_t* y, size_t ldy);
-using gemm_s16cb4s64_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
-                                   const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+using s8cb4_s64_gemm_fn = void (*)(size_t mr, size_t nr, size_t kp, const int8_t* x, size_t ldx,
+                                   const uint8_t* w, size_t ldw, const int8_t* table, int64_t* y,
                                    size_t ldy);
+using s16s16_s64_gemm_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                                    const int16_t* w, size_t ldw, int64_t* y, size_t ldy);
+using s16cb4_s64_gemm_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16_t* x, size_t ldx,
+                                    const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
+                                    size_t ldy);
 
 struct KernelTable {
   const char* isa;
-  f32_rminmax_fn f32_rminmax;
-  f32_cminmax_fn f32_cminmax;
+  f32_f32_minmax_fn f32_f32_minmax;
+  f32_f32_cminmax_fn f32_f32_cminmax;
   f32_q8_quantize_fn f32_q8_quantize;
   f32_q8_cquantize_fn f32_q8_cquantize;
   qs8_f32_dequantize_fn qs8_f32_dequantize;
@@ -180,20 +206,21 @@ struct KernelTable {
   // u7 or the panel fits s7 (GemmTile::narrow != 0); the driver calls it only then. It may use
   // `narrow == 3` (both) for more: u7 x s7 products can be summed in int16 for longer.
   GemmKernel gemm7;
-  // k-means codebooks
-  f32_kmeans_assign_fn f32_kmeans_assign;
-  f32_kmeans1d_assign_fn f32_kmeans1d_assign;
+  // k-means
+  f32_u32_kmeans_assign_fn f32_u32_kmeans_assign;
+  f32_code_kmeans1d_assign_fn f32_code_kmeans1d_assign;
+  // codebooks
   u4_f32_lookup_fn u4_f32_lookup;
   u8_f32_lookup_fn u8_f32_lookup;
   u16_f32_lookup_fn u16_f32_lookup;
-  gemm_s8cb4s64_fn gemm_s8cb4s64;
-  gemm_s16s16s64_fn gemm_s16s16s64;
-  gemm_s16cb4s64_fn gemm_s16cb4s64;
+  s8cb4_s64_gemm_fn s8cb4_s64_gemm;
+  s16s16_s64_gemm_fn s16s16_s64_gemm;
+  s16cb4_s64_gemm_fn s16cb4_s64_gemm;
 };
 
 #define LOWBIT_DECLARE_QUANT_KERNELS(isa)                                                          \
-  bool f32_rminmax__##isa(const float*, size_t, float*, float*);                                  \
-  bool f32_cminmax__##isa(const float*, size_t, float*, float*);                                  \
+  bool f32_f32_minmax__##isa(const float*, size_t, float*, float*);                               \
+  bool f32_f32_cminmax__##isa(const float*, size_t, float*, float*);                              \
   bool f32_q8_quantize__##isa(const float*, size_t, float, float, float, float, uint8_t*);        \
   bool f32_q8_cquantize__##isa(const float*, size_t, const float*, const float*, float, float,    \
                                uint8_t*);                                                          \
@@ -206,23 +233,26 @@ struct KernelTable {
 #define LOWBIT_DECLARE_GEMM7_KERNEL(isa) void u8s7_epi_gemm__##isa(const GemmTile&);
 
 #define LOWBIT_DECLARE_KMEANS_KERNELS(isa)                                                         \
-  void f32_kmeans_assign__##isa(const float*, size_t, size_t, const float*, const float*, size_t, \
-                                uint32_t*);                                                       \
-  void f32_kmeans1d_assign__##isa(const float*, size_t, const Kmeans1dLut*, int, void*);          \
+  void f32_u32_kmeans_assign__##isa(const float*, size_t, size_t, const float*, const float*,     \
+                                    size_t, uint32_t*);                                           \
+  void f32_code_kmeans1d_assign__##isa(const float*, size_t, const Kmeans1dLut*, int, void*);
+
+#define LOWBIT_DECLARE_CODEBOOK_KERNELS(isa)                                                       \
   void u4_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \
   void u8_f32_lookup__##isa(const uint8_t*, size_t, const float*, size_t, float*, int);           \
   void u16_f32_lookup__##isa(const uint16_t*, size_t, const float*, size_t, float*, int);         \
-  void gemm_s8cb4s64__##isa(size_t, size_t, size_t, const int8_t*, size_t, const uint8_t*,        \
-                            size_t, const int8_t*, int64_t*, size_t);                             \
-  void gemm_s16s16s64__##isa(size_t, size_t, size_t, const int16_t*, size_t, const int16_t*,      \
-                             size_t, int64_t*, size_t);                                           \
-  void gemm_s16cb4s64__##isa(size_t, size_t, size_t, const int16_t*, size_t, const uint8_t*,      \
-                             size_t, const int16_t*, int64_t*, size_t);
+  void s8cb4_s64_gemm__##isa(size_t, size_t, size_t, const int8_t*, size_t, const uint8_t*,       \
+                             size_t, const int8_t*, int64_t*, size_t);                            \
+  void s16s16_s64_gemm__##isa(size_t, size_t, size_t, const int16_t*, size_t, const int16_t*,     \
+                              size_t, int64_t*, size_t);                                          \
+  void s16cb4_s64_gemm__##isa(size_t, size_t, size_t, const int16_t*, size_t, const uint8_t*,     \
+                              size_t, const int16_t*, int64_t*, size_t);
 
 namespace kernels {
 LOWBIT_DECLARE_QUANT_KERNELS(scalar)
 LOWBIT_DECLARE_GEMM_KERNEL(scalar)
 LOWBIT_DECLARE_KMEANS_KERNELS(scalar)
+LOWBIT_DECLARE_CODEBOOK_KERNELS(scalar)
 #if defined(LOWBIT_HAVE_X86)
 LOWBIT_DECLARE_QUANT_KERNELS(avx2)
 LOWBIT_DECLARE_QUANT_KERNELS(avx512)
@@ -231,7 +261,9 @@ LOWBIT_DECLARE_GEMM7_KERNEL(avx2)
 LOWBIT_DECLARE_GEMM_KERNEL(avxvnni)
 LOWBIT_DECLARE_GEMM_KERNEL(avx512vnni)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx2)
+LOWBIT_DECLARE_CODEBOOK_KERNELS(avx2)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx512)
+LOWBIT_DECLARE_CODEBOOK_KERNELS(avx512)
 #endif
 #if defined(LOWBIT_HAVE_ARM64)
 LOWBIT_DECLARE_QUANT_KERNELS(neon)
@@ -239,6 +271,7 @@ LOWBIT_DECLARE_GEMM_KERNEL(neon)
 LOWBIT_DECLARE_GEMM_KERNEL(neondot)
 LOWBIT_DECLARE_GEMM_KERNEL(i8mm)
 LOWBIT_DECLARE_KMEANS_KERNELS(neon)
+LOWBIT_DECLARE_CODEBOOK_KERNELS(neon)
 #endif
 }  // namespace kernels
 

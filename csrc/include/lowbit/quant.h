@@ -20,11 +20,43 @@ struct Shape3 {
 // static symmetric -> full signed [-2^(b-1), 2^(b-1)-1]; asymmetric -> [0, 2^b - 1].
 void code_range(int bits, bool symmetric, bool narrow, int* qmin, int* qmax);
 
-// Parameters of one channel from its min and max (finite), as API.md defines them:
-// symmetric: scale = max|x| / qmax, zero point 0; asymmetric (ONNX DynamicQuantizeLinear): range
-// widened to include 0, scale = (hi - lo) / (2^b - 1), zp = saturate(round(-lo / scale)).
-// A constant channel v gets scale |v| (1 when v == 0), so it dequantizes exactly.
+// ---- Quantization parameters: the one definition --------------------------------------------
+// Every (scale, zero point) lowbit computes comes from choose_params: lowbit.quantize without
+// scale=, QuantizedLinear's dynamic activations, lowbit.observers.range_to_qparams (for the
+// observers' ranges), and lowbit.nn's fake quantization (Python: lowbit.quant.qparams, bound as
+// _core.qparams). Inputs are a channel's min mn and max mx (finite, mn <= mx); every operation is
+// one IEEE float32 operation rounded to nearest even, in the order written:
+//
+//   code range    symmetric: [-qmax, qmax], qmax = 2^(b-1) - 1 (narrow, zero point 0);
+//                 asymmetric: [0, qmax], qmax = 2^b - 1 (uint).
+//   constant      mn == mx = v (all-zero included): scale = |v|, or 1 when v == 0; zero point
+//                 1 when asymmetric and v < 0, else 0. Every value then dequantizes exactly
+//                 (v -> code 1 or -1, or code 0 with zero point 1).
+//   symmetric     a = max(|mn|, |mx|); scale = a / qmax.
+//   asymmetric    ONNX DynamicQuantizeLinear: lo = min(mn, 0), hi = max(mx, 0) (the range
+//                 widened to include 0); scale = (hi - lo) / qmax; zero point =
+//                 clamp(round_half_even(-lo / scale), 0, qmax) (ONNX's qmin - lo / scale with
+//                 qmin = 0). When hi - lo overflows float32 (e.g. [-3e38, 3e38]) the scale is
+//                 (double(hi) - double(lo)) / qmax rounded once to float32 instead.
+//   subnormal     a scale that underflows to 0 becomes the range itself (a, or hi - lo); a
+//                 subnormal scale (< 2^-126, few significant bits) is raised one ulp at a time
+//                 until scale * qmax >= the range exactly, so no value of the channel saturates
+//                 by more than half a step. Normal scales are never adjusted.
+// Results: scale finite and > 0, zero point in the code range. Non-finite mn/mx (NaN, +-Inf) are
+// outside the contract: the array form refuses them.
 void choose_params(float mn, float mx, int bits, bool symmetric, float* scale, int32_t* zp);
+
+// The same for n channels: (scale[i], zp[i]) from (mn[i], mx[i]). Returns false (outputs
+// undefined) if some mn[i] or mx[i] is NaN or +-Inf, or mn[i] > mx[i].
+bool choose_params(const float* mn, const float* mx, size_t n, int bits, bool symmetric,
+                   float* scale, int32_t* zp);
+
+// Packed codes (QTensor with bits <= 4): `per` = 2 or 4 codes per byte, code i in bits
+// [w * (i % per), w * (i % per) + w) of byte i / per (w = 8 / per bits, first code lowest); the
+// unused high slots of the last byte are 0. pack_codes keeps the low w bits of each code byte;
+// unpack_codes writes n code bytes, sign-extended from w bits when is_signed.
+void pack_codes(const uint8_t* codes, size_t n, int per, uint8_t* out);
+void unpack_codes(const uint8_t* packed, size_t n, int per, bool is_signed, uint8_t* out);
 
 // Computes min/max per channel, the parameters, and the codes. Returns false (outputs undefined)
 // if x holds NaN or Inf.
@@ -39,8 +71,5 @@ bool quantize_static(const float* x, Shape3 s, const float* scale, const int32_t
 // out = (q - zp) * scale with one (scale, zp) per channel; codes int8 if is_signed else uint8.
 void dequantize(const uint8_t* codes, bool is_signed, Shape3 s, const float* scale,
                 const int32_t* zp, float* out);
-
-// Runs fn(begin, end) over [0, n) in pieces of at least `grain` items, in parallel.
-void parallel_range(size_t n, size_t grain, FunctionRef<void(size_t, size_t)> fn);
 
 }  // namespace lowbit

@@ -1,35 +1,13 @@
-// lowbit runtime: CPU features, the one kernel table, and the thread pool.
+// lowbit runtime: CPU features, the one kernel table, and (lowbit/parallel.h) the thread pool.
 #pragma once
 #include <cstddef>
-#include <memory>
 #include <string>
-#include <type_traits>
-#include <utility>
 #include <vector>
 
 #include "lowbit/kernels.h"
+#include "lowbit/parallel.h"
 
 namespace lowbit {
-
-// A non-owning reference to a callable (no allocation, unlike std::function): valid while the
-// callable lives, which for parallel_for's argument is the whole call.
-template <typename Sig>
-class FunctionRef;
-template <typename R, typename... A>
-class FunctionRef<R(A...)> {
- public:
-  template <typename F, typename = std::enable_if_t<!std::is_same_v<std::decay_t<F>, FunctionRef>>>
-  FunctionRef(F&& f)  // NOLINT: implicit, so lambdas pass straight in
-      : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
-        call_([](void* o, A... a) -> R {
-          return (*static_cast<std::remove_reference_t<F>*>(o))(std::forward<A>(a)...);
-        }) {}
-  R operator()(A... a) const { return call_(obj_, std::forward<A>(a)...); }
-
- private:
-  void* obj_;
-  R (*call_)(void*, A...);
-};
 
 // "x86_64", "aarch64", "arm" (32-bit) or "unknown".
 const char* cpu_arch();
@@ -49,14 +27,5 @@ const char* active_isa();
 bool set_isa(const std::string& isa);
 // The table of one supported kernel set, or nullptr.
 const KernelTable* kernel_table(const std::string& isa);
-
-// Threads used by parallel kernels (>= 1). Default: LOWBIT_NUM_THREADS or the number of cores.
-int num_threads();
-void set_num_threads(int n);
-
-// Runs fn(0) .. fn(n - 1), spread over up to num_threads() threads (the caller included), and
-// returns when all are done. Tasks are taken dynamically. If another thread is inside a
-// parallel_for already, runs all tasks on the calling thread (no nesting, no oversubscription).
-void parallel_for(size_t n, FunctionRef<void(size_t)> fn);
 
 }  // namespace lowbit

@@ -81,7 +81,7 @@ LB_INLINE void epilogue_row_neon(const GemmTile& t, size_t r, int32x4_t v0, int3
     }
     float* o = static_cast<float*>(t.out) + r * t.ldo;
     LB_UNROLL for (int i = 0; i < NQ; i++) store4(o + 4 * i, v[i]);
-  } else {
+  } else {  // q8: ref::requantize1 (kernels/scalar/quant_ref.h), lane by lane
     const float32x4_t lo = vdupq_n_f32(t.q_lo), hi = vdupq_n_f32(t.q_hi);
     const int32x4_t zp = vdupq_n_s32(t.q_zp);
     LB_UNROLL for (int i = 0; i < NQ; i++) {

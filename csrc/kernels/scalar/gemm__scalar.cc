@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/scalar/quant_ref.h"
 #include "lowbit/kernels.h"
 
 namespace lowbit {
@@ -41,10 +42,8 @@ void u8s8_epi_gemm__scalar(const GemmTile& t) {
         case GemmOut::q8: {
           const uint32_t vb = static_cast<uint32_t>(v) +
                               static_cast<uint32_t>(t.bias_i32 ? t.bias_i32[j] : 0);
-          float y = static_cast<float>(static_cast<int32_t>(vb)) * t.q_scale[j];
-          y = std::min(std::max(y, t.q_lo), t.q_hi);
-          const int32_t q = static_cast<int32_t>(std::nearbyint(y)) + t.q_zp;
-          static_cast<uint8_t*>(t.out)[r * t.ldo + j] = static_cast<uint8_t>(q);
+          static_cast<uint8_t*>(t.out)[r * t.ldo + j] =
+              ref::requantize1(static_cast<int32_t>(vb), t.q_scale[j], t.q_lo, t.q_hi, t.q_zp);
           break;
         }
       }

@@ -5,7 +5,7 @@
 namespace lowbit {
 namespace kernels {
 
-bool f32_rminmax__scalar(const float* x, size_t n, float* mn, float* mx) {
+bool f32_f32_minmax__scalar(const float* x, size_t n, float* mn, float* mx) {
   float lo = INFINITY, hi = -INFINITY;
   bool finite = true;
   for (size_t i = 0; i < n; i++) {
@@ -18,7 +18,7 @@ bool f32_rminmax__scalar(const float* x, size_t n, float* mn, float* mx) {
   return finite;
 }
 
-bool f32_cminmax__scalar(const float* x, size_t n, float* mn, float* mx) {
+bool f32_f32_cminmax__scalar(const float* x, size_t n, float* mn, float* mx) {
   bool finite = true;
   for (size_t i = 0; i < n; i++) {
     finite &= ref::is_finite(x[i]);

@@ -1,5 +1,7 @@
-// One element of each quantization kernel: the definition every ISA matches bit for bit.
-// SIMD kernels use these for their tails, so a tail can never round differently.
+// One element of each quantization kernel and of the GEMMs' requantizing epilogue: the scalar
+// definitions every ISA matches bit for bit. Only the scalar kernels (the oracle: quant__scalar.cc,
+// gemm__scalar.cc) include this file; SIMD kernels state the same rules with their own
+// instructions, tails included, and are tested against the scalar kernels.
 #pragma once
 #include <cfloat>
 #include <cmath>
@@ -21,6 +23,21 @@ inline uint8_t quantize1(float x, float scale, float zp, float qmin, float qmax)
 }
 
 inline float dequantize1(float q, float scale, float zp) { return (q - zp) * scale; }
+
+// Requantization to 8-bit codes (GemmOut::q8, GemmTile in lowbit/kernels.h; ONNX Runtime's
+// rule): v is the exact int32 sum, bias included; y = float(v) * m in float32 (one rounding each:
+// the conversion, then the product, no fused multiply-add), clamped to [lo, hi] = [qmin - zp,
+// qmax - zp] (whole numbers, so clamping before rounding equals clamping after and the int
+// conversion cannot overflow), rounded half to even, plus zp; the code is the low byte. The SIMD
+// epilogues (x86/epilogue__avx2.h, x86/epilogue__avx512.h, arm/epilogue__neon.h) compute exactly
+// this per lane: cvtepi32_ps / vcvtq_f32_s32, mul, max then min, cvtps_epi32 (MXCSR's default
+// round to nearest even) / vcvtnq_s32_f32, add zp, low byte.
+inline uint8_t requantize1(int32_t v, float m, float lo, float hi, int32_t zp) {
+  float y = static_cast<float>(v) * m;
+  y = y < lo ? lo : y;
+  y = y > hi ? hi : y;
+  return static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(y)) + zp);
+}
 
 }  // namespace ref
 }  // namespace lowbit

@@ -50,7 +50,7 @@ inline void epilogue_row_avx2(const GemmTile& t, size_t r, __m256i v0, __m256i v
       if (!full) std::memcpy(out, tmp, t.nc * 4);
       return;
     }
-    case GemmOut::q8: {
+    case GemmOut::q8: {  // ref::requantize1 (kernels/scalar/quant_ref.h), lane by lane
       if (t.bias_i32) {
         v0 = _mm256_add_epi32(v0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_i32)));
         v1 = _mm256_add_epi32(v1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_i32 + 8)));

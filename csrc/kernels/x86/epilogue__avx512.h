@@ -43,7 +43,7 @@ __attribute__((noinline)) void epilogue_block_avx512(const GemmTile& t, size_t r
         _mm512_mask_storeu_ps(out, m, y);
       return;
     }
-    case GemmOut::q8: {
+    case GemmOut::q8: {  // ref::requantize1 (kernels/scalar/quant_ref.h), lane by lane
       if (t.bias_i32) v = _mm512_add_epi32(v, _mm512_loadu_si512(t.bias_i32 + j0));
       __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(t.q_scale + j0));
       y = _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(t.q_lo)), _mm512_set1_ps(t.q_hi));

@@ -2,9 +2,10 @@
 // ../scalar/quant__scalar.cc. Tails use masked loads and stores, so there is no scalar tail.
 #include <immintrin.h>
 
+#include <cfloat>
+#include <cmath>
 #include <type_traits>
 
-#include "kernels/scalar/quant_ref.h"
 #include "lowbit/kernels.h"
 
 namespace lowbit {
@@ -54,7 +55,7 @@ void cdequantize(const T* q, size_t n, const float* scale, const float* zp, floa
 
 }  // namespace
 
-bool f32_rminmax__avx512(const float* x, size_t n, float* mn, float* mx) {
+bool f32_f32_minmax__avx512(const float* x, size_t n, float* mn, float* mx) {
   __m512 lo = _mm512_set1_ps(INFINITY), hi = _mm512_set1_ps(-INFINITY);
   __mmask16 bad = 0;
   for (size_t i = 0; i < n; i += 16) {
@@ -69,7 +70,7 @@ bool f32_rminmax__avx512(const float* x, size_t n, float* mn, float* mx) {
   return bad == 0;
 }
 
-bool f32_cminmax__avx512(const float* x, size_t n, float* mn, float* mx) {
+bool f32_f32_cminmax__avx512(const float* x, size_t n, float* mn, float* mx) {
   __mmask16 bad = 0;
   for (size_t i = 0; i < n; i += 16) {
     __mmask16 m = tail_mask(n - i);

@@ -1,6 +1,8 @@
 """lowbit.distill: knowledge distillation in numpy (Hinton et al. 2015), hints (FitNets), several
 teachers, soft targets precomputed and streamed in chunks, and quantization-aware distillation.
 
+For example::
+
     teacher = lowbit.nn.MLP([64, 512, 512, 10], dropout=0.2); lowbit.nn.fit(teacher, x, y, epochs=100)
     student = lowbit.nn.MLP([64, 32, 10], seed=1)
     lowbit.distill.Distiller(teacher, student, temperature=4.0, alpha=0.5).fit(x, y, epochs=300)

@@ -76,17 +76,65 @@ class Distiller:
         alpha * T^2 * KL(p_teacher^T || softmax(student / T)) + (1 - alpha) * CE(student, y)
         + hint_weight * sum over hints of MSE(projection(student hidden), teacher hidden)
 
-    - ``teacher``: a lowbit model (float or with QuantizedLinear layers), any callable
-      ``x -> logits`` (a torch model wrapped in a function, say), or a list of them, optionally as
-      ``(teacher, weight)`` pairs or with ``teacher_weights``: the softened distributions are
-      averaged with those weights (normalized to sum 1).
-    - ``temperature`` T > 0 (stable up to T = 20 and logits of 1e4: log-sum-exp in float64).
-    - ``alpha`` in [0, 1]; with alpha = 1 labels are optional (transfer on unlabeled data).
-    - ``hints``: (student_layer_index, teacher_layer_index) pairs (FitNets): the student's hidden
-      activation ``hidden[i]`` (output of ``layers[i]``) passes through a learned linear projection
-      (``self.projections``, created at the first fit) and is matched by MSE to the teacher's
-      ``hidden[j]``. Hints need one teacher that is a lowbit.nn Sequential. ``hint_weight`` is a
-      number or one per pair.
+    Train with :meth:`fit` (data in memory or memory-mapped) or :meth:`fit_stream` (data and
+    precomputed soft targets in chunks).
+
+    Parameters
+    ----------
+    teacher : callable or list
+        A lowbit model (float or with QuantizedLinear layers), any callable ``x -> logits`` (a
+        torch model wrapped in a function, say), or a list of them, optionally as
+        ``(teacher, weight)`` pairs: the softened distributions are averaged with those
+        weights (normalized to sum 1).
+    student : lowbit.nn.Layer
+        The lowbit.nn model to train (Sequential/MLP), with trainable parameters.
+    temperature : float, default 4.0
+        T > 0 (stable up to T = 20 and logits of 1e4: log-sum-exp in float64).
+    alpha : float, default 0.9
+        The weight of the soft term, in [0, 1]; with alpha = 1 labels are optional (transfer
+        on unlabeled data).
+    hints : list of tuple of (int, int), optional
+        (student_layer_index, teacher_layer_index) pairs (FitNets): the student's hidden
+        activation ``hidden[i]`` (output of ``layers[i]``) passes through a learned linear
+        projection (``self.projections``, created at the first fit) and is matched by MSE to
+        the teacher's ``hidden[j]``. Hints need one teacher that is a lowbit.nn Sequential,
+        and a student that is one.
+    hint_weight : float or sequence of float, default 1.0
+        The weight of the hint losses: a number, or one per pair; >= 0.
+    teacher_weights : sequence of float, optional
+        One weight per teacher, >= 0 and not all zero (overrides the weights of pairs).
+    seed : int, default 0
+        Seed of the hint projections' initialization, >= 0.
+
+    Attributes
+    ----------
+    teachers : list of callable
+        The teachers.
+    teacher_weights : list of float
+        Their weights, summing to 1.
+    student : lowbit.nn.Layer
+        The student, trained in place.
+    temperature : float
+        T.
+    alpha : float
+        The weight of the soft term.
+    hints : list of tuple of (int, int)
+        The hint pairs, as non-negative layer indices.
+    hint_weights : list of float
+        One weight per hint.
+    projections : list of lowbit.nn.Linear
+        The hint projections (empty before the first fit).
+
+    Raises
+    ------
+    TypeError
+        If a teacher is not callable, ``student`` is not a lowbit.nn model, a hint is not a
+        pair of integers, or a number has the wrong type.
+    ValueError
+        If the teacher list is empty, the teacher weights are all zero or not one per teacher,
+        ``student`` has no trainable parameters, a number is out of range, hints are given
+        without a lowbit.nn Sequential teacher and student, a hint index is out of range, or
+        ``hint_weight`` is not one per hint.
     """
 
     def __init__(self, teacher, student, *, temperature=4.0, alpha=0.9, hints=None, hint_weight=1.0,
@@ -162,16 +210,61 @@ class Distiller:
         return p, None, None
 
     def teacher_probs(self, x, *, batch_size: int = 4096) -> np.ndarray:
-        """The teachers' softened distribution at the distillation temperature (weighted average
-        over teachers), float32 (n, classes), computed in chunks of ``batch_size`` rows."""
+        """The teachers' softened distribution at the distillation temperature.
+
+        The weighted average over teachers, computed in chunks of ``batch_size`` rows.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (n, features)
+            The inputs, finite.
+        batch_size : int, default 4096
+            Rows per teacher call, >= 1.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(n, classes)``.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a floating-point array or ``batch_size`` not an integer.
+        ValueError
+            If ``x`` is not 2-D or holds NaN/Inf, ``batch_size`` < 1, or a teacher returns
+            something other than finite logits ``(rows, classes)``.
+        """
         return self.soft_targets(x, batch_size=batch_size)
 
     def soft_targets(self, x, path=None, *, batch_size: int = 4096) -> np.ndarray:
-        """Precomputes the soft targets (teacher probabilities at T, float32 (n, classes)) in
-        chunks of ``batch_size`` rows, so the teachers run once. With ``path``, they are streamed
+        """Precompute the soft targets (teacher probabilities at T), so the teachers run once.
+
+        They are computed in chunks of ``batch_size`` rows. With ``path``, they are streamed
         into a .npy file (never all in memory; ``x`` may be a np.memmap) and returned as a
         read-only memory map; pass the path or the array to ``fit(soft_targets=...)`` or use
-        ``chunks_from_files`` for ``fit_stream``.
+        :func:`chunks_from_files` for :meth:`fit_stream`.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (n, features)
+            The inputs (a numpy array or np.memmap of any float dtype), finite.
+        path : str or os.PathLike, optional
+            A .npy file to write the soft targets to (None: kept in memory).
+        batch_size : int, default 4096
+            Rows per teacher call, >= 1.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(n, classes)``: an array, or a read-only memory map of ``path``.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a floating-point array or ``batch_size`` not an integer.
+        ValueError
+            If ``x`` is not 2-D or holds NaN/Inf, ``batch_size`` < 1, or a teacher returns
+            something other than finite logits ``(rows, classes)``.
         """
         from lowbit._checks import as_int
 
@@ -300,18 +393,78 @@ class Distiller:
     def fit(self, x, y=None, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False, soft_targets=None,
             validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True, optimizer="adam",
             weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0, callback=None, threads=None) -> History:
-        """Trains the student (in place) and returns its History (with soft_loss, hard_loss and,
-        with hints, hint_loss per epoch besides loss/accuracy/val_*).
+        """Train the student (in place) on data in memory or memory-mapped.
 
-        - ``soft_targets``: precomputed teacher probabilities at T (from ``soft_targets()``): an
-          array, a np.memmap, or the path of a .npy file (memory-mapped, read batch by batch). When
-          omitted, the teachers run once over ``x`` before training (their inference output is
-          deterministic); with hints, the hinted hidden activations are kept from that pass too
-          (up to 1 GiB; beyond that, or for a memory-mapped ``x``, the teacher runs per batch).
-        - The other arguments are those of lowbit.nn.fit (optimizer, weight_decay, momentum,
-          schedule="cosine", validation_data, early_stopping, restore_best, callback, threads);
-          the validation loss is the student's cross-entropy on the hard labels.
-        - ``accuracy`` counts agreement with ``y``, or with the teacher's top class when y is None.
+        The History holds soft_loss, hard_loss and, with hints, hint_loss per epoch besides
+        loss/accuracy/val_*. ``accuracy`` counts agreement with ``y``, or with the teacher's
+        top class when y is None. The arguments after ``soft_targets`` are those of
+        :func:`lowbit.nn.fit`; the validation loss is the student's cross-entropy on the hard
+        labels.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (n, features)
+            The inputs (an array or a np.memmap, read batch by batch), at least one row,
+            finite.
+        y : array_like of int, shape (n,), optional
+            The class labels; needed unless ``alpha == 1``.
+        epochs : int
+            Passes over the data, >= 0.
+        batch_size : int, default 64
+            Rows per mini-batch (the last of an epoch may be smaller), >= 1.
+        lr : float, default 1e-3
+            The base learning rate, >= 0.
+        seed : int, default 0
+            Seed of the shuffling and the dropout masks (the run is deterministic for it), >= 0.
+        progress : bool, default False
+            Show a progress bar.
+        soft_targets : array_like or str or os.PathLike, optional
+            Precomputed teacher probabilities at T (from :meth:`soft_targets`): an array, a
+            np.memmap, or the path of a .npy file (memory-mapped, read batch by batch). When
+            omitted, the teachers run once over ``x`` before training (their inference output
+            is deterministic); with hints, the hinted hidden activations are kept from that
+            pass too (up to 1 GiB; beyond that, or for a memory-mapped ``x``, the teacher runs
+            per batch). Not with hints.
+        validation_data : tuple of (array_like, array_like), optional
+            ``(x_val, y_val)``: records val_loss/val_accuracy per epoch, the student's
+            cross-entropy on the hard labels (inference mode).
+        early_stopping : int, optional
+            Stop after this many epochs without a val_loss improvement of more than
+            ``min_delta`` (needs ``validation_data``).
+        min_delta : float, default 0.0
+            The smallest val_loss decrease that counts as an improvement.
+        restore_best : bool, default True
+            With early stopping, put back the weights of the best epoch.
+        optimizer : {"adam", "adamw", "sgd"} or lowbit.nn.Optimizer, default "adam"
+            As in :func:`lowbit.nn.fit` ("adam": ``weight_decay`` decoupled; "sgd": with
+            ``momentum``, ``weight_decay`` is L2).
+        weight_decay : float, default 0.0
+            Weight decay, >= 0.
+        momentum : float, default 0.9
+            SGD's momentum, in [0, 1).
+        schedule : {None, "constant", "cosine"}, default None
+            "cosine" decays the rate per step from ``lr`` to ``min_lr`` over the run.
+        min_lr : float, default 0.0
+            The final rate of the cosine schedule.
+        callback : callable, optional
+            ``callback(epoch, history)`` runs after each epoch; returning True stops training.
+        threads : int, optional
+            Limit numpy's BLAS to this many threads while training (None leaves it alone).
+
+        Returns
+        -------
+        lowbit.nn.History
+            The per-epoch record of the run.
+
+        Raises
+        ------
+        TypeError
+            If an argument has the wrong type (e.g. non-float data, non-integer labels).
+        ValueError
+            If an argument is out of range, shapes do not match the student, data holds NaN/Inf,
+            labels are missing while ``alpha < 1``, soft targets are not probabilities,
+            ``early_stopping`` is given without ``validation_data``, or ``soft_targets`` are
+            given with hints.
         """
         common = dict(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, schedule=schedule,
                       progress=progress)
@@ -387,14 +540,72 @@ class Distiller:
                    validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True,
                    optimizer="adam", weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0,
                    callback=None, threads=None) -> History:
-        """Trains the student from data and precomputed soft targets that arrive in chunks, e.g.
-        files larger than memory or a teacher run elsewhere.
+        """Train the student from data and precomputed soft targets that arrive in chunks.
 
-        ``chunks``: a callable returning an iterable of ``(x_chunk, y_chunk, soft_chunk)`` (called
-        once per epoch; y_chunk may be None when alpha == 1), or a list of such tuples (visited in a
-        shuffled order each epoch). Rows are shuffled within each chunk; a batch never spans two
-        chunks. ``n_samples`` (rows per epoch) sets the length of the cosine schedule; when it is
-        omitted and ``schedule="cosine"``, the chunks are iterated once to count the rows.
+        For example files larger than memory (see :func:`chunks_from_files`) or a teacher run
+        elsewhere. Rows are shuffled within each chunk; a batch never spans two chunks. Hints
+        are not available (they need the teacher's hidden activations). The other arguments are
+        those of :meth:`fit`.
+
+        Parameters
+        ----------
+        chunks : callable or list of tuple
+            A callable returning an iterable of ``(x_chunk, y_chunk, soft_chunk)`` (called once
+            per epoch; y_chunk may be None when alpha == 1), or a list of such tuples (visited
+            in a shuffled order each epoch).
+        epochs : int
+            Passes over the data, >= 0.
+        batch_size : int, default 64
+            Rows per mini-batch (the last of an epoch may be smaller), >= 1.
+        lr : float, default 1e-3
+            The base learning rate, >= 0.
+        seed : int, default 0
+            Seed of the shuffling and the dropout masks (the run is deterministic for it), >= 0.
+        progress : bool, default False
+            Show a progress bar.
+        n_samples : int, optional
+            Rows per epoch: sets the length of the cosine schedule; when it is omitted and
+            ``schedule="cosine"``, the chunks are iterated once to count the rows.
+        validation_data : tuple of (array_like, array_like), optional
+            ``(x_val, y_val)``: records val_loss/val_accuracy per epoch, the student's
+            cross-entropy on the hard labels (inference mode).
+        early_stopping : int, optional
+            Stop after this many epochs without a val_loss improvement of more than
+            ``min_delta`` (needs ``validation_data``).
+        min_delta : float, default 0.0
+            The smallest val_loss decrease that counts as an improvement.
+        restore_best : bool, default True
+            With early stopping, put back the weights of the best epoch.
+        optimizer : {"adam", "adamw", "sgd"} or lowbit.nn.Optimizer, default "adam"
+            As in :func:`lowbit.nn.fit` ("adam": ``weight_decay`` decoupled; "sgd": with
+            ``momentum``, ``weight_decay`` is L2).
+        weight_decay : float, default 0.0
+            Weight decay, >= 0.
+        momentum : float, default 0.9
+            SGD's momentum, in [0, 1).
+        schedule : {None, "constant", "cosine"}, default None
+            "cosine" decays the rate per step from ``lr`` to ``min_lr`` over the run.
+        min_lr : float, default 0.0
+            The final rate of the cosine schedule.
+        callback : callable, optional
+            ``callback(epoch, history)`` runs after each epoch; returning True stops training.
+        threads : int, optional
+            Limit numpy's BLAS to this many threads while training (None leaves it alone).
+
+        Returns
+        -------
+        lowbit.nn.History
+            The per-epoch record of the run.
+
+        Raises
+        ------
+        TypeError
+            If an argument has the wrong type (e.g. non-float data, non-integer labels).
+        ValueError
+            If an argument is out of range, shapes do not match the student, data holds NaN/Inf,
+            labels are missing while ``alpha < 1``, soft targets are not probabilities,
+            ``early_stopping`` is given without ``validation_data``, or the distiller has
+            hints.
         """
         if self.hints:
             raise ValueError("hints need the teacher's hidden activations; fit_stream only has soft targets")
@@ -469,9 +680,35 @@ class Distiller:
 
 
 def chunks_from_files(x_path, soft_path, y_path=None, *, chunk_size: int = 65536):
-    """A ``chunks`` callable for ``Distiller.fit_stream`` reading .npy files (x (n, features),
-    soft targets (n, classes), labels (n,) or None) through memory maps, ``chunk_size`` rows at a
-    time: only one chunk is in memory. Files are opened with allow_pickle=False."""
+    """A ``chunks`` callable for :meth:`Distiller.fit_stream` reading .npy files.
+
+    The files are read through memory maps, ``chunk_size`` rows at a time: only one chunk is in
+    memory. Files are opened with allow_pickle=False.
+
+    Parameters
+    ----------
+    x_path : str or os.PathLike
+        The inputs, ``(n, features)``.
+    soft_path : str or os.PathLike
+        The soft targets, ``(n, classes)`` (e.g. from :meth:`Distiller.soft_targets`).
+    y_path : str or os.PathLike, optional
+        The labels, ``(n,)`` (None: no labels).
+    chunk_size : int, default 65536
+        Rows per chunk, >= 1.
+
+    Returns
+    -------
+    callable
+        A function returning a generator of ``(x_chunk, y_chunk or None, soft_chunk)``
+        tuples; it raises ValueError when the files hold different numbers of rows.
+
+    Raises
+    ------
+    TypeError
+        If ``chunk_size`` is not an integer or a path is not a str or os.PathLike.
+    ValueError
+        If ``chunk_size`` < 1.
+    """
     from lowbit._checks import as_int
 
     chunk_size = as_int(chunk_size, "chunk_size", 1)

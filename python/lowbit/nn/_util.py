@@ -1,13 +1,10 @@
 """Small helpers shared by lowbit.nn and lowbit.distill: argument checks and seeds."""
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
-from .._checks import as_float  # noqa: F401  (float32 normally, float64 for gradient checks)
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from .._checks import FLOAT_DTYPES, as_float, as_number, as_seed  # noqa: F401  (re-exported)
 
 
 def as_labels(y, name: str, n: int, n_classes: int | None = None) -> np.ndarray:
@@ -27,34 +24,6 @@ def as_labels(y, name: str, n: int, n_classes: int | None = None) -> np.ndarray:
         raise ValueError(f"{name} holds label {int(bad)}; the model has {n_classes} outputs, so labels "
                          f"must be in 0..{n_classes - 1}")
     return y
-
-
-def as_number(v, name: str, lo: float | None = None, hi: float | None = None, *,
-              lo_open: bool = False, hi_open: bool = False) -> float:
-    """A finite real number in [lo, hi] (bounds open when *_open)."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    v = float(v)
-    ok = np.isfinite(v)
-    if lo is not None:
-        ok = ok and (v > lo if lo_open else v >= lo)
-    if hi is not None:
-        ok = ok and (v < hi if hi_open else v <= hi)
-    if not ok:
-        lb = "-inf" if lo is None else f"{lo}"
-        hb = "inf" if hi is None else f"{hi}"
-        raise ValueError(f"{name} must be a finite number in {'(' if lo_open else '['}{lb}, {hb}"
-                         f"{')' if hi_open else ']'}, got {v}")
-    return v
-
-
-def as_seed(seed, name: str = "seed") -> int:
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be a non-negative integer, got {type(seed).__name__}")
-    seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {seed}")
-    return seed
 
 
 def sub_seed(seed: int, *keys: int) -> int:

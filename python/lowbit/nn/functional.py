@@ -14,14 +14,40 @@ __all__ = ["log_softmax", "softmax", "cross_entropy", "kd_loss", "mse_loss"]
 
 
 def log_softmax(z, axis: int = -1) -> np.ndarray:
-    """log(softmax(z)) computed as z - max - log(sum(exp(z - max))): never overflows."""
+    """log(softmax(z)), computed as z - max - log(sum(exp(z - max))): never overflows.
+
+    Parameters
+    ----------
+    z : array_like of float
+        The logits.
+    axis : int, default -1
+        The axis the softmax normalizes.
+
+    Returns
+    -------
+    numpy.ndarray
+        An array of the shape (and float dtype) of ``z``.
+    """
     z = np.asarray(z)
     s = z - z.max(axis=axis, keepdims=True)
     return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
 
 
 def softmax(z, axis: int = -1) -> np.ndarray:
-    """softmax(z) with the maximum subtracted first."""
+    """softmax(z), with the maximum subtracted first (never overflows).
+
+    Parameters
+    ----------
+    z : array_like of float
+        The logits.
+    axis : int, default -1
+        The axis the softmax normalizes.
+
+    Returns
+    -------
+    numpy.ndarray
+        An array of the shape (and float dtype) of ``z`` whose sums along ``axis`` are 1.
+    """
     z = np.asarray(z)
     e = np.exp(z - z.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -36,8 +62,32 @@ def _logits(logits, name: str = "logits") -> np.ndarray:
 
 
 def cross_entropy(logits, y) -> tuple[float, np.ndarray]:
-    """Softmax cross-entropy with integer labels: mean of -log softmax(logits)[i, y_i], and its
-    gradient (softmax - onehot) / batch."""
+    """Softmax cross-entropy with integer labels, and its gradient.
+
+    The loss is the mean over the batch of -log softmax(logits)[i, y_i]; its gradient with
+    respect to the logits is (softmax - onehot) / batch. Computed in float64.
+
+    Parameters
+    ----------
+    logits : array_like of float, shape (batch, classes)
+        The logits.
+    y : array_like of int, shape (batch,)
+        The class labels, each in [0, classes).
+
+    Returns
+    -------
+    loss : float
+        The mean cross-entropy (0.0 for an empty batch).
+    grad : numpy.ndarray
+        dLoss/dlogits, ``(batch, classes)``, float64 if ``logits`` is float64, else float32.
+
+    Raises
+    ------
+    TypeError
+        If ``logits`` is not a floating-point array or ``y`` not an integer array.
+    ValueError
+        If ``logits`` is not 2-D, or ``y`` has the wrong shape or a label out of range.
+    """
     z = _logits(logits)
     y = as_labels(y, "y", z.shape[0], z.shape[1])
     return _cross_entropy(z, y)
@@ -66,15 +116,50 @@ def _teacher_terms(p_t: np.ndarray, log_p_t: np.ndarray | None) -> np.ndarray:
 
 def kd_loss(student_logits, y=None, *, teacher_logits=None, teacher_probs=None,
             temperature: float = 4.0, alpha: float = 0.9) -> tuple[float, np.ndarray]:
-    """The distillation loss of Hinton et al. (2015) and its gradient with respect to the
-    student's logits:
+    """The distillation loss of Hinton et al. (2015), and its gradient.
+
+    The loss, averaged over the batch, is::
 
         alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)
 
-    averaged over the batch. The teacher is given as logits ``t`` or as probabilities already
-    softened at T (``teacher_probs``, e.g. precomputed or averaged over several teachers). The T^2
-    keeps the soft gradient, T * (softmax(s/T) - p_teacher), on the scale of the hard one as T
-    changes. ``y`` (integer labels) is needed unless alpha == 1.
+    for student logits ``s``. The teacher is given as logits ``t`` or as probabilities already
+    softened at T (``teacher_probs``, e.g. precomputed or averaged over several teachers). The
+    T^2 keeps the soft gradient, T * (softmax(s/T) - p_teacher), on the scale of the hard one
+    as T changes. Computed in float64.
+
+    Parameters
+    ----------
+    student_logits : array_like of float, shape (batch, classes)
+        The student's logits ``s``.
+    y : array_like of int, shape (batch,), optional
+        The class labels; needed unless ``alpha == 1``.
+    teacher_logits : array_like of float, shape (batch, classes), optional
+        The teacher's logits ``t``.
+    teacher_probs : array_like of float, shape (batch, classes), optional
+        The teacher's probabilities softened at T (finite, >= 0, rows summing to 1 within
+        1e-3). Give exactly one of ``teacher_logits`` and ``teacher_probs``.
+    temperature : float, default 4.0
+        T, > 0.
+    alpha : float, default 0.9
+        The weight of the soft (distillation) term, in [0, 1].
+
+    Returns
+    -------
+    loss : float
+        The loss (0.0 for an empty batch).
+    grad : numpy.ndarray
+        dLoss/dstudent_logits, ``(batch, classes)``, float64 if ``student_logits`` is
+        float64, else float32.
+
+    Raises
+    ------
+    TypeError
+        If an array is not of the right kind (float logits/probabilities, integer labels) or
+        a number is not a number.
+    ValueError
+        If not exactly one teacher is given, shapes do not match, ``teacher_probs`` are not
+        probabilities, ``y`` is missing while ``alpha < 1`` or holds a label out of range, or
+        ``temperature``/``alpha`` is out of range.
     """
     z = _logits(student_logits, "student_logits")
     T = as_number(temperature, "temperature", 0.0, lo_open=True)
@@ -137,7 +222,28 @@ def _kd(z: np.ndarray, p_t: np.ndarray, log_p_t, y, T: float, alpha: float, plog
 
 
 def mse_loss(pred, target) -> tuple[float, np.ndarray]:
-    """Mean squared error over all elements, and its gradient with respect to ``pred``."""
+    """Mean squared error over all elements, and its gradient with respect to ``pred``.
+
+    Parameters
+    ----------
+    pred : array_like
+        The prediction.
+    target : array_like
+        The target, of the shape of ``pred``.
+
+    Returns
+    -------
+    loss : float
+        mean((pred - target)^2), computed in float64.
+    grad : numpy.ndarray
+        2 (pred - target) / size, in the dtype of ``pred`` when it is floating-point, else
+        float32.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
     p = np.asarray(pred)
     t = np.asarray(target)
     if p.shape != t.shape:

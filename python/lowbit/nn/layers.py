@@ -1,4 +1,6 @@
-"""Layers with hand-written forward and backward passes, float32 (float64 for gradient checks).
+"""Trainable layers: lowbit.models' forward-only layers with hand-written backward passes,
+float32 (float64 for gradient checks). Each class here subclasses the lowbit.models class of the
+same name, so a trainable model is also an inference model (and is saved as its own "nn." type).
 
 Every layer follows one small protocol:
 
@@ -16,76 +18,85 @@ inference; such a layer is skipped by ``parameters()`` and cannot pass gradients
 """
 from __future__ import annotations
 
-import copy
 import math
-import numbers
 
 import numpy as np
 
+from .. import io as _io
+from ..models import layers as _m
+from ..models.layers import layers_of, register_layers
+from .._checks import positive_int as _positive_int
 from ._util import FLOAT_DTYPES, as_float, as_number, as_seed, sub_seed
 
-__all__ = ["Layer", "Linear", "ReLU", "GELU", "Dropout", "LayerNorm", "Softmax", "Sequential", "MLP"]
+__all__ = ["Layer", "Linear", "ReLU", "GELU", "Dropout", "LayerNorm", "Softmax", "Sequential", "MLP",
+           "trainable"]
 
 
-class Layer:
-    """Base class of lowbit.nn layers (see the module docstring for the protocol)."""
+class Layer(_m.Layer):
+    """Base class of lowbit.nn layers.
 
-    _params: tuple = ()  # names of trainable array attributes
+    Every layer follows one small protocol:
 
-    def __init__(self):
-        self._cache: dict = {}
+    - ``forward(x, train=False, rng=None) -> y``: ``train=True`` keeps what ``backward`` needs
+      and enables dropout (``rng``, a ``numpy.random.Generator``, draws the masks). Outputs of
+      a training forward live in buffers the layer reuses: they are valid until the next
+      training forward.
+    - ``backward(grad, need_input_grad=True) -> grad_x``: ``grad`` is dLoss/dy of the last
+      training forward; parameter gradients are *written* (not accumulated) to
+      ``grad_<name>`` attributes; returns dLoss/dx (or None when ``need_input_grad`` is
+      False). ``grad`` is never modified.
+    - ``layer(x)`` is inference (no dropout) and returns a fresh array; ``parameters()`` and
+      ``gradients()`` list the trainable arrays and their gradients in the same order.
+
+    Subclasses put the lowbit.models class first among their bases:
+    ``class ReLU(models.ReLU, Layer)``.
+    """
 
     # --- protocol -------------------------------------------------------------------------
     def forward(self, x, train: bool = False, rng=None) -> np.ndarray:  # pragma: no cover
+        """The layer's output (implemented by subclasses).
+
+        Parameters
+        ----------
+        x : array_like
+            The input.
+        train : bool, default False
+            Keep what :meth:`backward` needs and enable dropout; the output then lives in a
+            buffer the layer reuses, valid until the next training forward.
+        rng : numpy.random.Generator, optional
+            Draws dropout masks.
+
+        Returns
+        -------
+        numpy.ndarray
+            The output.
+        """
         raise NotImplementedError
 
     def backward(self, grad, need_input_grad: bool = True):  # pragma: no cover
+        """Back-propagate through the last training forward (implemented by subclasses).
+
+        Parameter gradients are written (not accumulated) to ``grad_<name>`` attributes.
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx, or None when ``need_input_grad`` is False.
+        """
         raise NotImplementedError
-
-    def __call__(self, x) -> np.ndarray:
-        """Inference: a fresh array, no dropout."""
-        if not self._params:  # parameter-free layers keep float64 input as float64
-            x = as_float(x, "x", None)
-            if x.dtype not in FLOAT_DTYPES:
-                x = x.astype(np.float32)
-            return self.forward(x, train=False)
-        return self.forward(as_float(x, "x", self.dtype), train=False)
-
-    def parameters(self) -> list:
-        """The trainable arrays (updated in place by the optimizers)."""
-        return [getattr(self, n) for n in self._params]
 
     def gradients(self) -> list:
         """The gradient arrays of the last backward, in the order of parameters()."""
         return [self._grad(n) for n in self._params]
 
     # --- helpers --------------------------------------------------------------------------
-    @property
-    def dtype(self) -> np.dtype:
-        """The dtype the layer computes in: that of its parameters (float32 unless astype'd)."""
-        for n in self._params:
-            return getattr(self, n).dtype
-        return self._cache.get("dtype", np.dtype(np.float32))
-
-    def astype(self, dtype) -> "Layer":
-        """Converts parameters (in place) to float32 or float64 and returns self. float64 exists
-        for finite-difference gradient checks; training and inference use float32."""
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        for n in self._params:
-            setattr(self, n, np.ascontiguousarray(getattr(self, n), dtype=dtype))
-        self._cache = {"dtype": dtype}
-        return self
-
-    def copy(self) -> "Layer":
-        """An independent deep copy (parameters copied, training caches dropped)."""
-        new = type(self).__new__(type(self))  # not copy.copy: that pickles through lowbit.io
-        new.__dict__ = {k: (copy.deepcopy(v) if k != "_cache" else {}) for k, v in self.__dict__.items()}
-        if "dtype" in self._cache:
-            new._cache["dtype"] = self._cache["dtype"]
-        return new
-
     def _grad(self, name: str) -> np.ndarray:
         """The gradient buffer of parameter `name`, (re)allocated to match the parameter."""
         p = getattr(self, name)
@@ -110,9 +121,6 @@ class Layer:
             raise RuntimeError(f"{type(self).__name__}.backward called without a training forward "
                                "(forward(x, train=True)) before it") from None
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
 
 def _check_grad(grad, like: np.ndarray) -> np.ndarray:
     g = np.asarray(grad)
@@ -121,61 +129,115 @@ def _check_grad(grad, like: np.ndarray) -> np.ndarray:
     return np.asarray(g, dtype=like.dtype)
 
 
-class Linear(Layer):
-    """y = x W^T + b, with ``weight`` (out_features, in_features) and ``bias`` (out_features,):
-    the layout of torch.nn.Linear, initialized like it (uniform in +-1/sqrt(in_features)) from
-    ``seed``. ``bias=False`` makes a layer without bias (``bias`` is then None)."""
+class Linear(_m.Linear, Layer):
+    """A trainable linear layer: y = x W^T + b.
+
+    ``weight`` is ``(out_features, in_features)`` and ``bias`` ``(out_features,)``: the layout
+    of torch.nn.Linear, initialized like it (uniform in +-1/sqrt(in_features)) from ``seed``.
+    :meth:`from_arrays` makes one of given arrays.
+
+    Parameters
+    ----------
+    in_features : int
+        Length of the input rows, >= 1.
+    out_features : int
+        Length of the output rows, >= 1.
+    bias : bool, default True
+        False makes a layer without bias (``bias`` is then None).
+    seed : int, default 0
+        Seed of the initialization, >= 0.
+    dtype : numpy.dtype, default numpy.float32
+        float32 or float64 (for gradient checks).
+
+    Attributes
+    ----------
+    weight : numpy.ndarray
+        ``(out_features, in_features)``.
+    bias : numpy.ndarray or None
+        ``(out_features,)``, or None.
+    grad_weight, grad_bias : numpy.ndarray
+        The parameters' gradients of the last backward.
+
+    Raises
+    ------
+    TypeError
+        If an integer argument is not an integer or ``dtype`` is neither float32 nor float64.
+    ValueError
+        If a size is < 1 or ``seed`` is negative.
+    """
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool = True, seed: int = 0,
                  dtype=np.float32):
-        super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
-        seed = as_seed(seed)
+        in_features = _positive_int(in_features, "in_features")
+        out_features = _positive_int(out_features, "out_features")
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / math.sqrt(self.in_features)
-        self.weight = rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype)
-        self.bias = rng.uniform(-bound, bound, self.out_features).astype(dtype) if bias else None
-        self._params = ("weight", "bias") if bias else ("weight",)
+        rng = np.random.default_rng(as_seed(seed))
+        bound = 1.0 / math.sqrt(in_features)
+        w = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        super().__init__(w, rng.uniform(-bound, bound, out_features).astype(dtype) if bias else None)
 
     @classmethod
     def from_arrays(cls, weight, bias=None) -> "Linear":
-        """A Linear holding copies of `weight` (out, in) and `bias` (out,) or None."""
+        """A Linear holding copies of the arrays given.
+
+        Parameters
+        ----------
+        weight : array_like of float, shape (out_features, in_features)
+            The weight, non-empty (kept in float64 if float64, else float32).
+        bias : array_like of float, shape (out_features,), optional
+            The bias (None: no bias).
+
+        Returns
+        -------
+        Linear
+            The layer (of the class it is called on).
+
+        Raises
+        ------
+        TypeError
+            If ``weight`` or ``bias`` is not a floating-point array.
+        ValueError
+            If ``weight`` is not a non-empty 2-D array or ``bias`` has the wrong shape.
+        """
         w = as_float(weight, "weight", np.float64 if np.asarray(weight).dtype == np.float64 else np.float32)
         if w.ndim != 2 or w.size == 0:
             raise ValueError(f"weight must be a non-empty 2-D array (out_features, in_features), got shape {w.shape}")
         layer = cls(w.shape[1], w.shape[0], bias=bias is not None, dtype=w.dtype)
-        layer.weight = w.copy()
-        if bias is not None:
-            b = as_float(bias, "bias", w.dtype)
-            if b.shape != (w.shape[0],):
-                raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
-            layer.bias = b.copy()
+        _m.Linear.__init__(layer, w, bias)
         return layer
 
-    def _effective_weight(self, train: bool) -> np.ndarray:
-        """The weight the product uses (fake-quantized / decoded in subclasses)."""
-        return self.weight
-
-    def _input(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=self.weight.dtype)
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
-        return x
-
     def forward(self, x, train=False, rng=None):
-        x = self._input(x)
-        w = self._effective_weight(train)
+        """The product x W^T + b.
+
+        Parameters
+        ----------
+        x : array_like
+            The input.
+        train : bool, default False
+            Keep what :meth:`backward` needs; the output then lives in a buffer the layer
+            reuses, valid until the next training forward.
+        rng : numpy.random.Generator, optional
+            Draws dropout masks (unused by this layer).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(..., out_features)``.
+
+        Raises
+        ------
+        ValueError
+            If the last axis of ``x`` is not ``in_features`` long, or ``x`` is not 2-D in
+            training.
+        """
         if not train:
-            y = x @ w.T
-            if self.bias is not None:
-                y += self.bias
-            return y
+            return _m.Linear.forward(self, x)
+        x = self._input(x)
         if x.ndim != 2:
             raise ValueError(f"x must be 2-D (batch, {self.in_features}) for training, got {x.shape}")
+        w = self._effective_weight(train)
         self._cache["x"] = x
         self._cache["w"] = w
         y = self._buffer("y", (x.shape[0], self.out_features), x.dtype)
@@ -185,6 +247,27 @@ class Linear(Layer):
         return y
 
     def backward(self, grad, need_input_grad=True):
+        """Write ``grad_weight`` (and ``grad_bias``) and return dLoss/dx.
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward, of the output's shape (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx ``(batch, in_features)``, in a buffer the layer reuses; or None.
+
+        Raises
+        ------
+        RuntimeError
+            If no training forward came before.
+        ValueError
+            If ``grad`` does not have the shape of the output.
+        """
         x, w = self._saved("x"), self._cache["w"]
         g = np.asarray(grad, dtype=x.dtype)
         if g.shape != (x.shape[0], self.out_features):
@@ -208,15 +291,28 @@ class Linear(Layer):
     def _finish_weight_grad(self, gw: np.ndarray) -> None:
         """Turns dLoss/d(effective weight) into the parameters' gradients (subclasses)."""
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(in_features={self.in_features}, out_features={self.out_features}"
-                f"{'' if self.bias is not None else ', bias=False'})")
 
-
-class ReLU(Layer):
-    """max(x, 0)."""
+class ReLU(_m.ReLU, Layer):
+    """The rectifier: max(x, 0)."""
 
     def forward(self, x, train=False, rng=None):
+        """max(x, 0), element by element.
+
+        Parameters
+        ----------
+        x : array_like
+            The input.
+        train : bool, default False
+            Keep what :meth:`backward` needs; the output then lives in a buffer the layer
+            reuses, valid until the next training forward.
+        rng : numpy.random.Generator, optional
+            Draws dropout masks (unused by this layer).
+
+        Returns
+        -------
+        numpy.ndarray
+            An array of the shape of ``x``.
+        """
         x = np.asarray(x)
         if not train:
             return np.maximum(x, 0)
@@ -226,6 +322,27 @@ class ReLU(Layer):
         return y
 
     def backward(self, grad, need_input_grad=True):
+        """dLoss/dx: ``grad`` where the output is positive, else 0.
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward, of the output's shape (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx, in a buffer the layer reuses; or None.
+
+        Raises
+        ------
+        RuntimeError
+            If no training forward came before.
+        ValueError
+            If ``grad`` does not have the shape of the output.
+        """
         y = self._saved("out")
         g = _check_grad(grad, y)
         if not need_input_grad:
@@ -237,44 +354,54 @@ class ReLU(Layer):
         return dx
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    try:
-        from scipy.special import erf  # optional; exact to float64 rounding
-        return erf(x)
-    except ImportError:
-        return np.vectorize(math.erf, otypes=[x.dtype])(x)
-
-
-class GELU(Layer):
-    """x * Phi(x). ``approximate="tanh"`` (default, fast) uses
-    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), like torch.nn.GELU(approximate="tanh");
-    ``approximate="none"`` is the exact erf form (scipy.special.erf if installed, else math.erf
-    element by element, slow)."""
-
-    _C = math.sqrt(2.0 / math.pi)
-
-    def __init__(self, approximate: str = "tanh"):
-        super().__init__()
-        if approximate not in ("tanh", "none"):
-            raise ValueError(f"approximate must be 'tanh' or 'none', got {approximate!r}")
-        self.approximate = approximate
-
-    def _parts(self, x):
-        if self.approximate == "tanh":
-            u = self._C * (x + 0.044715 * x * x * x)
-            cdf = 0.5 * (1.0 + np.tanh(u))
-        else:
-            cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)))
-        return cdf.astype(x.dtype, copy=False)
+class GELU(_m.GELU, Layer):
+    __doc__ = _m.GELU.__doc__
 
     def forward(self, x, train=False, rng=None):
+        """x * Phi(x), element by element.
+
+        Parameters
+        ----------
+        x : array_like
+            The input.
+        train : bool, default False
+            Keep what :meth:`backward` needs.
+        rng : numpy.random.Generator, optional
+            Draws dropout masks (unused by this layer).
+
+        Returns
+        -------
+        numpy.ndarray
+            A new array of the shape of ``x``.
+        """
         x = np.asarray(x)
-        cdf = self._parts(x)
+        cdf = self._cdf(x)
         if train:
             self._cache["x"], self._cache["cdf"] = x, cdf
         return x * cdf
 
     def backward(self, grad, need_input_grad=True):
+        """dLoss/dx through the derivative of the GELU (of its tanh or erf form).
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward, of the output's shape (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx, a new array; or None.
+
+        Raises
+        ------
+        RuntimeError
+            If no training forward came before.
+        ValueError
+            If ``grad`` does not have the shape of the output.
+        """
         x, cdf = self._saved("x"), self._cache["cdf"]
         g = _check_grad(grad, x)
         if not need_input_grad:
@@ -287,21 +414,53 @@ class GELU(Layer):
             d = cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
         return (g * d).astype(x.dtype, copy=False)
 
-    def __repr__(self) -> str:
-        return f"GELU(approximate={self.approximate!r})"
 
+class Dropout(_m.Dropout, Layer):
+    """Inverted dropout.
 
-class Dropout(Layer):
-    """Inverted dropout: in training each value is zeroed with probability ``p`` and the rest are
-    scaled by 1/(1-p); inference is the identity. Masks come from the ``rng`` passed to forward
-    (lowbit.nn.fit passes one derived from its seed), else from the layer's own generator."""
+    In training each value is zeroed with probability ``p`` and the rest are scaled by
+    1/(1-p); inference is the identity. Masks come from the ``rng`` passed to forward
+    (:func:`lowbit.nn.fit` passes one derived from its seed), else from the layer's own
+    generator.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The drop probability, in [0, 1).
+    seed : int, default 0
+        Seed of the layer's own generator, >= 0.
+
+    Raises
+    ------
+    TypeError
+        If ``p`` is not a number or ``seed`` not an integer.
+    ValueError
+        If ``p`` is not in [0, 1) or ``seed`` is negative.
+    """
 
     def __init__(self, p: float = 0.5, *, seed: int = 0):
-        super().__init__()
-        self.p = as_number(p, "p", 0.0, 1.0, hi_open=True)
+        super().__init__(p)
         self._rng = np.random.default_rng(as_seed(seed))
 
     def forward(self, x, train=False, rng=None):
+        """Dropout in training, the identity at inference.
+
+        Parameters
+        ----------
+        x : array_like
+            The input.
+        train : bool, default False
+            Drop values (and keep the mask for :meth:`backward`); the output then lives in a
+            buffer the layer reuses, valid until the next training forward.
+        rng : numpy.random.Generator, optional
+            Draws the mask (None: the layer's own generator).
+
+        Returns
+        -------
+        numpy.ndarray
+            An array of the shape of ``x``: a copy of ``x`` at inference; in training with
+            ``p == 0``, ``x`` itself.
+        """
         x = np.asarray(x)
         if not train or self.p == 0.0:
             if train:
@@ -321,6 +480,27 @@ class Dropout(Layer):
         return y
 
     def backward(self, grad, need_input_grad=True):
+        """dLoss/dx: ``grad`` through the mask of the last training forward, scaled by 1/(1-p).
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward, of the output's shape (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx (``grad`` itself when ``p == 0``); or None.
+
+        Raises
+        ------
+        RuntimeError
+            If no training forward came before.
+        ValueError
+            If ``grad`` does not have the shape of the output.
+        """
         shape = self._saved("shape")
         g = np.asarray(grad)
         if g.shape != shape:
@@ -335,38 +515,59 @@ class Dropout(Layer):
         dx *= g.dtype.type(1.0 / (1.0 - self.p))
         return dx
 
-    def __repr__(self) -> str:
-        return f"Dropout(p={self.p})"
 
-
-class LayerNorm(Layer):
-    """Normalizes the last axis to zero mean and unit variance (biased variance, ``eps`` inside the
-    square root, like torch.nn.LayerNorm), then scales by ``weight`` and shifts by ``bias``
-    (both (features,), initialized to 1 and 0)."""
-
-    _params = ("weight", "bias")
-
-    def __init__(self, features: int, eps: float = 1e-5, *, dtype=np.float32):
-        super().__init__()
-        self.features = _positive_int(features, "features")
-        self.eps = as_number(eps, "eps", 0.0, lo_open=True)
-        self.weight = np.ones(self.features, dtype)
-        self.bias = np.zeros(self.features, dtype)
+class LayerNorm(_m.LayerNorm, Layer):
+    __doc__ = _m.LayerNorm.__doc__
 
     def forward(self, x, train=False, rng=None):
-        x = np.asarray(x, dtype=self.weight.dtype)
-        if x.ndim == 0 or x.shape[-1] != self.features:
-            raise ValueError(f"x must have shape (..., {self.features}), got {x.shape}")
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        var = np.mean(xc * xc, axis=-1, keepdims=True)
-        rstd = 1.0 / np.sqrt(var + self.eps)
-        xhat = xc * rstd
+        """The normalized, scaled and shifted input.
+
+        Parameters
+        ----------
+        x : array_like
+            The input.
+        train : bool, default False
+            Keep what :meth:`backward` needs.
+        rng : numpy.random.Generator, optional
+            Draws dropout masks (unused by this layer).
+
+        Returns
+        -------
+        numpy.ndarray
+            A new array of the shape of ``x``.
+
+        Raises
+        ------
+        ValueError
+            If the last axis of ``x`` is not ``features`` long.
+        """
+        xhat, rstd = self._normalize(x)
         if train:
             self._cache["xhat"], self._cache["rstd"] = xhat, rstd
         return xhat * self.weight + self.bias
 
     def backward(self, grad, need_input_grad=True):
+        """Write ``grad_weight`` and ``grad_bias`` and return dLoss/dx.
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward, of the output's shape (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx, a new array; or None.
+
+        Raises
+        ------
+        RuntimeError
+            If no training forward came before.
+        ValueError
+            If ``grad`` does not have the shape of the output.
+        """
         xhat, rstd = self._saved("xhat"), self._cache["rstd"]
         g = _check_grad(grad, xhat)
         lead = tuple(range(g.ndim - 1))
@@ -378,25 +579,54 @@ class LayerNorm(Layer):
         return rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True)
                        - xhat * np.mean(dxhat * xhat, axis=-1, keepdims=True))
 
-    def __repr__(self) -> str:
-        return f"LayerNorm({self.features}, eps={self.eps})"
 
-
-class Softmax(Layer):
-    """softmax over the last axis (numerically stable). Meant as the last layer of an inference
-    model that should return probabilities; for training, leave it out and let the loss take
-    logits (the losses apply their own log-softmax)."""
+class Softmax(_m.Softmax, Layer):
+    __doc__ = _m.Softmax.__doc__
 
     def forward(self, x, train=False, rng=None):
-        x = np.asarray(x)
-        z = x - x.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        p = e / e.sum(axis=-1, keepdims=True)
+        """softmax of the last axis.
+
+        Parameters
+        ----------
+        x : array_like
+            The input.
+        train : bool, default False
+            Keep what :meth:`backward` needs.
+        rng : numpy.random.Generator, optional
+            Draws dropout masks (unused by this layer).
+
+        Returns
+        -------
+        numpy.ndarray
+            A new array of the shape of ``x`` whose last axis sums to 1.
+        """
+        p = _m.Softmax.forward(self, x)
         if train:
             self._cache["p"] = p
         return p
 
     def backward(self, grad, need_input_grad=True):
+        """dLoss/dx through the softmax's Jacobian.
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward, of the output's shape (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx, a new array; or None.
+
+        Raises
+        ------
+        RuntimeError
+            If no training forward came before.
+        ValueError
+            If ``grad`` does not have the shape of the output.
+        """
         p = self._saved("p")
         g = _check_grad(grad, p)
         if not need_input_grad:
@@ -404,92 +634,68 @@ class Softmax(Layer):
         return p * (g - np.sum(g * p, axis=-1, keepdims=True))
 
 
-def _positive_int(v, name: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be a positive integer, got {type(v).__name__}")
-    if int(v) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {int(v)}")
-    return int(v)
+class Sequential(_m.Sequential, Layer):
+    """Layers applied in order, trainable.
 
+    ``layers`` is a plain list: any entry may be replaced by another callable layer (e.g. a
+    :class:`lowbit.QuantizedLinear`) for inference.
 
-class Sequential(Layer):
-    """Layers applied in order. ``layers`` is a plain list: any entry may be replaced by another
-    callable layer (e.g. a lowbit.QuantizedLinear) for inference.
-
-    - ``model(x)``: inference logits (float32, no dropout), for x of shape (..., in_features).
-    - ``forward(x, train=False, *, return_hidden=False, rng=None)``: with ``return_hidden`` returns
-      ``(output, hidden)`` where ``hidden[i]`` is the output of ``layers[i]`` (so
+    - ``model(x)``: inference logits (in the model's dtype, normally float32; no dropout), for
+      x of shape ``(..., in_features)``.
+    - ``forward(x, train=False, rng=None, *, return_hidden=False)``: with ``return_hidden``
+      returns ``(output, hidden)`` where ``hidden[i]`` is the output of ``layers[i]`` (so
       ``hidden[-1] is output``); the same list is kept as ``model.hidden`` after every forward.
     - ``backward(grad, need_input_grad=True, *, hidden_grads=None)``: back-propagates
       dLoss/doutput after a training forward, writing every layer's parameter gradients, and
       returns dLoss/dx (``need_input_grad=False`` skips it, and the layers before the first
-      trainable one, as the trainers do); ``hidden_grads`` maps a layer index to an extra gradient
-      with respect to that layer's output (used by hint losses).
+      trainable one, as the trainers do); ``hidden_grads`` maps a layer index to an extra
+      gradient with respect to that layer's output (used by hint losses).
+
+    Parameters
+    ----------
+    layers : iterable of callable
+        The layers: lowbit.nn layers, or any callable ``x -> array`` (inference-only).
+
+    Attributes
+    ----------
+    layers : list
+        The layers, in order.
+    hidden : list of numpy.ndarray
+        The output of every layer in the last forward.
+
+    Raises
+    ------
+    TypeError
+        If ``layers`` is not an iterable of callables (a single layer is refused too).
     """
 
-    def __init__(self, layers):
-        super().__init__()
-        if isinstance(layers, Layer) or callable(layers) or isinstance(layers, (str, bytes)):
-            raise TypeError("layers must be a list of layers")
-        try:
-            layers = list(layers)
-        except TypeError:
-            raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}") from None
-        for i, layer in enumerate(layers):
-            if not callable(layer):
-                raise TypeError(f"layers[{i}] must be a layer (a callable x -> array), got {type(layer).__name__}")
-        self.layers = layers
-        self.hidden: list = []
-
-    # --- structure ------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __getitem__(self, i):
-        return self.layers[i]
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    @property
-    def in_features(self) -> int | None:
-        """Input width of the first layer that declares one (None if unknown)."""
-        for layer in self.layers:
-            n = getattr(layer, "in_features", None) or getattr(layer, "features", None)
-            if n is not None:
-                return int(n)
-        return None
-
-    @property
-    def out_features(self) -> int | None:
-        for layer in reversed(self.layers):
-            n = getattr(layer, "out_features", None) or getattr(layer, "features", None)
-            if n is not None:
-                return int(n)
-        return None
-
-    @property
-    def dtype(self) -> np.dtype:
-        for layer in self.layers:
-            if isinstance(layer, Layer) and layer.parameters():
-                return layer.dtype
-        return self._cache.get("dtype", np.dtype(np.float32))
-
-    def parameters(self) -> list:
-        return [p for layer in self.layers if isinstance(layer, Layer) for p in layer.parameters()]
-
     def gradients(self) -> list:
-        return [g for layer in self.layers if isinstance(layer, Layer) for g in layer.gradients()]
+        """The gradient arrays of the last backward, in the order of :meth:`parameters`.
 
-    def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.parameters()))
+        Returns
+        -------
+        list of numpy.ndarray
+            The ``grad_<name>`` arrays of the lowbit.nn layers (not copies).
+        """
+        return [g for layer in self.layers if isinstance(layer, Layer) for g in layer.gradients()]
 
     def get_weights(self) -> list:
         """Copies of parameters(), e.g. to restore later with set_weights."""
         return [p.copy() for p in self.parameters()]
 
     def set_weights(self, weights) -> None:
-        """Copies `weights` (as from get_weights) into the parameters, in place."""
+        """Copy arrays into the parameters, in place.
+
+        Parameters
+        ----------
+        weights : iterable of array_like
+            One array per parameter, of its shape (as from :meth:`get_weights`).
+
+        Raises
+        ------
+        ValueError
+            If the number of arrays or a shape does not match.
+        """
         params = self.parameters()
         weights = list(weights)
         if len(weights) != len(params):
@@ -500,40 +706,44 @@ class Sequential(Layer):
                 raise ValueError(f"weights[{i}] must have shape {p.shape}, got {w.shape}")
             np.copyto(p, w)
 
-    def astype(self, dtype) -> "Sequential":
-        for layer in self.layers:
-            if isinstance(layer, Layer):
-                layer.astype(dtype)
-        self._cache = {"dtype": np.dtype(dtype)}
-        return self
-
-    def copy(self) -> "Sequential":
-        """A deep copy; layers that are not lowbit.nn layers (e.g. QuantizedLinear, immutable)
-        are shared, not copied."""
-        new = type(self).__new__(type(self))  # not copy.copy: that pickles through lowbit.io
-        new.__dict__ = {k: v for k, v in self.__dict__.items()}
-        new.layers = [l.copy() if isinstance(l, Layer) else l for l in self.layers]
-        new.hidden = []
-        new._cache = {}
-        return new
-
-    # --- passes ---------------------------------------------------------------------------
-    def __call__(self, x) -> np.ndarray:
-        """Inference output (logits for a classifier), float32, no dropout."""
-        return self.forward(x, train=False)
-
     def forward(self, x, train=False, rng=None, *, return_hidden=False):
-        dtype = self.dtype
-        h = as_float(x, "x", dtype)
-        n_in = self.in_features
-        if h.ndim == 0 or (n_in is not None and h.shape[-1] != n_in):
-            raise ValueError(f"x must have shape (..., {n_in}), got {h.shape}")
-        if train and h.ndim != 2:
+        """Apply the layers in order.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (..., in_features)
+            The input (converted to the model's dtype); 2-D ``(batch, features)`` in training.
+        train : bool, default False
+            A training forward: the lowbit.nn layers keep what :meth:`backward` needs and
+            dropout is on; other callables run as at inference.
+        rng : numpy.random.Generator, optional
+            Draws the dropout masks (None: each Dropout's own generator).
+        return_hidden : bool, default False
+            Also return every layer's output.
+
+        Returns
+        -------
+        numpy.ndarray or tuple
+            The output; with ``return_hidden``, ``(output, hidden)`` where ``hidden[i]`` is
+            the output of ``layers[i]``. ``hidden`` is also kept as ``self.hidden``.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a floating-point array.
+        ValueError
+            If the last axis of ``x`` does not match ``in_features``, or ``x`` is not 2-D in
+            training.
+        """
+        if not train:
+            return _m.Sequential.forward(self, x, return_hidden=return_hidden)
+        h, dtype = self._check_input(x), self.dtype
+        if h.ndim != 2:
             raise ValueError(f"x must be 2-D (batch, features) for training, got shape {h.shape}")
         hidden = []
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             if isinstance(layer, Layer):
-                h = layer.forward(h, train=train, rng=rng)
+                h = layer.forward(h, train=True, rng=rng)
             else:
                 h = np.asarray(layer(h))
                 if h.dtype != dtype:
@@ -543,6 +753,36 @@ class Sequential(Layer):
         return (h, hidden) if return_hidden else h
 
     def backward(self, grad, need_input_grad=True, *, hidden_grads=None):
+        """Back-propagate dLoss/doutput after a training forward.
+
+        Every layer's parameter gradients are written (not accumulated).
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/doutput of the last training forward.
+        need_input_grad : bool, default True
+            Compute dLoss/dx; False skips it, and the layers before the first trainable one
+            (as the trainers do), and returns None.
+        hidden_grads : dict of int to array_like, optional
+            Maps a layer index (negative ones count from the end) to an extra gradient with
+            respect to that layer's output (used by hint losses).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx, or None when ``need_input_grad`` is False.
+
+        Raises
+        ------
+        ValueError
+            If a key of ``hidden_grads`` is not a layer index, or a gradient has the wrong
+            shape.
+        TypeError
+            If the gradient must pass through an inference-only layer.
+        RuntimeError
+            If no training forward came before.
+        """
         n = len(self.layers)
         g = np.asarray(grad)
         extra = {}
@@ -564,21 +804,51 @@ class Sequential(Layer):
             g = layer.backward(g, need_input_grad=need_input_grad or i > first)
         return g if need_input_grad else None
 
-    def __repr__(self) -> str:
-        inner = ",\n  ".join(repr(l) for l in self.layers)
-        return f"{type(self).__name__}([\n  {inner}\n])"
+    def parameters(self) -> list:
+        """The trainable arrays: those of the lowbit.nn layers (inference-only layers have none)."""
+        return [p for layer in self.layers if isinstance(layer, Layer) for p in layer.parameters()]
 
 
 _ACTIVATIONS = {"relu": ReLU, "gelu": GELU}
 
 
 class MLP(Sequential):
-    """A multi-layer perceptron: ``sizes=[in, h1, ..., out]``; every hidden Linear is followed by
-    the activation ("relu" or "gelu", tanh form) and, when ``dropout > 0``, a Dropout. Layer i's
-    weights are initialized from a seed derived from (``seed``, i).
+    """A multi-layer perceptron.
 
+    Every hidden Linear is followed by the activation and, when ``dropout > 0``, a Dropout.
+    Layer i's weights are initialized from a seed derived from (``seed``, i).
     ``MLP([64, 32, 10])`` has layers [Linear, ReLU, Linear]; with dropout,
     [Linear, ReLU, Dropout, Linear]: hint indices refer to these positions.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        The widths ``[in, h1, ..., out]``, at least two, each >= 1.
+    activation : {"relu", "gelu"}, default "relu"
+        The activation after every hidden Linear ("gelu": its tanh form).
+    dropout : float, default 0.0
+        The drop probability of the Dropout after every activation, in [0, 1) (0: none).
+    seed : int, default 0
+        Seed of the initialization (and of the Dropout layers' generators), >= 0.
+
+    Attributes
+    ----------
+    sizes : list of int
+        The widths.
+    activation : str
+        The activation.
+    dropout : float
+        The drop probability.
+    seed : int
+        The seed.
+
+    Raises
+    ------
+    TypeError
+        If ``sizes`` is not a sequence of integers, or ``dropout``/``seed`` has the wrong type.
+    ValueError
+        If ``sizes`` holds fewer than 2 widths or one < 1, ``activation`` is unknown, or
+        ``dropout``/``seed`` is out of range.
     """
 
     def __init__(self, sizes, *, activation: str = "relu", dropout: float = 0.0, seed: int = 0):
@@ -602,3 +872,79 @@ class MLP(Sequential):
                     layers.append(Dropout(dropout, seed=sub_seed(seed, i, 1)))
         super().__init__(layers)
         self.sizes, self.activation, self.dropout, self.seed = sizes, activation, dropout, seed
+
+
+# --------------------------------------------------------------------------- trainable copies
+
+_TRAINABLE = {_m.Linear: Linear, _m.ReLU: ReLU, _m.GELU: GELU, _m.Dropout: Dropout,
+              _m.LayerNorm: LayerNorm, _m.Softmax: Softmax}
+
+
+def _trainable_layer(layer):
+    if isinstance(layer, Layer):
+        return layer.copy()
+    if isinstance(layer, _m.Sequential):
+        return trainable(layer)
+    kind = _TRAINABLE.get(type(layer))
+    if kind is Linear:
+        return Linear.from_arrays(layer.weight, layer.bias)
+    if kind is LayerNorm:
+        new = LayerNorm(layer.features, layer.eps)
+        new.weight, new.bias = layer.weight.copy(), layer.bias.copy()
+        return new
+    if kind is GELU:
+        return GELU(approximate=layer.approximate)
+    if kind is Dropout:
+        return Dropout(layer.p)
+    if kind is not None:
+        return kind()
+    return layer  # a quantized or foreign callable: kept as it is (inference-only)
+
+
+def trainable(model) -> Sequential:
+    """A trainable copy of a model.
+
+    Its float layers become lowbit.nn layers holding copies of the arrays (nested Sequentials
+    too); lowbit.nn layers are copied; other layers (quantized ones) are kept, inference-only.
+
+    Parameters
+    ----------
+    model : lowbit.models.Sequential or list of layers
+        The model, e.g. from :func:`lowbit.load_model`; it is not modified.
+
+    Returns
+    -------
+    lowbit.nn.Sequential
+        The trainable copy.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is neither a lowbit Sequential nor a list (or tuple) of layers.
+    """
+    if isinstance(model, (list, tuple)):
+        model = _m.Sequential(model)
+    if not isinstance(model, _m.Sequential):
+        raise TypeError(f"model must be a lowbit Sequential or a list of layers, got {type(model).__name__}")
+    return Sequential([_trainable_layer(layer) for layer in model.layers])
+
+
+# --------------------------------------------------------------------------- file format
+
+register_layers("nn.", {n: globals()[n] for n in __all__ if n not in ("Layer", "MLP", "trainable")})
+
+
+def _mlp_from(s):
+    need = _io.need
+    m = MLP(need(s, "sizes", list, "MLP"), activation=need(s, "activation", str, "MLP"),
+            dropout=need(s, "dropout", (int, float), "MLP"), seed=need(s, "seed", int, "MLP"))
+    layers = layers_of(s, "MLP")
+    if len(layers) != len(m.layers):
+        raise ValueError("MLP: the layers do not match the sizes")
+    m.layers = layers
+    return m
+
+
+_io.register("nn.MLP", MLP, lambda m: {"sizes": list(m.sizes), "activation": m.activation,
+                                       "dropout": m.dropout, "seed": m.seed, "layers": list(m.layers)},
+             _mlp_from)

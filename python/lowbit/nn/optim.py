@@ -4,6 +4,11 @@ An optimizer is called once per mini-batch with the current lists of parameters 
 (``model.parameters()``, ``model.gradients()``); its state (momentum, moments) is kept per
 position in that list and allocated on the first step. Every update is done in place with
 preallocated scratch buffers: no array is allocated per step.
+
+Checkpoints: ``state_dict()`` / ``load_state_dict()`` give and restore an optimizer's settings,
+step count and moments, and optimizers are savable (``lowbit.save``, pickling) as "nn.SGD" /
+"nn.Adam", so a run saved with its model continues exactly where it stopped
+(``lowbit.nn.fit(..., optimizer=loaded, resume=history)``).
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import math
 
 import numpy as np
 
+from .. import io as _io
 from ._util import as_number
 
 __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "learning_rate"]
@@ -19,10 +25,75 @@ __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "learning_rate"]
 class Optimizer:
     """Base class: ``step(params, grads, lr=None)`` updates ``params`` in place."""
 
+    _moments: tuple = ()  # names of the per-parameter state arrays (kept across steps)
+    _nonnegative: tuple = ()  # those of them that are never negative
+
     def __init__(self, lr: float):
         self.lr = as_number(lr, "lr", 0.0)
         self.t = 0  # steps taken
         self._state: list = []
+
+    def _config(self) -> dict:
+        """The settings, as the constructor's keyword arguments."""
+        return {"lr": self.lr}
+
+    def state_dict(self) -> dict:
+        """The optimizer as plain data, to checkpoint a run: its settings (the constructor's
+        arguments: ``lr``, ``momentum``, ``betas``...), ``t`` (steps taken) and ``state``, one dict
+        of arrays (copies; SGD: ``buf``, Adam: ``m`` and ``v``) per parameter, in the order of the
+        parameter list (empty before the first step)."""
+        sd = self._config()
+        sd["t"] = self.t
+        sd["state"] = [{n: s[n].copy() for n in self._moments} for s in self._state]
+        return sd
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores what ``state_dict()`` gave (settings, step count, copies of the moments), so that
+        the next ``step`` continues exactly; its parameter list must have the saved shapes and dtypes.
+        A malformed state raises ValueError and leaves the optimizer unchanged."""
+        what = type(self).__name__
+        if not isinstance(state, dict):
+            raise ValueError(f"{what} state must be a dict, got {type(state).__name__}")
+        cfg = self._config()
+        want = set(cfg) | {"t", "state"}
+        if set(state) != want:
+            raise ValueError(f"{what} state must hold exactly {sorted(want)}, got {sorted(state)}")
+        num = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        for k, ref in cfg.items():
+            v = state[k]
+            ok = (isinstance(v, bool) if isinstance(ref, bool) else
+                  isinstance(v, (tuple, list)) and len(v) == len(ref) and all(map(num, v))
+                  if isinstance(ref, tuple) else num(v))
+            if not ok:
+                raise ValueError(f"{what} state: {k!r} has the wrong type or length: {v!r}")
+        try:
+            new = type(self)(**{k: state[k] for k in cfg})  # the constructor checks the ranges
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{what} state: {e}") from None
+        t = _io.need(state, "t", int, what)
+        moments = _io.need(state, "state", list, what)
+        if t < 0:
+            raise ValueError(f"{what} state: t must be >= 0, got {t}")
+        kept = []
+        for i, entry in enumerate(moments):
+            if not isinstance(entry, dict) or set(entry) != set(self._moments):
+                raise ValueError(f"{what} state: state[{i}] must be a dict of {list(self._moments)}")
+            first = next(iter(entry.values()), None)
+            arrays = {}
+            for n, a in entry.items():
+                if (not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64)
+                        or a.shape != first.shape or a.dtype != first.dtype):
+                    raise ValueError(f"{what} state: state[{i}][{n!r}] must be a float32/float64 array "
+                                     f"like the other moments of that parameter")
+                if not np.all(np.isfinite(a)) or (n in self._nonnegative and np.any(a < 0)):
+                    raise ValueError(f"{what} state: state[{i}][{n!r}] holds "
+                                     f"{'negative or ' if n in self._nonnegative else ''}non-finite values")
+                arrays[n] = np.array(a, copy=True, order="C")
+            if first is not None:  # (an optimizer without moments allocates its scratch at the next step)
+                arrays["tmp"] = np.zeros_like(first)
+                kept.append(arrays)
+        vars(self).update({k: v for k, v in vars(new).items() if k not in ("t", "_state")})
+        self.t, self._state = t, kept
 
     def reset(self) -> None:
         """Forgets the state (moments, step count)."""
@@ -48,12 +119,18 @@ class SGD(Optimizer):
     """SGD with momentum (PyTorch's form): with weight decay wd, g <- g + wd * p;
     buf <- momentum * buf + g; p <- p - lr * buf (Nesterov: p <- p - lr * (g + momentum * buf))."""
 
+    _moments = ("buf",)
+
     def __init__(self, lr: float = 0.01, *, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0):
         super().__init__(lr)
         self.momentum = as_number(momentum, "momentum", 0.0, 1.0, hi_open=True)
         self.nesterov = bool(nesterov)
         self.weight_decay = as_number(weight_decay, "weight_decay", 0.0)
+
+    def _config(self) -> dict:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
 
     def step(self, params, grads, lr=None) -> None:
         lr = self.lr if lr is None else lr
@@ -88,6 +165,9 @@ class Adam(Optimizer):
     (wd * p added to the gradient).
     """
 
+    _moments = ("m", "v")
+    _nonnegative = ("v",)
+
     def __init__(self, lr: float = 1e-3, *, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decoupled: bool = True):
         super().__init__(lr)
@@ -100,6 +180,10 @@ class Adam(Optimizer):
         self.eps = as_number(eps, "eps", 0.0, lo_open=True)
         self.weight_decay = as_number(weight_decay, "weight_decay", 0.0)
         self.decoupled = bool(decoupled)
+
+    def _config(self) -> dict:
+        return {"lr": self.lr, "betas": (self.beta1, self.beta2), "eps": self.eps,
+                "weight_decay": self.weight_decay, "decoupled": self.decoupled}
 
     def step(self, params, grads, lr=None) -> None:
         lr = self.lr if lr is None else lr
@@ -164,3 +248,13 @@ def learning_rate(base: float, schedule, step: int, total_steps: int, *, min_lr:
         frac = min(step / max(total_steps, 1), 1.0)
         return min_lr + 0.5 * (base - min_lr) * (1.0 + math.cos(math.pi * frac))
     raise ValueError(f"schedule must be None, 'constant' or 'cosine', got {schedule!r}")
+
+
+def _optimizer_from(cls, state: dict) -> Optimizer:
+    opt = cls()
+    opt.load_state_dict(state)
+    return opt
+
+
+_io.register("nn.SGD", SGD, SGD.state_dict, lambda s: _optimizer_from(SGD, s))
+_io.register("nn.Adam", Adam, Adam.state_dict, lambda s: _optimizer_from(Adam, s))

@@ -11,6 +11,10 @@
 - ``SharedWeightLinear``: a Linear whose weight is a codebook, ``centroids[indices]``; the
   gradient of a centroid is the sum of the gradients of the weights that share it (Deep
   Compression, Han et al. 2016). ``prepare_codebook`` clusters a model's Linear layers.
+
+Both layers save (lowbit.save, pickling) as their own types, "nn.FakeQuantLinear" and
+"nn.SharedWeightLinear", with everything training continues from: float master weights, bits,
+activation mode and observed range; centroids and indices.
 """
 from __future__ import annotations
 
@@ -25,70 +29,87 @@ __all__ = ["fake_quantize_weight", "fake_quantize_rows", "fake_quantize_static",
 _ACT_MODES = ("dynamic", "static", None)
 
 
-# --- the rounding rules of lowbit.quantize, in numpy ------------------------------------------
-def _round_codes(x: np.ndarray, scale: np.ndarray, zp, qmin: int, qmax: int) -> np.ndarray:
-    """clamp(rint(x / scale) + zp, qmin, qmax) in x's dtype (float32: bit-identical to the C++)."""
-    q = np.rint(x / scale)
-    if np.any(zp):
-        q += zp
-    return np.clip(q, qmin, qmax, out=q)
+# --- fake quantization: lowbit's own quantize, then dequantize -------------------------------
+# The parameters and the rounding are lowbit.quantize's (the C++ core; the parameters rule is
+# lowbit.quant.qparams), so the fake-quantized numbers are the ones int8 inference computes, bit
+# for bit (tests/python/test_qparams.py). Inputs of another float dtype (float64 models) are
+# quantized as float32 and the results returned in their dtype. Non-finite inputs give NaN
+# results (a diverging training then shows in its loss).
+from .. import _core  # noqa: E402
+from ..quant import qparams as _qparams  # noqa: E402
+
+
+def _as_f32(x) -> tuple[np.ndarray, np.dtype]:
+    x = np.asarray(x)
+    dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+    return np.ascontiguousarray(x, np.float32), dt
 
 
 def fake_quantize_weight(w, bits: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dequantized weight, codes, scales) of a symmetric per-output-channel quantization of
-    ``w`` (out, in) to ``bits``, exactly as ``lowbit.quantize(w, bits=bits, axis=0)`` computes it:
-    scale = max|w_row| / (2^(bits-1) - 1), codes in the narrow range; a constant row v gets scale
-    |v| (1 when v == 0)."""
-    w = np.asarray(w)
-    dt = w.dtype.type
-    qmax = 2 ** (bits - 1) - 1
-    mn, mx = w.min(axis=1), w.max(axis=1)
-    amax = np.maximum(np.abs(mn), np.abs(mx))
-    s = amax / dt(qmax)
-    s = np.where(s > 0, s, amax)
-    const = mn == mx
-    s = np.where(const, np.where(mn == 0, dt(1), np.abs(mn)), s).astype(w.dtype)
-    codes = _round_codes(w, s[:, None], 0, -qmax, qmax)
-    return codes * s[:, None], codes, s
+    """(dequantized weight, codes, scales) of ``lowbit.quantize(w, bits=bits, axis=0)``: symmetric
+    per output channel, codes in the narrow range [-(2^(bits-1) - 1), 2^(bits-1) - 1], scale =
+    max|w_row| / (2^(bits-1) - 1) (a constant row v gets scale |v|, 1 when v == 0); all three in
+    w's dtype."""
+    w32, dt = _as_f32(w)
+    rows = w32.shape[0]
+    w2 = w32.reshape(rows, -1)
+    codes, s, z, ok = _core.quantize_dynamic(w2.reshape(1, rows, w2.shape[1]), bits, True)
+    if not ok:
+        nan = np.full(w32.shape, np.nan, dt)
+        return nan, nan.copy(), np.full(rows, np.nan, dt)
+    deq = _core.dequantize(codes, True, s, z, None).reshape(w32.shape)
+    return (deq.astype(dt, copy=False), codes.view(np.int8).reshape(w32.shape).astype(dt),
+            s.astype(dt, copy=False))
 
 
 def _asym_params(mn: np.ndarray, mx: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """ONNX DynamicQuantizeLinear parameters (uint8) per entry of mn/mx, like the C++ core."""
-    dt = np.dtype(dtype).type
-    lo, hi = np.minimum(mn, dt(0)), np.maximum(mx, dt(0))
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = (hi - lo) / dt(255)
-        if np.any(np.isinf(s)):
-            s = np.where(np.isinf(s), ((hi.astype(np.float64) - lo) / 255).astype(dtype), s)
-        s = np.where(s > 0, s, hi - lo)
-        z = np.clip(np.rint(-lo / s), 0, 255)
-    const = mn == mx
-    s = np.where(const, np.where(mn == 0, dt(1), np.abs(mn)), s).astype(dtype)
-    z = np.where(const, np.where(mn < 0, 1, 0), z).astype(dtype)
-    return s, z
+    """uint8 (scale, zero point) per entry of mn/mx by the one rule (lowbit.quant.qparams, ONNX
+    DynamicQuantizeLinear's), as arrays of `dtype`."""
+    s, z = _qparams(mn, mx, bits=8, symmetric=False)
+    return s.astype(dtype), z.astype(dtype)
 
 
 def fake_quantize_rows(x) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(dequantized x, codes, scales, zero points) of the dynamic per-row uint8 quantization that
     QuantizedLinear applies to its input: ``lowbit.quantize(x, axis=0, symmetric=False)`` on
-    (rows, features)."""
-    x = np.asarray(x)
-    s, z = _asym_params(x.min(axis=1), x.max(axis=1), x.dtype)
-    codes = _round_codes(x, s[:, None], z[:, None], 0, 255)
-    return (codes - z[:, None]) * s[:, None], codes, s, z
+    (rows, features); all in x's dtype."""
+    x32, dt = _as_f32(x)
+    rows, cols = x32.shape
+    codes, s, z, ok = _core.quantize_dynamic(x32.reshape(1, rows, cols), 8, False)
+    if not ok:
+        nan = np.full(x32.shape, np.nan, dt)
+        return nan, nan.copy(), np.full(rows, np.nan, dt), np.full(rows, np.nan, dt)
+    deq = _core.dequantize(codes, False, s, z, None).reshape(rows, cols)
+    return (deq.astype(dt, copy=False), codes.reshape(rows, cols).astype(dt), s.astype(dt, copy=False),
+            z.astype(dt))
 
 
 def fake_quantize_static(x, scale: float, zero_point: int):
     """(dequantized x, in-range mask) of uint8 quantization with given parameters, as
-    QuantizedLinear(act_scale=..., act_zero_point=...) quantizes its input: codes
-    clamp(rint(x / scale) + zero_point, 0, 255). The mask is False where x was clipped."""
-    x = np.asarray(x)
-    dt = x.dtype.type
-    s, z = dt(scale), dt(zero_point)
-    q = np.rint(x / s) + z
-    mask = (q >= 0) & (q <= 255)
-    np.clip(q, 0, 255, out=q)
-    return (q - z) * s, mask
+    QuantizedLinear(act_scale=..., act_zero_point=...) quantizes its input:
+    ``lowbit.quantize(x, scale=scale, zero_point=zero_point, symmetric=False)``, codes
+    clamp(rint(x / scale) + zero_point, 0, 255). The mask is False where x was clipped (the code
+    before the clamp, computed the same way in float32, is outside [0, 255])."""
+    x32, dt = _as_f32(x)
+    s = np.array([scale], np.float32)
+    z = np.array([zero_point], np.int32)
+    sf = float(s[0])
+    if not 0.0 < sf < float("inf") or z[0] != zero_point or not 0 <= z[0] <= 255:
+        raise ValueError(f"need a finite scale > 0 and a zero point in [0, 255], got {scale}, {zero_point}")
+    codes, ok = _core.quantize_static(x32.reshape(1, 1, -1), s, z, 0, 255)
+    deq = _core.dequantize(codes, False, s, z, None).reshape(x32.shape)
+    # In range: rint(t) + z in [0, 255] for t = x / scale (the kernel's float32 quotient), that
+    # is t between -z - 0.5 and 255.5 - z (exact in float32), a bound itself included when half
+    # to even rounds it inwards: -z - 0.5 when z is even, 255.5 - z when z is odd.
+    zi = int(z[0])
+    lo, hi = np.float32(-zi - 0.5), np.float32(255.5 - zi)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = x32 / s[0]
+        mask = np.greater_equal(t, lo) if zi % 2 == 0 else np.greater(t, lo)
+        mask &= np.less_equal(t, hi) if zi % 2 == 1 else np.less(t, hi)
+    if not ok:
+        deq[~np.isfinite(x32)] = np.nan
+    return deq.astype(dt, copy=False), mask
 
 
 class FakeQuantLinear(Linear):
@@ -375,13 +396,10 @@ class SharedWeightLinear(Linear):
         holds exactly k distinct values (vectors), which the layer's k-means recovers.
         `activations`: "int16" (default here: within about 1e-4 of this float layer) or "int8"
         (faster, activations quantized like QuantizedLinear's)."""
-        import lowbit
+        from ..codebook import CodebookLinear
 
-        cls = getattr(lowbit, "CodebookLinear", None)
-        if cls is None:
-            raise ImportError("lowbit.CodebookLinear is not available in this build")
         b = None if self.bias is None else self.bias.astype(np.float32)
-        return cls(self.weight.astype(np.float32), b, k=self.k, dim=self.dim, activations=activations)
+        return CodebookLinear(self.weight.astype(np.float32), b, k=self.k, dim=self.dim, activations=activations)
 
     def __repr__(self) -> str:
         return (f"SharedWeightLinear(in_features={self.in_features}, out_features={self.out_features}, "
@@ -435,7 +453,7 @@ def prepare_codebook(model, codebooks=None, *, k: int = 16, dim: int = 1, seed: 
         if not isinstance(model.layers[i], Linear):
             raise ValueError(f"codebooks has key {i}, which is not a Linear layer of the model")
     new = model.copy()
-    import lowbit
+    from ..codebook import kmeans
 
     for i in sorted(set(idx) | set(given)):
         layer = model.layers[i]
@@ -445,11 +463,99 @@ def prepare_codebook(model, codebooks=None, *, k: int = 16, dim: int = 1, seed: 
         else:
             if w.shape[1] % dim:
                 raise ValueError(f"dim={dim} must divide in_features={w.shape[1]} of layer {i}")
-            km = getattr(lowbit, "kmeans", None)
-            if km is not None:
-                c, ind = _codebook_arrays(km(w, k, dim=dim, seed=seed), w.shape, f"lowbit.kmeans(layers[{i}])")
-            else:
-                c, ind = _kmeans(w.reshape(-1, dim), k, iters, seed)
-                ind = ind.reshape(w.shape[0], w.shape[1] // dim)
+            c, ind = _codebook_arrays(kmeans(w, k, dim=dim, seed=seed, iters=iters), w.shape,
+                                      f"lowbit.kmeans(layers[{i}])")
         new.layers[i] = SharedWeightLinear(np.asarray(c, layer.weight.dtype), ind, layer.bias)
     return new
+
+
+# --- file format: the training state, not just the weight the layer computes ---------------------
+# (Files written before these types existed hold such layers as "nn.Linear"/"models.Linear" with
+# the effective weight; they still load, as plain Linear layers.)
+from .. import io as _io  # noqa: E402
+
+
+def _exact_keys(s: dict, keys: tuple, what: str) -> None:
+    """The state holds exactly `keys`: an unknown entry may change what the layer computes."""
+    for k in keys:
+        if k not in s:
+            raise ValueError(f"{what} is missing {k!r}")
+    extra = sorted(set(s) - set(keys))
+    if extra:
+        raise ValueError(f"{what}: unexpected entries {extra} (a file of a newer lowbit?)")
+
+
+def _param(s: dict, key: str, what: str, ndim: int, dtype=None) -> np.ndarray:
+    a = _io.need_array(s, key, what, kind="f", dtype=dtype)
+    if a.dtype not in (np.float32, np.float64) or a.ndim != ndim or a.size == 0:
+        raise ValueError(f"{what}: {key!r} must be a non-empty {ndim}-D float32/float64 array, got {a.dtype} {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _bias_of(s: dict, what: str, out: int, dtype) -> np.ndarray | None:
+    if s["bias"] is None:
+        return None
+    return _io.need_array(s, "bias", what, dtype=dtype, shape=(out,))
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+_FQ_KEYS = ("weight", "bias", "bits", "act", "momentum", "act_min", "act_max")
+
+
+def _fq_to(layer: FakeQuantLinear) -> dict:
+    return {"weight": layer.weight, "bias": layer.bias, "bits": layer.bits, "act": layer.act,
+            "momentum": layer.momentum, "act_min": layer.act_min, "act_max": layer.act_max}
+
+
+def _fq_from(s: dict) -> FakeQuantLinear:
+    what = "FakeQuantLinear"
+    _exact_keys(s, _FQ_KEYS, what)
+    w = _param(s, "weight", what, 2)
+    b = _bias_of(s, what, w.shape[0], w.dtype)
+    bits = _io.need(s, "bits", int, what)
+    if not 2 <= bits <= 8:
+        raise ValueError(f"{what}: bits must be in 2..8, got {bits}")
+    act = s["act"]
+    if act not in _ACT_MODES:
+        raise ValueError(f"{what}: act must be 'dynamic', 'static' or None, got {act!r}")
+    m = _io.need(s, "momentum", (int, float), what)
+    if not 0.0 < m <= 1.0:
+        raise ValueError(f"{what}: momentum must be in (0, 1], got {m}")
+    lo, hi = s["act_min"], s["act_max"]
+    if lo is not None or hi is not None:  # the observed range: static activations only, finite, ordered
+        lo, hi = _io.need(s, "act_min", (int, float), what), _io.need(s, "act_max", (int, float), what)
+        if act != "static" or not -_F32_MAX <= lo <= hi <= _F32_MAX:
+            raise ValueError(f"{what}: act_min/act_max must be a finite range (min <= max) of act='static', "
+                             f"got [{lo}, {hi}] with act={act!r}")
+        lo, hi = float(lo), float(hi)
+    layer = FakeQuantLinear(w.shape[1], w.shape[0], bias=b is not None, bits=bits, act=act, momentum=m,
+                            dtype=w.dtype)
+    layer.weight = w
+    if b is not None:
+        layer.bias = np.ascontiguousarray(b)
+    layer.act_min, layer.act_max = lo, hi
+    return layer
+
+
+def _sw_to(layer: SharedWeightLinear) -> dict:
+    return {"centroids": layer.centroids, "indices": layer.indices.astype(np.min_scalar_type(layer.k - 1)),
+            "bias": layer.bias, "k": layer.k, "dim": layer.dim}
+
+
+def _sw_from(s: dict) -> SharedWeightLinear:
+    what = "SharedWeightLinear"
+    _exact_keys(s, ("centroids", "indices", "bias", "k", "dim"), what)
+    c = _param(s, "centroids", what, 2)
+    k, dim = _io.need(s, "k", int, what), _io.need(s, "dim", int, what)
+    if (k, dim) != c.shape:
+        raise ValueError(f"{what}: k={k}, dim={dim} do not match centroids of shape {c.shape}")
+    idx = _io.need_array(s, "indices", what, kind="iu")
+    if idx.ndim != 2 or idx.size == 0:
+        raise ValueError(f"{what}: 'indices' must be a non-empty 2-D array, got shape {idx.shape}")
+    if idx.min() < 0 or idx.max() >= k:
+        raise ValueError(f"{what}: indices must be in 0..{k - 1}")
+    return SharedWeightLinear(c, idx, _bias_of(s, what, idx.shape[0], c.dtype))
+
+
+_io.register("nn.FakeQuantLinear", FakeQuantLinear, _fq_to, _fq_from)
+_io.register("nn.SharedWeightLinear", SharedWeightLinear, _sw_to, _sw_from)

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from .. import io as _io
 from ._util import as_float, as_labels, as_number, as_seed, sub_seed
 from .functional import _cross_entropy
 from .layers import Layer
@@ -24,6 +25,12 @@ class History:
     at the epoch's last step), ``time`` (seconds). Distillation adds ``soft_loss``, ``hard_loss``
     and ``hint_loss``. ``best_epoch`` is the 0-based epoch of the lowest ``val_loss`` (None
     without validation); ``stopped_early`` tells whether early stopping ended the run.
+
+    A History also keeps what ``fit(..., resume=history)`` needs to continue its run exactly
+    after its last epoch: the step count, the states of the shuffling and dropout generators and
+    the early-stopping counters (and best weights, with ``restore_best``). Save it with
+    ``lowbit.save`` next to the model and the optimizer (e.g. from a ``callback``) to checkpoint a
+    run.
     """
 
     _KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
@@ -33,6 +40,15 @@ class History:
             setattr(self, k, [])
         self.best_epoch: int | None = None
         self.stopped_early = False
+        self._loop: dict | None = None  # the training loop's state after the last epoch (resume)
+
+    def _copy(self) -> "History":
+        new = History.__new__(History)
+        new.__dict__ = {k: (list(v) if isinstance(v, list) else v) for k, v in vars(self).items()}
+        loop = getattr(self, "_loop", None)
+        if loop is not None and loop.get("best_weights") is not None:
+            new._loop = dict(loop, best_weights=[w.copy() for w in loop["best_weights"]])
+        return new
 
     @property
     def epochs(self) -> int:
@@ -82,13 +98,13 @@ class History:
 class _Progress:
     """A progress bar over epochs: tqdm when installed, else one line per epoch on stderr."""
 
-    def __init__(self, enabled: bool, total: int, desc: str):
+    def __init__(self, enabled: bool, total: int, desc: str, initial: int = 0):
         self.enabled, self.total, self.desc = enabled, total, desc
         self.bar = None
         if enabled:
             try:
                 from tqdm.auto import tqdm
-                self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=True)
+                self.bar = tqdm(total=total, initial=min(initial, total), desc=desc, unit="epoch", leave=True)
             except ImportError:
                 self.bar = None
 
@@ -110,10 +126,39 @@ class _Progress:
 
 def check_model(model, name: str = "model") -> None:
     if not isinstance(model, Layer):
+        hint = ("; it is inference-only (e.g. from lowbit.load_model): lowbit.nn.trainable(model) "
+                "gives a trainable copy" if hasattr(model, "layers") else "")
         raise TypeError(f"{name} must be a lowbit.nn model (Sequential/MLP or another lowbit.nn.Layer) "
-                        f"to be trained, got {type(model).__name__}")
+                        f"to be trained, got {type(model).__name__}{hint}")
     if not model.parameters():
         raise ValueError(f"{name} has no trainable parameters")
+
+
+def check_resume(resume, optimizer, steps_per_epoch: int, rng_names, params) -> History:
+    """A copy of ``resume`` (the History of an interrupted run) checked to be continuable by this
+    call: same number of steps per epoch, the run's optimizer (same step count), its generators."""
+    if not isinstance(resume, History):
+        raise TypeError(f"resume must be the History of the run to continue, got {type(resume).__name__}")
+    loop = getattr(resume, "_loop", None)
+    if loop is None:
+        raise ValueError("resume: this History holds no training state to resume from (it ran no epoch, "
+                         "or was not made by lowbit.nn.fit)")
+    if resume.stopped_early:
+        raise ValueError("resume: that run ended by early stopping (its best weights were put back): "
+                         "there is nothing to continue")
+    if set(loop["rngs"]) != set(rng_names):
+        raise ValueError(f"resume: this History was made by another training loop (generators "
+                         f"{sorted(loop['rngs'])}, this one uses {sorted(rng_names)})")
+    if loop["step"] != resume.epochs * steps_per_epoch:
+        raise ValueError(f"resume: the run took {loop['step']} steps in {resume.epochs} epochs, but x and "
+                         f"batch_size give {steps_per_epoch} steps per epoch: pass the same data and batch_size")
+    if optimizer.t != loop["step"]:
+        raise ValueError(f"resume: the optimizer has taken {optimizer.t} steps, the run {loop['step']}: pass "
+                         "the run's Optimizer instance as saved with it (lowbit.save), not a new one")
+    bw = loop["best_weights"]
+    if bw is not None and [(w.shape, w.dtype) for w in bw] != [(p.shape, p.dtype) for p in params]:
+        raise ValueError("resume: the History's best weights do not fit the model's parameters")
+    return resume._copy()
 
 
 def check_common(*, epochs, batch_size, lr, seed, schedule, progress):
@@ -198,7 +243,9 @@ def blas_threads(threads):
 
 def run_epochs(history: History, *, threads=None, **kw) -> History:
     """The epoch loop shared by fit and Distiller.fit (see _run_epochs), with numpy's BLAS limited
-    to ``threads`` threads when given."""
+    to ``threads`` threads when given. With ``resume=True`` it continues ``history`` (checked by
+    check_resume) from its saved loop state; ``rngs`` ({name: numpy Generator}) are the generators
+    the training draws from, whose states every epoch records in ``history`` for that."""
     with blas_threads(threads):
         return _run_epochs(history, **kw)
 
@@ -206,7 +253,7 @@ def run_epochs(history: History, *, threads=None, **kw) -> History:
 def _run_epochs(history: History, *, epochs: int, batches, step, trainables, optimizer, lr: float,
                 schedule, min_lr: float, total_steps: int, validate=None, early_stopping=None,
                 min_delta: float = 0.0, restore_best: bool = True, progress: bool = False,
-                desc: str = "fit", callback=None) -> History:
+                desc: str = "fit", callback=None, rngs=None, resume: bool = False) -> History:
     """batches(epoch) yields the arguments of one training step; step(*args) runs forward and
     backward and returns a dict with "loss" (sum over the batch), "correct" and "count" (and other
     sums to average into History); trainables() returns (params, grads) for the optimizer;
@@ -222,9 +269,17 @@ def _run_epochs(history: History, *, epochs: int, batches, step, trainables, opt
     best_weights = None
     wait = 0
     t_step = 0
-    bar = _Progress(progress, epochs, desc)
+    rngs = dict(rngs or {})
+    start = 0
+    if resume:  # continue the loop where history's last epoch left it
+        loop = history._loop
+        start, t_step, best, wait = history.epochs, loop["step"], loop["best"], loop["wait"]
+        best_weights = loop["best_weights"]
+        for name, g in rngs.items():
+            g.bit_generator.state = loop["rngs"][name]
+    bar = _Progress(progress, epochs, desc, initial=start)
     try:
-        for epoch in range(epochs):
+        for epoch in range(start, epochs):
             t0 = time.perf_counter()
             sums: dict = {}
             cur = lr
@@ -267,6 +322,8 @@ def _run_epochs(history: History, *, epochs: int, batches, step, trainables, opt
                         stop = True
                         history.stopped_early = True
             history.time.append(time.perf_counter() - t0)
+            history._loop = {"step": t_step, "rngs": {k: g.bit_generator.state for k, g in rngs.items()},
+                             "best": best, "wait": wait, "best_weights": best_weights}
             bar.update(epoch, metrics)
             if callback is not None and callback(epoch, history):
                 stop = True
@@ -289,7 +346,7 @@ def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator, shuffle:
 def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
         optimizer="adam", weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0,
         validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True,
-        shuffle=True, callback=None, threads=None) -> History:
+        shuffle=True, callback=None, threads=None, resume=None) -> History:
     """Trains ``model`` (a lowbit.nn Sequential/MLP) in place on hard labels with softmax
     cross-entropy and returns its History.
 
@@ -305,6 +362,14 @@ def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
     - ``callback(epoch, history)`` runs after each epoch; returning True stops training.
     - ``threads``: limit numpy's BLAS to this many threads while training (threadpoolctl);
       None leaves it alone. One thread is usually fastest for small models.
+    - ``resume``: the History of an interrupted run, to continue it. Checkpoint a run by saving
+      the model, the Optimizer instance it trains with and the History together, e.g. from the
+      callback: ``lowbit.save({"model": model, "optimizer": opt, "history": history}, path)``;
+      then ``ck = lowbit.load(path)`` and ``fit(ck["model"], x, y, optimizer=ck["optimizer"],
+      resume=ck["history"], ...)`` with the other arguments of the first call (``epochs`` counts
+      the whole run: the epochs in the history are not run again). The run ends exactly as the
+      uninterrupted one would have: same weights, History, shuffling, dropout masks, learning
+      rates and early stopping. Returns a new History (``resume`` is not modified).
     """
     check_model(model)
     epochs, batch_size, lr, seed = check_common(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
@@ -329,6 +394,9 @@ def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
     drop_rng = np.random.default_rng(sub_seed(seed, 1))
     n = x.shape[0]
     steps_per_epoch = -(-n // batch_size)
+    rngs = {"shuffle": shuffle_rng, "dropout": drop_rng}
+    history = History() if resume is None else check_resume(resume, opt, steps_per_epoch, rngs,
+                                                            model.parameters())
 
     def batches(epoch):
         for idx in shuffled_batches(n, batch_size, shuffle_rng, shuffle):
@@ -345,9 +413,86 @@ def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
         return model.parameters(), model.gradients()
 
     validate = None if val is None else (lambda: evaluate(model, val[0], val[1]))
-    return run_epochs(History(), epochs=epochs, batches=batches, step=step, trainables=trainables,
+    return run_epochs(history, epochs=epochs, batches=batches, step=step, trainables=trainables,
                       optimizer=opt, lr=lr, schedule=schedule, min_lr=min_lr,
                       total_steps=epochs * steps_per_epoch, validate=validate,
                       early_stopping=early_stopping, min_delta=as_number(min_delta, "min_delta", 0.0),
                       restore_best=bool(restore_best), progress=bool(progress), desc="fit",
-                      callback=callback, threads=threads)
+                      callback=callback, threads=threads, rngs=rngs, resume=resume is not None)
+
+
+# --------------------------------------------------------------------------- file format
+
+def _is_record(name, v) -> bool:
+    """Whether attribute `name` = `v` of a History is a per-epoch record (a list of numbers)."""
+    return (isinstance(name, str) and name.isidentifier() and not name.startswith("_")
+            and name not in ("best_epoch", "stopped_early") and (name in History._KEYS or not hasattr(History, name))
+            and isinstance(v, list) and all(isinstance(x, (int, float, np.integer, np.floating))
+                                            and not isinstance(x, (bool, np.bool_)) for x in v))
+
+
+def _history_to(h: History) -> dict:
+    lists = {k: list(v) for k, v in vars(h).items() if isinstance(v, list)}
+    other = sorted(k for k in vars(h) if k not in ("best_epoch", "stopped_early", "_loop")
+                   and not (k in lists and _is_record(k, lists[k])))
+    if other:  # (pickling then falls back to Python's own)
+        raise TypeError(f"a History holding attributes other than per-epoch lists of numbers ({other}) "
+                        "is not savable")
+    return {"lists": lists, "best_epoch": h.best_epoch, "stopped_early": h.stopped_early,
+            "resume": getattr(h, "_loop", None)}
+
+
+def _rng_state(st, what: str) -> dict:
+    """A PCG64 generator state (numpy's bit_generator.state), checked by setting it."""
+    ok = (isinstance(st, dict) and set(st) == {"bit_generator", "state", "has_uint32", "uinteger"}
+          and st["bit_generator"] == "PCG64" and isinstance(st["state"], dict)
+          and set(st["state"]) == {"state", "inc"}
+          and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**128 for v in st["state"].values())
+          and st["state"]["inc"] % 2 == 1 and st["has_uint32"] in (0, 1) and not isinstance(st["has_uint32"], bool)
+          and isinstance(st["uinteger"], int) and not isinstance(st["uinteger"], bool) and 0 <= st["uinteger"] < 2**32)
+    if ok:
+        g = np.random.PCG64()
+        try:
+            g.state = st
+            ok = g.state == st
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+    if not ok:
+        raise ValueError(f"{what} is not a PCG64 generator state")
+    return st
+
+
+def _history_from(s: dict) -> History:
+    what = "History"
+    if set(s) != {"lists", "best_epoch", "stopped_early", "resume"}:
+        raise ValueError(f"{what}: expected the entries lists, best_epoch, stopped_early, resume; got {sorted(s)}")
+    lists = _io.need(s, "lists", dict, what)
+    h = History()
+    n = len(_io.need(lists, "loss", list, what))
+    for name, v in lists.items():
+        if not _is_record(name, v) or len(v) not in (0, n):
+            raise ValueError(f"{what}: {name!r} must be a per-epoch record, a list of {n} numbers or empty")
+        setattr(h, name, [float(x) for x in v])
+    be = s["best_epoch"]
+    if be is not None and (not isinstance(be, int) or isinstance(be, bool) or not 0 <= be < n):
+        raise ValueError(f"{what}: best_epoch must be None or an epoch in 0..{n - 1}, got {be!r}")
+    h.best_epoch, h.stopped_early = be, _io.need(s, "stopped_early", bool, what)
+    loop = s["resume"]
+    if loop is not None:
+        w = f"{what} (resume state)"
+        if not isinstance(loop, dict) or set(loop) != {"step", "rngs", "best", "wait", "best_weights"}:
+            raise ValueError(f"{w}: expected the entries step, rngs, best, wait, best_weights")
+        step, wait = _io.need(loop, "step", int, w), _io.need(loop, "wait", int, w)
+        best = _io.need(loop, "best", (int, float), w)
+        if step < 0 or not 0 <= wait <= n or math.isnan(best):
+            raise ValueError(f"{w}: step {step}, wait {wait} or best {best} out of range")
+        rngs = {k: _rng_state(v, f"{w}: rngs[{k!r}]") for k, v in _io.need(loop, "rngs", dict, w).items()}
+        bw = loop["best_weights"]
+        if bw is not None and (not isinstance(bw, list) or not all(
+                isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) for a in bw)):
+            raise ValueError(f"{w}: best_weights must be None or a list of float arrays")
+        h._loop = {"step": step, "rngs": rngs, "best": float(best), "wait": wait, "best_weights": bw}
+    return h
+
+
+_io.register("nn.History", History, _history_to, _history_from)

@@ -16,7 +16,7 @@ temporary directory:
     scales and biases in an ``.npz``, built into ``torch.ao.nn.quantized.dynamic.Linear`` layers
     in the child (torch is imported before the baseline; its modules are never pickled).
 
-Each variant is then measured in a fresh process (``python -m lowbit.bench.memory``), so the
+Each variant is then measured in a fresh process (``python -m lowbit_bench.memory``), so the
 float weights never exist in the int8 and codebook processes. The child imports numpy and lowbit
 and reads the input batch; its VmRSS at that point is the *baseline*. Then (Linux /proc):
 
@@ -232,7 +232,7 @@ def child(spec: dict) -> dict:
 
 
 def run_child(spec: dict, threads: int, timeout: float = 600.0) -> dict:
-    """Measures one variant in a fresh ``python -m lowbit.bench.memory`` process with
+    """Measures one variant in a fresh ``python -m lowbit_bench.memory`` process with
     ``threads`` threads for lowbit and numpy's BLAS."""
     env = dict(os.environ)
     for k in ("LOWBIT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -18,7 +18,7 @@ of the reconstruction against the data, higher is better) in one table:
   ``lowbit.QuantizedLinear`` and numpy float32 ``x @ W.T + b`` at M = 1, 8, 64 for K = N = 4096.
 
 Peers that are not installed are skipped (their cells show ``-``). Slow peer calls (more than a
-second) are timed once. Run it with ``lowbit bench kmeans`` or ``python -m lowbit.bench.kmeans``.
+second) are timed once. Run it with ``lowbit bench kmeans`` or ``python -m lowbit_bench.kmeans``.
 """
 from __future__ import annotations
 
@@ -380,5 +380,5 @@ def main(threads=(1, 2), repeat=5, quick=False) -> int:
     return 1 if failures else 0
 
 
-if __name__ == "__main__":  # python -m lowbit.bench.kmeans [--quick]
+if __name__ == "__main__":  # python -m lowbit_bench.kmeans [--quick]
     sys.exit(main(quick="--quick" in sys.argv[1:]))

@@ -28,7 +28,10 @@ first batch holds the maximum) gives exactly the histogram over [0, max|x|].
 
 The range returned: with ``symmetric=False`` (the default) the threshold t is intersected with
 the data's range, (max(min x, -t), min(max x, t)), so non-negative data gets lo >= 0 and is
-quantized over [0, t] by an asymmetric uint8 quantizer; with ``symmetric=True`` it is (-t, t).
+quantized over [0, t] by an asymmetric uint8 quantizer (also when t is below every value: the
+intersection is then empty and the range is (0, t), or (-t, 0) for negative data); with
+``symmetric=True`` it is (-t, t). `range_to_qparams(lo, hi)` turns a range into the parameters
+lowbit.quantize(symmetric=False) would compute for a tensor with that min and max.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import math
 import numpy as np
 
 from ._checks import as_bool, as_float32, as_int, check_finite
+from .quant import qparams
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
 
@@ -81,7 +85,10 @@ class Observer:
         t = float(t)
         if self.symmetric:
             return -t, t
-        return max(self.min, -t), min(self.max, t)
+        lo, hi = max(self.min, -t), min(self.max, t)
+        if lo > hi:  # every value beyond t on one side: the data's side of [-t, t]
+            return (0.0, t) if self.min > 0 else (-t, 0.0)
+        return lo, hi
 
     def range(self) -> tuple[float, float]:
         raise NotImplementedError
@@ -348,14 +355,17 @@ def calibrate(x, method="minmax", *, percentile=99.99, bits=8, num_bins=2048, sy
 
 
 def range_to_qparams(lo: float, hi: float, *, bits=8) -> tuple[float, int]:
-    """(scale, zero_point) of asymmetric unsigned `bits`-bit quantization over [lo, hi], as ONNX
-    DynamicQuantizeLinear computes them (the range widened to include 0; a zero-width range gets
-    scale 1)."""
+    """(scale, zero_point) of asymmetric unsigned `bits`-bit quantization over [lo, hi]: the
+    parameters lowbit.quantize(x, symmetric=False) computes for a float32 tensor whose min is lo
+    and max is hi (lowbit.quant.qparams, the one rule: ONNX DynamicQuantizeLinear's, the range
+    widened to include 0, in float32; a constant range v gets scale |v|, 1 for v == 0). lo and
+    hi are rounded to float32 first. ValueError if they are not finite in float32 or lo > hi."""
     bits = as_int(bits, "bits", 2, 8)
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    qmax = (1 << bits) - 1
-    scale = (hi - lo) / qmax
-    if not scale > 0:
-        return 1.0, 0
-    zp = int(min(max(round(-lo / scale), 0), qmax))
-    return float(np.float32(scale)), zp
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number, got {type(v).__name__}")
+    try:
+        scale, zp = qparams(lo, hi, bits=bits, symmetric=False)
+    except ValueError:
+        raise ValueError(f"the range must be finite in float32 with lo <= hi, got ({lo}, {hi})") from None
+    return float(scale), int(zp)

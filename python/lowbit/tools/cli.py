@@ -24,8 +24,13 @@ def _demo(args) -> int:
 
 
 def _bench(args) -> int:
-    from .bench import run
-
+    try:
+        from lowbit_bench import run
+    except ImportError:
+        print("lowbit bench: the benchmarks are not in the lowbit wheel; install them from a "
+              "checkout of lowbit with: pip install ./bench  (add ./bench[peers] for ONNX Runtime, "
+              "torch, scikit-learn and faiss)", file=sys.stderr)
+        return 2
     return run(args.which, threads=args.threads, repeat=args.repeat, quick=args.quick)
 
 
@@ -42,14 +47,14 @@ def _activation(args) -> dict:
 
 
 def _quantize(args) -> int:
-    from .models import cli_quantize
+    from .commands import cli_quantize
 
     return cli_quantize(args.model, args.calib, method=args.method, out=args.output, bits=args.bits,
                         per_channel=not args.per_tensor, **_activation(args))
 
 
 def _report(args) -> int:
-    from .models import cli_report
+    from .commands import cli_report
 
     return cli_report(args.model, args.calib, labels_path=args.labels, method=args.method,
                       bits=args.bits, png=args.png, **_activation(args))

@@ -6,7 +6,7 @@ import pytest
 
 import lowbit
 from lowbit import _core
-from lowbit.bench import peak
+from lowbit_bench import peak
 
 INFO = lowbit.cpu_info()
 # SIMD builds have peak loops from AVX2 + FMA (x86-64) or NEON (AArch64) on

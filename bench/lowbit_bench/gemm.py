@@ -34,7 +34,7 @@ numpy float32 ``x @ W^T`` is the float baseline of both. A tiny shape (1 x 64 x 
 per-call overhead from Python.
 
 Every GOP/s table has lowbit's "% peak": its GOP/s / (int8 peak per core x threads), the peak
-measured on this core at the start of the run (:func:`lowbit.bench.peak.measured_peaks`: the
+measured on this core at the start of the run (:func:`lowbit_bench.peak.measured_peaks`: the
 best exact int8 loop of the kernel set lowbit runs) unless ``main(peak=...)`` gives one.
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _onnx_model(node, inputs, outputs, initializers, domains=()):
     graph = helper.make_graph([node], "lowbit_bench", inputs, outputs, initializer=initializers)
     opsets = [helper.make_opsetid("", ONNX_OPSET)] + [helper.make_opsetid(d, 1) for d in domains]
     model = helper.make_model(graph, opset_imports=opsets, ir_version=ONNX_IR_VERSION,
-                              producer_name="lowbit.bench")
+                              producer_name="lowbit_bench")
     onnx.checker.check_model(model)
     return model
 
@@ -485,7 +485,7 @@ def main(threads="1,2", repeat=7, quick=False, peak=None, shapes=None) -> int:
 
     ``peak``: GOP/s per thread (or ``{threads: GOP/s}``) that lowbit's "% peak" column divides
     by; None (the default): the int8 peak measured on one core of this CPU at the start
-    (:func:`lowbit.bench.peak.measured_peaks`, times the thread count); 0: no such column.
+    (:func:`lowbit_bench.peak.measured_peaks`, times the thread count); 0: no such column.
     ``shapes``: override the list of (M, K, N).
     """
     thread_list = common.parse_threads(threads)

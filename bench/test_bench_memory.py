@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc/self/status")
 
-from lowbit.bench import memory  # noqa: E402
+from lowbit_bench import memory  # noqa: E402
 
 VARIANTS = ["float32 (.npz)", "int8 QuantizedLinear", "codebook k=16"]
 
