@@ -7,7 +7,8 @@ object the site documents. Run it with the Python that has lowbit (and Sphinx) i
 build does. It fails (exit 1), listing what is missing, unless the site documents
 
 1. every name of ``docs/api_names.txt``: the names the API contract (API.md) specifies, including
-   attributes and methods (``lowbit.QTensor.scale``), environment variables and subcommands;
+   attributes and methods (``lowbit.QTensor.scale``), environment variables and subcommands
+   (names marked ``planned`` are not written yet: listed, and required once they import);
 2. every name of the installed package's ``__all__``, in ``lowbit`` and, recursively, in each
    ``lowbit.*`` module it exports (``lowbit.nn``, ``lowbit.distill``, ``lowbit.models``, ...);
 3. every subcommand ``lowbit --help`` lists;
@@ -172,14 +173,30 @@ def main() -> int:
         try:
             obj = resolve(name)
         except Exception as e:  # noqa: BLE001
-            problems.append(f"{name}: not documented ({why}; it does not import: "
-                            f"{type(e).__name__}: {e})")
+            hint = f"it does not import: {type(e).__name__}: {e}"
+            try:
+                parent = resolve(name.rsplit(".", 1)[0])
+            except Exception:  # noqa: BLE001
+                parent = None
+            if isinstance(e, AttributeError) and inspect.isclass(parent):
+                hint = (f"the class has no {name.rsplit('.', 1)[1]!r}: not written yet, or an instance "
+                        "attribute, which autodoc sees only with a `#:` comment where __init__ assigns it")
+            problems.append(f"{name}: not documented ({why}; {hint})")
             return
         if _identity_matters(obj) and id(obj) in by_id:
             return
         problems.append(f"{name}: not documented ({why})")
 
     contract = read_api_names(DOCS / "api_names.txt")
+    planned = [n.split(" ", 1)[1] for n in contract if n.startswith("planned ")]
+    contract = [n for n in contract if not n.startswith("planned ")]
+    for name in planned:  # not written yet: once it imports, it must be documented
+        try:
+            resolve(name)
+        except Exception:  # noqa: BLE001
+            print(f"planned, not written yet: {name}")
+            continue
+        check_py(name, "api_names.txt, planned and now written")
     for name in contract:
         if name.startswith("LOWBIT_"):
             if name not in envvars:
@@ -193,7 +210,7 @@ def main() -> int:
     api_md = args.api_md or (Path(os.environ["LOWBIT_API_MD"]) if os.environ.get("LOWBIT_API_MD")
                              else ROOT.parent / "shared" / "API.md")
     if api_md.exists():
-        missing = sorted(names_in_api_md(api_md) - set(contract))
+        missing = sorted(names_in_api_md(api_md) - set(contract) - set(planned))
         for name in missing:
             problems.append(f"{name}: named in {api_md} but not in docs/api_names.txt")
         print(f"API.md: {api_md} ({len(missing)} names missing from docs/api_names.txt)")

@@ -125,8 +125,8 @@ bool CodebookLinearPlan::forward(const float* x, size_t M, float* y, Workspace* 
   // output features, whose int64 sums (at most kStrip x 64, on the stack) become floats at once.
   // The decoded-tile path decodes a chunk of 16 weight rows (per worker, ws->tiles) and passes
   // every strip of the row block over it.
-  constexpr size_t kStrip = 4;
-  const size_t chunk = nibbles_ ? 64 : 16;
+  constexpr size_t kStrip = 4, kMaxChunk = 64;
+  const size_t chunk = nibbles_ ? kMaxChunk : 16;
   // The grid: a quantized activation row is kp int8 or int16; an output feature streams kp / 2
   // bytes of 4-bit codes, or kp int16 once decoded.
   const internal::GemmGrid grid =
@@ -208,7 +208,7 @@ bool CodebookLinearPlan::forward(const float* x, size_t M, float* y, Workspace* 
       }
       for (size_t r = m0; r < m1; r += kStrip) {
         const size_t rn = std::min(kStrip, m1 - r);
-        int64_t acc[kStrip * 64];
+        int64_t acc[kStrip * kMaxChunk];
         if (nibbles_ && int8_path)
           kt.s8cb4_s64_gemm(rn, cn, kp_, x8 + r * kp_, kp_, packed_.data() + c * kp_ / 2, kp_ / 2,
                             qc8_.data(), acc, cn);

@@ -51,12 +51,14 @@ inline GemmGrid make_gemm_grid(size_t M, size_t strip, size_t a_row_bytes, size_
   return g;
 }
 
-// Runs task(t, worker) for every task of the grid: over the thread pool when `parallel` (the
-// caller's judgement that the work pays for waking threads), else in order on the caller
-// (worker 0). worker < workers(g) (see parallel_for_workers).
+// How many threads can work on the grid's tasks at once: the size of per-worker scratch.
 inline size_t grid_workers(const GemmGrid& g) {
   return std::max<size_t>(1, std::min(g.tasks(), static_cast<size_t>(num_threads())));
 }
+
+// Runs task(t, worker) for every task of the grid: over the thread pool when `parallel` (the
+// caller's judgement that the work pays for waking threads), else in order on the caller
+// (worker 0); worker < workers (parallel_for_workers).
 template <typename Task>
 void run_grid(const GemmGrid& g, bool parallel, size_t workers, const Task& task) {
   const size_t n = g.tasks();

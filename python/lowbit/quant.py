@@ -192,7 +192,7 @@ def _check_params(scale, zero_point, shape, axis, bits, signed):
 
 
 def quantize(x, *, bits=8, axis=None, symmetric=True, scale=None, zero_point=None) -> QTensor:
-    """Quantizes a float tensor to `bits`-bit integer codes (see API.md, "Linear quantization").
+    """Quantizes a float tensor to `bits`-bit integer codes (the rules: docs, "Linear quantization").
 
     Without `scale`: the parameters come from the data's range, per tensor (axis=None) or per
     index along `axis`; symmetric -> signed codes in [-(2^(b-1)-1), 2^(b-1)-1] with zero point 0,

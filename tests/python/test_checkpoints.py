@@ -497,3 +497,31 @@ def test_history_with_foreign_attributes_is_not_saved_but_still_pickles(tmp_path
         lowbit.save(h, tmp_path / "h.lowbit")
     back = pickle.loads(pickle.dumps(h))  # Python's own pickling, as before
     assert back.note == "baseline" and back.loss == h.loss
+
+
+def test_distiller_resumes_exactly(tmp_path):
+    """Distiller.fit(resume=...) continues an interrupted run bit for bit, like nn.fit."""
+    from lowbit import distill
+
+    r = np.random.default_rng(3)
+    x = r.standard_normal((96, 12)).astype(np.float32)
+    y = r.integers(0, 4, 96)
+    teacher = nn.MLP([12, 16, 4], seed=1)
+
+    def run(epochs, student, **kw):
+        return distill.Distiller(teacher, student, temperature=3.0, alpha=0.7).fit(
+            x, y, epochs=epochs, batch_size=32, lr=1e-2, seed=5, **kw)
+
+    whole = nn.MLP([12, 8, 4], dropout=0.2, seed=2)
+    opt_whole = nn.Adam(1e-2)
+    h_whole = run(4, whole, optimizer=opt_whole)
+
+    part = nn.MLP([12, 8, 4], dropout=0.2, seed=2)
+    opt = nn.Adam(1e-2)
+    h = run(2, part, optimizer=opt)
+    lowbit.save({"model": part, "optimizer": opt, "history": h}, tmp_path / "ck.lowbit")
+    ck = lowbit.load(tmp_path / "ck.lowbit")
+    h2 = run(4, ck["model"], optimizer=ck["optimizer"], resume=ck["history"])
+    for a, b in zip(whole.parameters(), ck["model"].parameters()):
+        np.testing.assert_array_equal(a, b)
+    assert h2.loss == h_whole.loss

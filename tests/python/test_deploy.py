@@ -29,7 +29,8 @@ def test_file_layout_and_checksum(tmp_path):
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
-def test_reference_is_the_layers_one_by_one():
+def test_reference_of_dynamic_layers_is_the_layers_one_by_one():
+    """Dynamic layers do not chain on codes: the runtime (the reference) runs them one by one."""
     m = small_model()
     x = np.random.default_rng(1).standard_normal((6, 4)).astype(np.float32)
     want = m.layers[3](np.maximum(m.layers[0](x), 0))

@@ -144,12 +144,11 @@ def codebook_layers(rng):
 
 
 def float_layers_in_the_middle(rng):
-    return _quantized([nn.Linear(32, 48, seed=17), nn.ReLU(), nn.Linear(48, 40, seed=18),
-                       nn.GELU(), nn.Linear(40, 40, seed=19), nn.ReLU(), nn.Linear(40, 32, seed=20),
-                       nn.LayerNorm(32), nn.Linear(32, 24, seed=21), nn.ReLU(),
-                       nn.Linear(24, 16, seed=22)], _data(rng, 256, 32)) [:9] + [
-        L.Linear(rng.standard_normal((20, 24)).astype(np.float32) * 0.2),  # float Linear kept
-        nn.Softmax()]
+    q = _quantized([nn.Linear(32, 48, seed=17), nn.ReLU(), nn.Linear(48, 40, seed=18), nn.GELU(),
+                    nn.Linear(40, 40, seed=19), nn.ReLU(), nn.Linear(40, 32, seed=20),
+                    nn.LayerNorm(32), nn.Linear(32, 24, seed=21)], _data(rng, 256, 32))
+    w = rng.standard_normal((20, 24)).astype(np.float32) * 0.2
+    return q + [L.Linear(w), nn.Softmax()]  # a float Linear, kept in float
 
 
 def seven_bit_activations(rng):

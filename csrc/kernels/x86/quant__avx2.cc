@@ -1,14 +1,13 @@
 // AVX2 quantization kernels; contracts in lowbit/kernels.h, oracle in ../scalar/quant__scalar.cc.
 //
-// Tails: the last n % block elements are copied into a padded block and run through the body's
-// own vector code (padding that cannot change a result: 0 for values and zero points, 1 for
-// scales, a value of the tail for min/max), so a tail computes exactly what the body computes and
+// Tails (the last n % block elements) run one element at a time through the scalar SSE forms of
+// the body's instructions (divss / roundss / addss / maxss / minss / cvttss2si for q8, ...):
+// the same IEEE operations on one lane, so a tail computes exactly what the body computes, and
 // no kernel shares code with its scalar oracle.
 #include <immintrin.h>
 
 #include <cfloat>
 #include <cmath>
-#include <cstring>
 #include <type_traits>
 
 #include "lowbit/kernels.h"
@@ -43,6 +42,31 @@ inline __m256i q8(__m256 x, __m256 s, __m256 zp, __m256 lo, __m256 hi) {
   return _mm256_cvttps_epi32(v);
 }
 
+// ---- one-lane forms of the body's steps, for the tails ----
+inline bool nonfinite1(float x) {
+  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+  return _mm_movemask_ps(_mm_cmp_ss(_mm_and_ps(_mm_set_ss(x), abs_mask), _mm_set_ss(FLT_MAX),
+                                    _CMP_NLE_UQ)) & 1;
+}
+
+inline uint8_t q8_1(float x, float s, float zp, float lo, float hi) {
+  __m128 v = _mm_div_ss(_mm_set_ss(x), _mm_set_ss(s));
+  v = _mm_round_ss(v, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  v = _mm_min_ss(_mm_max_ss(_mm_add_ss(v, _mm_set_ss(zp)), _mm_set_ss(lo)), _mm_set_ss(hi));
+  return static_cast<uint8_t>(_mm_cvttss_si32(v));
+}
+
+template <typename T>
+inline float dequantize1(T q, float s, float zp) {
+  const __m128 v = _mm_cvtsi32_ss(_mm_setzero_ps(), q);
+  return _mm_cvtss_f32(_mm_mul_ss(_mm_sub_ss(v, _mm_set_ss(zp)), _mm_set_ss(s)));
+}
+
+// minps(a, x) / maxps(a, x) on one lane, as Intel defines them (x when either is NaN or both
+// are zeros); GCC emits minss / maxss for exactly these expressions.
+inline float min1(float a, float x) { return a < x ? a : x; }
+inline float max1(float a, float x) { return a > x ? a : x; }
+
 // Four vectors of int32 codes in [-128, 255] -> 32 bytes (low 8 bits of each), in order.
 inline void store32(uint8_t* out, __m256i a, __m256i b, __m256i c, __m256i d) {
   const __m256i ff = _mm256_set1_epi16(0xff);
@@ -60,74 +84,25 @@ inline __m256 load8_codes(const T* q) {
   return _mm256_cvtepi32_ps(i);
 }
 
-// The first r < N elements of src into a block of N, the rest `pad`.
-template <size_t N, typename T>
-inline void pad_block(T (&dst)[N], const T* src, size_t r, T pad) {
-  std::memcpy(dst, src, r * sizeof(T));
-  for (size_t j = r; j < N; j++) dst[j] = pad;
-}
-
-template <typename T>
-inline void dequantize16(const T* q, __m256 s, __m256 z, float* out) {
-  _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_sub_ps(load8_codes(q), z), s));
-  _mm256_storeu_ps(out + 8, _mm256_mul_ps(_mm256_sub_ps(load8_codes(q + 8), z), s));
-}
-
 template <typename T>
 void dequantize(const T* q, size_t n, float scale, float zp, float* out) {
   const __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zp);
   size_t i = 0;
-  for (; i + 16 <= n; i += 16) dequantize16(q + i, s, z, out + i);
-  if (const size_t r = n - i) {
-    T bq[16];
-    float bo[16];
-    pad_block(bq, q + i, r, T(0));
-    dequantize16(bq, s, z, bo);
-    std::memcpy(out + i, bo, r * sizeof(float));
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_sub_ps(load8_codes(q + i), z), s));
+    _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(_mm256_sub_ps(load8_codes(q + i + 8), z), s));
   }
-}
-
-template <typename T>
-inline void cdequantize8(const T* q, const float* scale, const float* zp, float* out) {
-  __m256 v = _mm256_sub_ps(load8_codes(q), _mm256_loadu_ps(zp));
-  _mm256_storeu_ps(out, _mm256_mul_ps(v, _mm256_loadu_ps(scale)));
+  for (; i < n; i++) out[i] = dequantize1(q[i], scale, zp);
 }
 
 template <typename T>
 void cdequantize(const T* q, size_t n, const float* scale, const float* zp, float* out) {
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) cdequantize8(q + i, scale + i, zp + i, out + i);
-  if (const size_t r = n - i) {
-    T bq[8];
-    float bs[8], bz[8], bo[8];
-    pad_block(bq, q + i, r, T(0));
-    pad_block(bs, scale + i, r, 1.0f);
-    pad_block(bz, zp + i, r, 0.0f);
-    cdequantize8(bq, bs, bz, bo);
-    std::memcpy(out + i, bo, r * sizeof(float));
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_sub_ps(load8_codes(q + i), _mm256_loadu_ps(zp + i));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(v, _mm256_loadu_ps(scale + i)));
   }
-}
-
-// 32 codes of x with one scale and zero point; returns the lanes where x is not finite.
-inline __m256 quantize32(const float* x, __m256 s, __m256 z, __m256 lo, __m256 hi, uint8_t* out) {
-  __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
-  __m256 c = _mm256_loadu_ps(x + 16), d = _mm256_loadu_ps(x + 24);
-  store32(out, q8(a, s, z, lo, hi), q8(b, s, z, lo, hi), q8(c, s, z, lo, hi), q8(d, s, z, lo, hi));
-  return _mm256_or_ps(_mm256_or_ps(nonfinite(a), nonfinite(b)),
-                      _mm256_or_ps(nonfinite(c), nonfinite(d)));
-}
-
-inline __m256 cquantize32(const float* x, const float* scale, const float* zp, __m256 lo,
-                          __m256 hi, uint8_t* out) {
-  __m256i q[4];
-  __m256 bad = _mm256_setzero_ps();
-  for (int j = 0; j < 4; j++) {
-    __m256 v = _mm256_loadu_ps(x + 8 * j);
-    bad = _mm256_or_ps(bad, nonfinite(v));
-    q[j] = q8(v, _mm256_loadu_ps(scale + 8 * j), _mm256_loadu_ps(zp + 8 * j), lo, hi);
-  }
-  store32(out, q[0], q[1], q[2], q[3]);
-  return bad;
+  for (; i < n; i++) out[i] = dequantize1(q[i], scale[i], zp[i]);
 }
 
 }  // namespace
@@ -135,46 +110,43 @@ inline __m256 cquantize32(const float* x, const float* scale, const float* zp, _
 bool f32_f32_minmax__avx2(const float* x, size_t n, float* mn, float* mx) {
   __m256 lo0 = _mm256_set1_ps(INFINITY), lo1 = lo0, hi0 = _mm256_set1_ps(-INFINITY), hi1 = hi0;
   __m256 bad = _mm256_setzero_ps();
-  auto block = [&](const float* p) {
-    __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
     lo0 = _mm256_min_ps(lo0, a);
     hi0 = _mm256_max_ps(hi0, a);
     lo1 = _mm256_min_ps(lo1, b);
     hi1 = _mm256_max_ps(hi1, b);
     bad = _mm256_or_ps(bad, _mm256_or_ps(nonfinite(a), nonfinite(b)));
-  };
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) block(x + i);
-  if (const size_t r = n - i) {
-    float bx[16];
-    pad_block(bx, x + i, r, x[i]);
-    block(bx);
   }
-  *mn = hmin(_mm256_min_ps(lo0, lo1));
-  *mx = hmax(_mm256_max_ps(hi0, hi1));
-  return _mm256_movemask_ps(bad) == 0;
+  float lo = hmin(_mm256_min_ps(lo0, lo1)), hi = hmax(_mm256_max_ps(hi0, hi1));
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= !nonfinite1(x[i]);
+    lo = min1(lo, x[i]);
+    hi = max1(hi, x[i]);
+  }
+  *mn = lo;
+  *mx = hi;
+  return finite;
 }
 
 bool f32_f32_cminmax__avx2(const float* x, size_t n, float* mn, float* mx) {
   __m256 bad = _mm256_setzero_ps();
-  auto block = [&](const float* p, float* pmn, float* pmx) {
-    __m256 v = _mm256_loadu_ps(p);
-    _mm256_storeu_ps(pmn, _mm256_min_ps(v, _mm256_loadu_ps(pmn)));
-    _mm256_storeu_ps(pmx, _mm256_max_ps(v, _mm256_loadu_ps(pmx)));
-    bad = _mm256_or_ps(bad, nonfinite(v));
-  };
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) block(x + i, mn + i, mx + i);
-  if (const size_t r = n - i) {
-    float bx[8], bmn[8], bmx[8];
-    pad_block(bx, x + i, r, 0.0f);
-    pad_block(bmn, mn + i, r, 0.0f);
-    pad_block(bmx, mx + i, r, 0.0f);
-    block(bx, bmn, bmx);
-    std::memcpy(mn + i, bmn, r * sizeof(float));
-    std::memcpy(mx + i, bmx, r * sizeof(float));
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(mn + i, _mm256_min_ps(v, _mm256_loadu_ps(mn + i)));
+    _mm256_storeu_ps(mx + i, _mm256_max_ps(v, _mm256_loadu_ps(mx + i)));
+    bad = _mm256_or_ps(bad, nonfinite(v));
   }
-  return _mm256_movemask_ps(bad) == 0;
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= !nonfinite1(x[i]);
+    mn[i] = min1(x[i], mn[i]);
+    mx[i] = max1(x[i], mx[i]);
+  }
+  return finite;
 }
 
 bool f32_q8_quantize__avx2(const float* x, size_t n, float scale, float zp, float qmin,
@@ -183,15 +155,20 @@ bool f32_q8_quantize__avx2(const float* x, size_t n, float scale, float zp, floa
   const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax);
   __m256 bad = _mm256_setzero_ps();
   size_t i = 0;
-  for (; i + 32 <= n; i += 32) bad = _mm256_or_ps(bad, quantize32(x + i, s, z, lo, hi, out + i));
-  if (const size_t r = n - i) {
-    float bx[32];
-    uint8_t bo[32];
-    pad_block(bx, x + i, r, 0.0f);
-    bad = _mm256_or_ps(bad, quantize32(bx, s, z, lo, hi, bo));
-    std::memcpy(out + i, bo, r);
+  for (; i + 32 <= n; i += 32) {
+    __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
+    __m256 c = _mm256_loadu_ps(x + i + 16), d = _mm256_loadu_ps(x + i + 24);
+    bad = _mm256_or_ps(_mm256_or_ps(bad, _mm256_or_ps(nonfinite(a), nonfinite(b))),
+                       _mm256_or_ps(nonfinite(c), nonfinite(d)));
+    store32(out + i, q8(a, s, z, lo, hi), q8(b, s, z, lo, hi), q8(c, s, z, lo, hi),
+            q8(d, s, z, lo, hi));
   }
-  return _mm256_movemask_ps(bad) == 0;
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= !nonfinite1(x[i]);
+    out[i] = q8_1(x[i], scale, zp, qmin, qmax);
+  }
+  return finite;
 }
 
 bool f32_q8_cquantize__avx2(const float* x, size_t n, const float* scale, const float* zp,
@@ -199,18 +176,21 @@ bool f32_q8_cquantize__avx2(const float* x, size_t n, const float* scale, const 
   const __m256 lo = _mm256_set1_ps(qmin), hi = _mm256_set1_ps(qmax);
   __m256 bad = _mm256_setzero_ps();
   size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    bad = _mm256_or_ps(bad, cquantize32(x + i, scale + i, zp + i, lo, hi, out + i));
-  if (const size_t r = n - i) {
-    float bx[32], bs[32], bz[32];
-    uint8_t bo[32];
-    pad_block(bx, x + i, r, 0.0f);
-    pad_block(bs, scale + i, r, 1.0f);
-    pad_block(bz, zp + i, r, 0.0f);
-    bad = _mm256_or_ps(bad, cquantize32(bx, bs, bz, lo, hi, bo));
-    std::memcpy(out + i, bo, r);
+  for (; i + 32 <= n; i += 32) {
+    __m256i q[4];
+    for (int j = 0; j < 4; j++) {
+      __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+      bad = _mm256_or_ps(bad, nonfinite(v));
+      q[j] = q8(v, _mm256_loadu_ps(scale + i + 8 * j), _mm256_loadu_ps(zp + i + 8 * j), lo, hi);
+    }
+    store32(out + i, q[0], q[1], q[2], q[3]);
   }
-  return _mm256_movemask_ps(bad) == 0;
+  bool finite = _mm256_movemask_ps(bad) == 0;
+  for (; i < n; i++) {
+    finite &= !nonfinite1(x[i]);
+    out[i] = q8_1(x[i], scale[i], zp[i], qmin, qmax);
+  }
+  return finite;
 }
 
 void qs8_f32_dequantize__avx2(const int8_t* q, size_t n, float scale, float zp, float* out) {

@@ -10,8 +10,8 @@ from lowbit.nn._util import as_float, as_labels, as_number, as_seed, sub_seed
 from lowbit.nn.functional import _kd, _teacher_terms, check_probs, log_softmax, mse_loss
 from lowbit.nn.layers import Linear, Sequential
 from lowbit.nn.optim import make_optimizer
-from lowbit.nn.training import (History, _check_finite, check_common, check_model, check_validation,
-                                evaluate, run_epochs, shuffled_batches)
+from lowbit.nn.training import (History, _check_finite, check_common, check_model, check_resume,
+                                check_validation, evaluate, run_epochs, shuffled_batches)
 
 __all__ = ["Distiller", "chunks_from_files"]
 
@@ -392,7 +392,8 @@ class Distiller:
 
     def fit(self, x, y=None, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False, soft_targets=None,
             validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True, optimizer="adam",
-            weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0, callback=None, threads=None) -> History:
+            weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0, callback=None, threads=None,
+            resume=None) -> History:
         """Train the student (in place) on data in memory or memory-mapped.
 
         The History holds soft_loss, hard_loss and, with hints, hint_loss per epoch besides
@@ -450,6 +451,10 @@ class Distiller:
             ``callback(epoch, history)`` runs after each epoch; returning True stops training.
         threads : int, optional
             Limit numpy's BLAS to this many threads while training (None leaves it alone).
+        resume : lowbit.nn.History, optional
+            The History of an interrupted run of this distiller, to continue it exactly (as
+            :func:`lowbit.nn.fit`'s ``resume``: pass the run's saved student, optimizer and
+            History, with the other arguments of the first call).
 
         Returns
         -------
@@ -528,13 +533,17 @@ class Distiller:
             th = None if cached is None else {ti: h[idx] for ti, h in cached[1].items()}
             return self._step(xb, yb, soft[idx], None, th, drop_rng, n_classes, plogp[idx])
 
+        steps_per_epoch = -(-n // batch_size)
+        rngs = {"shuffle": shuffle_rng, "dropout": drop_rng}
+        history = History() if resume is None else check_resume(resume, opt, steps_per_epoch, rngs,
+                                                                self._trainables()[0])
         validate = None if val is None else (lambda: evaluate(self.student, val[0], val[1]))
-        return run_epochs(History(), epochs=epochs, batches=batches, step=step, trainables=self._trainables,
+        return run_epochs(history, epochs=epochs, batches=batches, step=step, trainables=self._trainables,
                           optimizer=opt, lr=lr, schedule=schedule, min_lr=as_number(min_lr, "min_lr", 0.0),
                           total_steps=epochs * (-(-n // batch_size)), validate=validate,
                           early_stopping=early_stopping, min_delta=as_number(min_delta, "min_delta", 0.0),
                           restore_best=bool(restore_best), progress=bool(progress), desc="distill",
-                          callback=callback, threads=threads)
+                          callback=callback, threads=threads, rngs=rngs, resume=resume is not None)
 
     def fit_stream(self, chunks, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False, n_samples=None,
                    validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True,
