@@ -35,7 +35,25 @@ def _layers_of(model) -> list:
 
 def runtime_layers(model) -> list:
     """The layers the runtime executes (Dropout, an identity at inference, is left out).
-    ValueError names any layer the runtime cannot run."""
+
+    Parameters
+    ----------
+    model : Sequential or list
+        A lowbit Sequential (or anything with ``.layers``) or a list of layers.
+
+    Returns
+    -------
+    list
+        The layers, in order.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is neither.
+    ValueError
+        Naming any layer the runtime cannot run, or if there is no QuantizedLinear or
+        CodebookLinear layer.
+    """
     from .models import layers as nn
 
     out = []
@@ -53,17 +71,64 @@ def runtime_layers(model) -> list:
 
 
 def runtime_reference(model, x) -> np.ndarray:
-    """What the runtime computes for x, in Python: lowbit.QuantizedModel of the exported layers
-    (the same plan, through lowbit's binding of the runtime)."""
+    """What the runtime computes for ``x``, in Python.
+
+    :class:`lowbit.QuantizedModel` of the exported layers: the same plan, through lowbit's
+    binding of the runtime.
+
+    Parameters
+    ----------
+    model : Sequential or list
+        The model, as :func:`lowbit.export_runtime` takes it.
+    x : array_like of float
+        The input, ``(..., in_features)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, ``(..., out_features)``.
+    """
     from .models import QuantizedModel
 
     return QuantizedModel(runtime_layers(model))(x)
 
 
 def export_runtime(model, path) -> int:
-    """Writes `model` (QuantizedLinear, CodebookLinear and ReLU layers) for the C++ runtime;
-    returns the bytes written. Shapes must chain: each layer's in_features equals the previous
-    out_features."""
+    """Write a quantized model as one file for lowbit's C++ runtime.
+
+    The file is compact, versioned and checksummed; the C++ runtime
+    (``csrc/include/lowbit/model.h``, where the format is described; the example program
+    ``examples/lowbit_infer.cc``) loads and runs it on any CPU lowbit builds for. The runtime
+    runs the layers with the plan :class:`lowbit.QuantizedModel` runs (chains of static int8
+    layers on uint8 codes, requantized in the GEMM epilogue), on the same kernels: its output
+    equals ``lowbit.QuantizedModel(layers)(x)`` bit for bit.
+
+    Parameters
+    ----------
+    model : Sequential or list
+        A lowbit Sequential (or anything with ``.layers``) or a list of layers:
+        :class:`lowbit.QuantizedLinear` (dynamic or static activations),
+        :class:`lowbit.CodebookLinear` (k-means codebook weights, stored as packed codes and
+        centroids) and ReLU layers (Dropout, an identity at inference, is left out). The first
+        layer must be a QuantizedLinear or CodebookLinear, and shapes must chain: each layer's
+        ``in_features`` equals the previous ``out_features``.
+    path : str or path-like
+        The file to write.
+
+    Returns
+    -------
+    int
+        The bytes written.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is neither a Sequential nor a list of layers.
+    ValueError
+        If a layer cannot be exported (quantize Linear layers first, e.g. with
+        :func:`lowbit.quantize_model`), there is no QuantizedLinear or CodebookLinear layer,
+        the first layer is not one, or the shapes do not chain.
+    """
     data = runtime_bytes(model)
     with open(os.fspath(path), "wb") as f:
         f.write(data)
@@ -71,7 +136,25 @@ def export_runtime(model, path) -> int:
 
 
 def runtime_bytes(model) -> bytes:
-    """The runtime file of `model`, as export_runtime writes it."""
+    """The runtime file of a model, as :func:`lowbit.export_runtime` writes it.
+
+    Parameters
+    ----------
+    model : Sequential or list
+        The model, as :func:`lowbit.export_runtime` takes it.
+
+    Returns
+    -------
+    bytes
+        The file's contents.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is neither a Sequential nor a list of layers.
+    ValueError
+        As :func:`lowbit.export_runtime`.
+    """
     layers = runtime_layers(model)
     body = bytearray()
     width = first = None

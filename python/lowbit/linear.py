@@ -12,8 +12,23 @@ _INT32_MAX = 2**31 - 1
 
 
 class PackedInt8:
-    """int8 weights (K, N) packed once for lowbit's GEMM kernels; pass it to matmul_int8 as `b`
-    to skip packing on every call."""
+    """int8 weights ``(K, N)`` packed once for lowbit's GEMM kernels.
+
+    Pass it to :func:`lowbit.matmul_int8` as ``b`` to skip packing on every call;
+    :func:`lowbit.pack_int8` makes one.
+
+    Parameters
+    ----------
+    b : array_like of int8, shape (K, N)
+        The weights (any strides; they are read once, while packing).
+
+    Raises
+    ------
+    TypeError
+        If ``b`` is not an int8 array.
+    ValueError
+        If ``b`` is not 2-D.
+    """
 
     __slots__ = ("_packed", "shape")
 
@@ -24,18 +39,45 @@ class PackedInt8:
         if b.ndim != 2:
             raise ValueError(f"b must be 2-D (K, N), got shape {b.shape}")
         self._packed = _core.PackedB(b)
+        #: The shape of the weights, ``(K, N)``.
         self.shape = (int(b.shape[0]), int(b.shape[1]))
 
     @property
     def nbytes(self) -> int:
+        """Bytes held by the packed copy: the packed weights and the kernels' per-column data."""
         return int(self._packed.nbytes)
 
     def unpack(self) -> np.ndarray:
+        """The weights, unpacked.
+
+        Returns
+        -------
+        numpy.ndarray
+            A new int8 array of shape ``(K, N)``, equal to the ``b`` packed.
+        """
         return self._packed.unpack()
 
 
 def pack_int8(b) -> PackedInt8:
-    """Packs int8 weights (K, N) once for repeated matmul_int8 calls."""
+    """Pack int8 weights ``(K, N)`` once for repeated :func:`lowbit.matmul_int8` calls.
+
+    Parameters
+    ----------
+    b : array_like of int8, shape (K, N)
+        The weights.
+
+    Returns
+    -------
+    PackedInt8
+        The packed weights.
+
+    Raises
+    ------
+    TypeError
+        If ``b`` is not an int8 array.
+    ValueError
+        If ``b`` is not 2-D.
+    """
     return PackedInt8(b)
 
 
@@ -49,10 +91,32 @@ def _check_no_overflow(k: int, a_span: int, b_span: int) -> None:
 
 
 def matmul_int8(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
-    """Exact (a - a_zero_point) @ (b - b_zero_point) as int32 (M, N).
+    """Exact ``(a - a_zero_point) @ (b - b_zero_point)`` as int32.
 
-    a: uint8 or int8 (M, K); b: int8 (K, N) or a PackedInt8 from lowbit.pack_int8. Shapes whose
-    result could overflow int32 (from K and the zero points, whatever the data) raise ValueError.
+    Parameters
+    ----------
+    a : array_like of uint8 or int8, shape (M, K)
+        The left operand.
+    b : array_like of int8, shape (K, N), or PackedInt8
+        The right operand, or a :class:`lowbit.PackedInt8` from :func:`lowbit.pack_int8`.
+    a_zero_point : int, default 0
+        Subtracted from every element of ``a``.
+    b_zero_point : int, default 0
+        Subtracted from every element of ``b``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 of shape ``(M, N)``.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` is not uint8/int8, ``b`` not int8, or a zero point not an integer.
+    ValueError
+        If ``a`` or ``b`` is not 2-D, the inner dimensions differ, a zero point is outside
+        int32, or the shapes could overflow int32: the bound comes from K and the zero points,
+        whatever the data.
     """
     if type(b) is PackedInt8 and type(a_zero_point) is int and type(b_zero_point) is int \
             and not (a_zero_point or b_zero_point):
@@ -89,18 +153,59 @@ def matmul_int8(a, b, *, a_zero_point=0, b_zero_point=0) -> np.ndarray:
 
 
 class QuantizedLinear:
-    """A drop-in int8 replacement for a float linear layer y = x W^T + b.
+    """A drop-in int8 replacement for a float linear layer ``y = x W^T + b``.
 
-    weight: float (out_features, in_features) like torch.nn.Linear.weight; bias: (out_features,)
-    or None. The weight is quantized symmetric (per output channel when per_channel) to `bits`
-    and packed once. layer(x) quantizes activations on the fly, per row, to `act_bits`-bit
-    unsigned codes (dynamic), or with the given act_scale / act_zero_point (static), runs the int8
-    GEMM, and dequantizes with the bias added in the same pass.
+    The weight is quantized symmetric (per output channel when ``per_channel``) to ``bits``
+    and packed once. ``layer(x)`` quantizes activations on the fly, per row, to
+    ``act_bits``-bit unsigned codes (dynamic), or with the given ``act_scale`` /
+    ``act_zero_point`` (static), runs the int8 GEMM, and dequantizes with the bias added in the
+    same pass. :meth:`from_quantized` makes a layer of already-quantized weights.
 
-    bits=7 or act_bits=7 (7-bit weights in [-63, 63], or activation codes in [0, 127]) give
-    operands whose products AVX2 CPUs without VNNI can sum exactly with vpmaddubsw, and both
-    together let them sum twice as many in 16 bits: about 1.3x faster there, for ~6 dB less
+    ``bits=7`` or ``act_bits=7`` (7-bit weights in [-63, 63], or activation codes in [0, 127])
+    give operands whose products AVX2 CPUs without VNNI can sum exactly with vpmaddubsw, and
+    both together let them sum twice as many in 16 bits: about 1.3x faster there, for ~6 dB less
     SQNR per 7-bit operand. Results are the same on every ISA for a given setting.
+
+    Parameters
+    ----------
+    weight : array_like of float, shape (out_features, in_features)
+        The float weight, like ``torch.nn.Linear.weight``; non-empty and finite.
+    bias : array_like of float, shape (out_features,), optional
+        The bias (None: no bias).
+    bits : int, default 8
+        Weight bits, 2..8.
+    per_channel : bool, default True
+        One weight scale per output channel (False: one for the whole weight).
+    act_scale : float, optional
+        Static activation quantization with this scale (finite, > 0); None: dynamic, per row.
+    act_zero_point : int, optional
+        With ``act_scale``: the activations' zero point, in ``[0, 2^act_bits - 1]``
+        (default 0).
+    act_bits : int, default 8
+        Activation bits, 7 or 8.
+
+    Attributes
+    ----------
+    bits : int
+        Weight bits.
+    act_bits : int
+        Activation bits.
+    per_channel : bool
+        Whether the weight has one scale per output channel.
+    act_scale : float or None
+        The static activation scale, or None (dynamic).
+    act_zero_point : int or None
+        The static activation zero point, or None (dynamic).
+
+    Raises
+    ------
+    TypeError
+        If ``weight`` or ``bias`` is not a floating-point array, or another argument has the
+        wrong type.
+    ValueError
+        If ``weight`` is not a non-empty finite 2-D array, ``bias`` has the wrong shape or
+        holds NaN/Inf, ``bits``/``act_bits`` is out of range, the activation parameters are
+        invalid, or ``act_zero_point`` is given without ``act_scale``.
     """
 
     def __init__(self, weight, bias=None, *, bits=8, per_channel=True, act_scale=None,
@@ -109,7 +214,10 @@ class QuantizedLinear:
         self.bits = as_int(bits, "bits", 2, 8)
         self.act_bits = as_int(act_bits, "act_bits", 7, 8)
         self.per_channel = as_bool(per_channel, "per_channel")
+        #: The layer's sizes, from the weight's shape ``(out_features, in_features)``: inputs
+        #: have ``in_features`` values in their last axis, outputs ``out_features``.
         self.out_features, self.in_features = (int(s) for s in w.shape)
+        #: The float32 bias ``(out_features,)`` (a private copy), or None.
         self.bias = as_bias(bias, self.out_features)
         self._pack_weight(quantize(w, bits=self.bits, axis=0 if self.per_channel else None,
                                    symmetric=True))
@@ -129,8 +237,9 @@ class QuantizedLinear:
 
     @property
     def weight_q(self) -> QTensor:
-        """The quantized weight, a QTensor (out_features, in_features) with zero points 0, rebuilt
-        from the packed weight on each access."""
+        """The quantized weight, a QTensor ``(out_features, in_features)`` with zero points 0.
+
+        Rebuilt from the packed weight on each access."""
         codes = np.ascontiguousarray(self._packed.unpack().T)
         return QTensor.from_codes(codes, self._w_scale_q, 0, axis=0 if self.per_channel else None,
                                   bits=self.bits)
@@ -148,9 +257,38 @@ class QuantizedLinear:
     @classmethod
     def from_quantized(cls, weight_q: QTensor, bias=None, *, act_scale=None,
                        act_zero_point=None, act_bits=8) -> "QuantizedLinear":
-        """A layer from already-quantized weights: a 2-D signed QTensor (out_features,
-        in_features) with zero points 0, per tensor or per output channel (axis 0), e.g. loaded
-        from a file or made by QTensor.from_codes."""
+        """A layer of already-quantized weights, e.g. loaded from a file or made by
+        :meth:`lowbit.QTensor.from_codes`.
+
+        Parameters
+        ----------
+        weight_q : QTensor
+            A 2-D signed QTensor ``(out_features, in_features)`` with zero points 0, per tensor
+            or per output channel (``axis=0``). Its ``bits`` and axis give the layer's
+            ``bits`` and ``per_channel``.
+        bias : array_like of float, shape (out_features,), optional
+            The bias (None: no bias).
+        act_scale : float, optional
+            Static activation quantization with this scale; None: dynamic.
+        act_zero_point : int, optional
+            With ``act_scale``: the activations' zero point (default 0).
+        act_bits : int, default 8
+            Activation bits, 7 or 8.
+
+        Returns
+        -------
+        QuantizedLinear
+            The layer.
+
+        Raises
+        ------
+        TypeError
+            If ``weight_q`` is not a :class:`lowbit.QTensor`, or another argument has the wrong
+            type.
+        ValueError
+            If ``weight_q`` is not 2-D, signed, per tensor or along axis 0 with zero points 0,
+            or another argument is invalid (as in the constructor).
+        """
         if not isinstance(weight_q, QTensor):
             raise TypeError(f"weight_q must be a lowbit.QTensor, got {type(weight_q).__name__}")
         if len(weight_q.shape) != 2 or not weight_q.symmetric or weight_q.axis not in (None, 0):
@@ -179,7 +317,27 @@ class QuantizedLinear:
         return a.reshape(-1, self.in_features), a.shape[:-1]
 
     def __call__(self, x, *, relu=False) -> np.ndarray:
-        """float32 (..., out_features) for float x of shape (..., in_features)."""
+        """The layer's output for float inputs.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (..., in_features)
+            The input.
+        relu : bool, default False
+            Apply ReLU to the output (fused into the GEMM's epilogue).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 of shape ``(..., out_features)``.
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a floating-point array or ``relu`` not a bool.
+        ValueError
+            If the last axis of ``x`` is not ``in_features`` or ``x`` holds NaN/Inf.
+        """
         if (self.act_scale is None and type(x) is np.ndarray and x.dtype == np.float32
                 and x.ndim == 2 and x.shape[1] == self.in_features and x.shape[0]
                 and x.flags.c_contiguous and relu is False):
@@ -204,11 +362,38 @@ class QuantizedLinear:
         return y.reshape(lead + (self.out_features,))
 
     def forward_quantized(self, x_codes, out_scale, out_zero_point=0, *, relu=False) -> np.ndarray:
-        """Chaining int8 layers: uint8 input codes (with this layer's act_scale/zero point) ->
-        uint8 output codes for (out_scale, out_zero_point), requantized in the GEMM epilogue:
-        q = clamp(round_half_even(float32(acc + bias_q) * m) + out_zero_point, 0, 255) with the
-        float32 multiplier m = act_scale * w_scale / out_scale per output channel (as ONNX
-        Runtime requantizes), the same on every ISA."""
+        """Chaining int8 layers: uint8 input codes to uint8 output codes.
+
+        The int32 accumulators are requantized in the GEMM epilogue:
+        ``q = clamp(round_half_even(float32(acc + bias_q) * m) + out_zero_point, 0, 255)`` with
+        the float32 multiplier ``m = act_scale * w_scale / out_scale`` per output channel (as
+        ONNX Runtime requantizes) and ``bias_q = round(bias / (act_scale * w_scale))``, the same
+        on every ISA. Needs static activation quantization (``act_scale``).
+
+        Parameters
+        ----------
+        x_codes : array_like of uint8, shape (..., in_features)
+            The input codes, quantized with this layer's ``act_scale`` and ``act_zero_point``.
+        out_scale : float
+            The scale of the output codes (finite, > 0).
+        out_zero_point : int, default 0
+            The zero point of the output codes, in [0, 255].
+        relu : bool, default False
+            Apply ReLU (fused into the requantization).
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 codes of shape ``(..., out_features)`` for ``(out_scale, out_zero_point)``.
+
+        Raises
+        ------
+        TypeError
+            If ``x_codes`` is not uint8, or another argument has the wrong type.
+        ValueError
+            If the layer has no ``act_scale``, the last axis of ``x_codes`` is not
+            ``in_features``, or ``out_scale``/``out_zero_point`` is invalid.
+        """
         if self.act_scale is None:
             raise ValueError("forward_quantized needs act_scale (static activation quantization)")
         xc = np.asarray(x_codes)

@@ -6,13 +6,14 @@ so calibration data never has to fit in memory at once:
 
 - ``"minmax"`` (`MinMaxObserver`): the smallest and largest value seen. Exact.
 - ``"percentile"`` (`PercentileObserver`): the `percentile`-th percentile of the values (and the
-  `100 - percentile`-th for the low end), or of |x| when `symmetric`. Read off the histogram
+  `100 - percentile`-th for the low end), or of ``abs(x)`` when `symmetric`. Read off the histogram
   below with linear interpolation inside a bin, so within one bin width of `np.percentile`.
 - ``"mse"`` (`MSEObserver`): the clipping threshold t that minimizes the mean squared error of
   quantize-then-dequantize to `bits` bits over [-t, t] (or [0, t] for non-negative data, which
   gets all 2^bits unsigned levels), every value standing for its histogram bin's centre.
 - ``"entropy"`` (`EntropyObserver`): TensorRT's KL-divergence calibration (Migacz, "8-bit
-  Inference with TensorRT", GTC 2017). A 2048-bin histogram of |x| over [0, max|x|]; for every
+  Inference with TensorRT", GTC 2017). A 2048-bin histogram of ``abs(x)`` over
+  ``[0, max(abs(x))]``; for every
   candidate i from bin 128 to bin 2048 the reference P is bins[0:i] with the outliers
   (sum of bins[i:]) added to bin i-1, the candidate Q is bins[0:i] merged into 128 levels (bin j
   goes to level floor(j * 128 / i), as NVIDIA's pytorch-quantization does) and each level's count
@@ -20,11 +21,12 @@ so calibration data never has to fit in memory at once:
   KL(P || Q) = sum P log(P / Q) is computed (infinite when P > 0 where Q = 0). The threshold is
   the upper edge i * bin_width of the i with the smallest divergence (the first one on ties).
 
-The histogram-based observers keep a histogram of |x| for the positive and for the negative
-values, `num_bins` bins over [0, R]. R is the first batch's max|x|; when a later batch exceeds
-it, R doubles (as often as needed) and adjacent bins are summed pairwise, which is exact, so a
-stream's histogram covers [0, R] with max|x| <= R < 2 max|x|. A single array (or a stream whose
-first batch holds the maximum) gives exactly the histogram over [0, max|x|].
+The histogram-based observers keep a histogram of ``abs(x)`` for the positive and for the
+negative values, `num_bins` bins over [0, R]. R is the first batch's ``max(abs(x))``; when a later
+batch exceeds it, R doubles (as often as needed) and adjacent bins are summed pairwise, which is
+exact, so a stream's histogram covers [0, R] with ``max(abs(x)) <= R < 2 max(abs(x))``. A single
+array (or a stream whose first batch holds the maximum) gives exactly the histogram over
+``[0, max(abs(x))]``.
 
 The range returned: with ``symmetric=False`` (the default) the threshold t is intersected with
 the data's range, (max(min x, -t), min(max x, t)), so non-negative data gets lo >= 0 and is
@@ -52,8 +54,32 @@ def _batch(x, name: str = "batch") -> np.ndarray:
 
 
 class Observer:
-    """Base of the calibration observers: `observe(batch)` any number of times (it returns the
-    observer, so calls chain), then `range() -> (lo, hi)` as Python floats."""
+    """Base of the calibration observers.
+
+    Call :meth:`observe` with a batch any number of times (it returns the observer, so calls
+    chain), then :meth:`range` for ``(lo, hi)`` as Python floats.
+
+    Parameters
+    ----------
+    symmetric : bool, default False
+        Return ``(-t, t)`` rather than a range intersected with the data's.
+
+    Attributes
+    ----------
+    method : str
+        The method's name, as :func:`lowbit.calibrate` takes it.
+    symmetric : bool
+        Whether the range is symmetric.
+    count : int
+        The number of values observed.
+    min, max : float
+        The smallest and largest value observed (``inf`` and ``-inf`` before any).
+
+    Raises
+    ------
+    TypeError
+        If ``symmetric`` is not a bool.
+    """
 
     method = ""
 
@@ -64,6 +90,25 @@ class Observer:
         self.max = -math.inf
 
     def observe(self, batch) -> "Observer":
+        """Add a batch of values to what the observer has seen.
+
+        Parameters
+        ----------
+        batch : array_like of float
+            Any shape (converted to float32); an empty batch changes nothing.
+
+        Returns
+        -------
+        Observer
+            ``self``, so calls chain: ``obs.observe(a).observe(b).range()``.
+
+        Raises
+        ------
+        TypeError
+            If ``batch`` is not a floating-point array.
+        ValueError
+            If ``batch`` holds NaN/Inf.
+        """
         a = _batch(batch)
         if a.size:
             self.count += int(a.size)
@@ -91,6 +136,13 @@ class Observer:
         return lo, hi
 
     def range(self) -> tuple[float, float]:
+        """The range to quantize over, from what was observed (implemented by subclasses).
+
+        Returns
+        -------
+        tuple of float
+            ``(lo, hi)``.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -98,11 +150,48 @@ class Observer:
 
 
 class MinMaxObserver(Observer):
-    """The smallest and largest value seen: (min, max), or (-max|x|, max|x|) when symmetric."""
+    """The smallest and largest value seen.
 
+    The range is ``(min, max)``, or ``(-max(abs(x)), max(abs(x)))`` when ``symmetric``. Exact.
+
+    Parameters
+    ----------
+    symmetric : bool, default False
+        Return the symmetric range.
+
+    Attributes
+    ----------
+    count : int
+        The number of values observed.
+    min, max : float
+        The smallest and largest value observed (``inf`` and ``-inf`` before any).
+
+    Raises
+    ------
+    TypeError
+        If ``symmetric`` is not a bool.
+
+    See Also
+    --------
+    lowbit.calibrate : The same range from one array.
+    """
+
+    #: The method's name, as :func:`lowbit.calibrate` and :func:`lowbit.observer` take it.
     method = "minmax"
 
     def range(self) -> tuple[float, float]:
+        """The smallest and largest value seen (symmetric: ``-t, t`` for the largest magnitude).
+
+        Returns
+        -------
+        tuple of float
+            ``(lo, hi)``.
+
+        Raises
+        ------
+        ValueError
+            If no value was observed yet.
+        """
         self._check_seen()
         if self.symmetric:
             t = max(abs(self.min), abs(self.max))
@@ -150,10 +239,19 @@ class _HistogramObserver(Observer):
 
     @property
     def bin_width(self) -> float:
+        """The width of a bin: ``R / num_bins``."""
         return self.bound / self.num_bins
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
-        """(counts of |x| per bin, bin edges): the histogram the threshold is chosen from."""
+        """The histogram of ``abs(x)`` the threshold is chosen from.
+
+        Returns
+        -------
+        counts : numpy.ndarray
+            int64 counts per bin, ``(num_bins,)``.
+        edges : numpy.ndarray
+            The bin edges, ``(num_bins + 1,)``, from 0 to R.
+        """
         return self.pos + self.neg, np.linspace(0.0, self.bound, self.num_bins + 1)
 
 
@@ -168,12 +266,45 @@ def _order_stat(counts: np.ndarray, width: float, k: int) -> float:
 
 
 class PercentileObserver(_HistogramObserver):
-    """The `percentile`-th percentile as hi and the (100 - percentile)-th as lo; with
-    `symmetric`, (-t, t) for t the `percentile`-th percentile of |x|. Percentiles follow
-    np.percentile's default ("linear": position p/100 * (n - 1) between order statistics), with
-    each order statistic read off the histogram, so the result is within one bin width
-    (R / num_bins) of np.percentile on the same data."""
+    """The ``percentile``-th percentile as hi and the ``(100 - percentile)``-th as lo.
 
+    With ``symmetric``, the range is ``(-t, t)`` for ``t`` the ``percentile``-th percentile of
+    ``abs(x)``. Percentiles follow ``np.percentile``'s default ("linear": position
+    ``p/100 * (n - 1)`` between order statistics), with each order statistic read off the
+    histogram, so the result is within one bin width (``R / num_bins``) of ``np.percentile``
+    on the same data. The histogram, and how it grows on a stream, is described in
+    :func:`lowbit.calibrate`.
+
+    Parameters
+    ----------
+    percentile : float, default 99.99
+        The percentile, in [50, 100].
+    num_bins : int, default 2048
+        Histogram bins, 8..2^20.
+    symmetric : bool, default False
+        Return ``(-t, t)``.
+
+    Attributes
+    ----------
+    percentile : float
+        The percentile.
+    num_bins : int
+        Histogram bins.
+    count : int
+        The number of values observed.
+    min, max : float
+        The smallest and largest value observed (``inf`` and ``-inf`` before any).
+
+    Raises
+    ------
+    TypeError
+        If ``percentile`` is not a number, ``num_bins`` not an integer or ``symmetric`` not a
+        bool.
+    ValueError
+        If ``percentile`` is not in [50, 100] or ``num_bins`` not in 8..2^20.
+    """
+
+    #: The method's name, as :func:`lowbit.calibrate` and :func:`lowbit.observer` take it.
     method = "percentile"
 
     def __init__(self, percentile=99.99, *, num_bins=2048, symmetric=False):
@@ -205,6 +336,18 @@ class PercentileObserver(_HistogramObserver):
         return v
 
     def range(self) -> tuple[float, float]:
+        """The percentile range of the values observed, within the data's min and max.
+
+        Returns
+        -------
+        tuple of float
+            ``(lo, hi)``.
+
+        Raises
+        ------
+        ValueError
+            If no value was observed yet.
+        """
         self._check_seen()
         p = self.percentile / 100.0
         if self.symmetric:
@@ -236,10 +379,44 @@ def mse_errors(counts: np.ndarray, edges: np.ndarray, levels: int,
 
 
 class MSEObserver(_HistogramObserver):
-    """The threshold t minimizing the squared error of `bits`-bit quantization: symmetric
-    (2^(bits-1) - 1 levels per side) for signed data, unsigned (2^bits - 1 levels over [0, t])
-    when no negative value was seen. Candidates are the bin edges (num_bins of them)."""
+    """The threshold ``t`` minimizing the squared error of ``bits``-bit quantization.
 
+    The error is that of quantize-then-dequantize, every value standing for its histogram bin's
+    centre: symmetric (``2^(bits-1) - 1`` levels per side over ``[-t, t]``) for signed data or
+    with ``symmetric=True``, unsigned (``2^bits - 1`` levels over ``[0, t]``) when no negative
+    value was seen and ``symmetric`` is False. Candidates are the upper bin edges (``num_bins``
+    of them). The histogram, and the range returned for ``t``, are described in
+    :func:`lowbit.calibrate`.
+
+    Parameters
+    ----------
+    bits : int, default 8
+        Bits of the quantization, 2..16.
+    num_bins : int, default 2048
+        Histogram bins, 8..2^20.
+    symmetric : bool, default False
+        Return ``(-t, t)``.
+
+    Attributes
+    ----------
+    bits : int
+        Bits of the quantization.
+    num_bins : int
+        Histogram bins.
+    count : int
+        The number of values observed.
+    min, max : float
+        The smallest and largest value observed (``inf`` and ``-inf`` before any).
+
+    Raises
+    ------
+    TypeError
+        If ``bits`` or ``num_bins`` is not an integer or ``symmetric`` not a bool.
+    ValueError
+        If ``bits`` is not in 2..16 or ``num_bins`` not in 8..2^20.
+    """
+
+    #: The method's name, as :func:`lowbit.calibrate` and :func:`lowbit.observer` take it.
     method = "mse"
 
     def __init__(self, bits=8, *, num_bins=2048, symmetric=False):
@@ -247,11 +424,32 @@ class MSEObserver(_HistogramObserver):
         self.bits = as_int(bits, "bits", 2, 16)
 
     def levels(self) -> int:
+        """The number of quantization steps of ``t`` the error is computed with.
+
+        Returns
+        -------
+        int
+            ``2^bits - 1`` (unsigned) when no negative value was seen and ``symmetric`` is
+            False, else ``2^(bits-1) - 1`` (per side).
+        """
         if self.neg.sum() == 0 and not self.symmetric:
             return (1 << self.bits) - 1
         return (1 << (self.bits - 1)) - 1
 
     def range(self) -> tuple[float, float]:
+        """The range for the threshold of least squared error.
+
+        Returns
+        -------
+        tuple of float
+            ``(lo, hi)``: ``(-t, t)`` when ``symmetric``, else ``[-t, t]`` intersected with the
+            data's range.
+
+        Raises
+        ------
+        ValueError
+            If no value was observed yet.
+        """
         self._check_seen()
         counts, edges = self.histogram()
         if self.bound == 0.0:
@@ -291,9 +489,58 @@ def kl_divergences(counts: np.ndarray, levels: int = 128, start_bin: int = 128) 
 
 
 class EntropyObserver(_HistogramObserver):
-    """TensorRT's entropy (KL-divergence) calibration; see the module docstring. With bits=8:
-    2048 bins, candidates from bin 128 to 2048, 128 quantized levels (2^(bits-1))."""
+    """TensorRT's entropy (KL-divergence) calibration.
 
+    Migacz, "8-bit Inference with TensorRT", GTC 2017. A histogram of ``abs(x)``, ``num_bins``
+    bins over ``[0, max(abs(x))]``; for every candidate ``i`` from bin ``start_bin``
+    to bin ``num_bins`` the reference P is ``bins[0:i]`` with the outliers (``sum(bins[i:])``)
+    added to bin ``i-1``, the candidate Q is ``bins[0:i]`` merged into ``2^(bits-1)`` levels
+    (bin ``j`` goes to level ``floor(j * levels / i)``, as NVIDIA's pytorch-quantization does)
+    and each level's count spread evenly back over its non-empty bins (empty bins stay empty);
+    both are normalized and ``KL(P || Q) = sum P log(P / Q)`` is computed (infinite when
+    ``P > 0`` where ``Q = 0``). The threshold is the upper edge ``i * bin_width`` of the ``i``
+    with the smallest divergence (the first one on ties). With the defaults (``bits=8``): 2048
+    bins, candidates from bin 128 to 2048, 128 quantized levels. The histogram, and the range
+    returned for the threshold, are described in :func:`lowbit.calibrate`.
+
+    Parameters
+    ----------
+    bits : int, default 8
+        Bits of the quantization, 2..16: ``2^(bits-1)`` levels.
+    num_bins : int, default 2048
+        Histogram bins, 8..2^20.
+    start_bin : int, default 128
+        The first candidate, in ``2^(bits-1)..num_bins``.
+    symmetric : bool, default False
+        Return ``(-t, t)``.
+
+    Attributes
+    ----------
+    bits : int
+        Bits of the quantization.
+    num_bins : int
+        Histogram bins.
+    start_bin : int
+        The first candidate.
+    count : int
+        The number of values observed.
+    min, max : float
+        The smallest and largest value observed (``inf`` and ``-inf`` before any).
+    divergences : numpy.ndarray
+        After :meth:`range`: the divergence of every candidate, entry ``k`` for
+        ``i = start_bin + k``.
+
+    Raises
+    ------
+    TypeError
+        If ``bits``, ``num_bins`` or ``start_bin`` is not an integer or ``symmetric`` not a
+        bool.
+    ValueError
+        If ``bits`` is not in 2..16, ``num_bins`` not in 8..2^20, or ``start_bin`` not in
+        ``2^(bits-1)..num_bins``.
+    """
+
+    #: The method's name, as :func:`lowbit.calibrate` and :func:`lowbit.observer` take it.
     method = "entropy"
 
     def __init__(self, bits=8, *, num_bins=2048, start_bin=128, symmetric=False):
@@ -305,6 +552,21 @@ class EntropyObserver(_HistogramObserver):
                              f"{1 << (self.bits - 1)}, got {self.start_bin}")
 
     def range(self) -> tuple[float, float]:
+        """The range for the threshold of least divergence.
+
+        Also stores every candidate's divergence in ``divergences``.
+
+        Returns
+        -------
+        tuple of float
+            ``(lo, hi)``: ``(-t, t)`` when ``symmetric``, else ``[-t, t]`` intersected with the
+            data's range.
+
+        Raises
+        ------
+        ValueError
+            If no value was observed yet.
+        """
         self._check_seen()
         if self.bound == 0.0:
             return self._clip(0.0)
@@ -316,8 +578,30 @@ class EntropyObserver(_HistogramObserver):
 
 
 def observer(method="minmax", **kwargs) -> Observer:
-    """A new observer for `method` ("minmax", "percentile", "mse", "entropy"); keyword arguments go
-    to its constructor (percentile=, bits=, num_bins=, start_bin=, symmetric=)."""
+    """A new observer for a calibration method.
+
+    Parameters
+    ----------
+    method : {"minmax", "percentile", "mse", "entropy"}, default "minmax"
+        :class:`lowbit.MinMaxObserver`, :class:`lowbit.PercentileObserver`,
+        :class:`lowbit.MSEObserver` or :class:`lowbit.EntropyObserver`.
+    **kwargs
+        Passed to the observer's constructor: those it takes of ``percentile``, ``bits``,
+        ``num_bins``, ``start_bin`` and ``symmetric``.
+
+    Returns
+    -------
+    Observer
+        The observer, with nothing observed yet.
+
+    Raises
+    ------
+    TypeError
+        If ``method`` is not a string, or the observer does not take one of ``kwargs`` (or a
+        value has the wrong type).
+    ValueError
+        If ``method`` is unknown, or a value is out of range.
+    """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     cls = {"minmax": MinMaxObserver, "percentile": PercentileObserver, "mse": MSEObserver,
@@ -336,10 +620,64 @@ def observer(method="minmax", **kwargs) -> Observer:
 
 def calibrate(x, method="minmax", *, percentile=99.99, bits=8, num_bins=2048, symmetric=False
               ) -> tuple[float, float]:
-    """The range (lo, hi) to quantize `x` over, by `method`: "minmax", "percentile", "mse" or
-    "entropy" (see the lowbit.calibrate module docstring). `percentile` is for "percentile", `bits`
-    for "mse" and "entropy", `num_bins` for all but "minmax". With symmetric=True the range is
-    (-t, t), else it does not reach past the data's min and max."""
+    """The range ``(lo, hi)`` to quantize ``x`` over, by a calibration method.
+
+    The observers (:func:`lowbit.observer`) compute the same range from a stream of batches,
+    so calibration data never has to fit in memory at once.
+
+    Parameters
+    ----------
+    x : array_like of float
+        The values (any shape, converted to float32), not empty.
+    method : {"minmax", "percentile", "mse", "entropy"}, default "minmax"
+        "minmax": the smallest and largest value, exact (:class:`lowbit.MinMaxObserver`);
+        "percentile": the ``percentile``-th percentile of the values (and the
+        ``100 - percentile``-th for the low end), or of ``abs(x)`` when ``symmetric``
+        (:class:`lowbit.PercentileObserver`); "mse": the clipping threshold ``t`` that
+        minimizes the mean squared error of quantize-then-dequantize to ``bits`` bits
+        (:class:`lowbit.MSEObserver`); "entropy": TensorRT's KL-divergence calibration
+        (:class:`lowbit.EntropyObserver`).
+    percentile : float, default 99.99
+        For "percentile": in [50, 100].
+    bits : int, default 8
+        For "mse" and "entropy": 2..16. ("entropy" starts at bin 128, which must be at least
+        its ``2^(bits-1)`` levels and at most ``num_bins``.)
+    num_bins : int, default 2048
+        For all but "minmax": histogram bins, 8..2^20.
+    symmetric : bool, default False
+        Return ``(-t, t)``; else the range does not reach past the data's min and max.
+
+    Returns
+    -------
+    tuple of float
+        ``(lo, hi)``.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating-point array, ``method`` is not a string, or an option has
+        the wrong type.
+    ValueError
+        If ``method`` is unknown, ``x`` is empty or holds NaN/Inf, or an option is out of
+        range.
+
+    Notes
+    -----
+    The histogram-based methods keep a histogram of ``abs(x)`` for the positive and for the
+    negative values, ``num_bins`` bins over ``[0, R]``. R is the first batch's
+    ``max(abs(x))``; when a later batch exceeds it, R doubles (as often as needed) and adjacent
+    bins are summed pairwise, which is exact, so a stream's histogram covers ``[0, R]`` with
+    ``max(abs(x)) <= R < 2 max(abs(x))``. A single array (or a stream whose first batch holds
+    the maximum) gives exactly the histogram over ``[0, max(abs(x))]``.
+
+    The range returned for a threshold ``t``: with ``symmetric=False`` (the default) ``t`` is
+    intersected with the data's range, ``(max(min x, -t), min(max x, t))``, so non-negative
+    data gets ``lo >= 0`` and is quantized over ``[0, t]`` by an asymmetric uint8 quantizer
+    (also when ``t`` is below every value: the intersection is then empty and the range is
+    ``(0, t)``, or ``(-t, 0)`` for negative data); with ``symmetric=True`` it is ``(-t, t)``.
+    ``lowbit.observers.range_to_qparams(lo, hi)`` turns a range into the parameters
+    ``lowbit.quantize(symmetric=False)`` would compute for a tensor with that min and max.
+    """
     kw: dict = {"symmetric": symmetric}
     if method in ("percentile", "mse", "entropy"):
         kw["num_bins"] = num_bins
@@ -355,11 +693,34 @@ def calibrate(x, method="minmax", *, percentile=99.99, bits=8, num_bins=2048, sy
 
 
 def range_to_qparams(lo: float, hi: float, *, bits=8) -> tuple[float, int]:
-    """(scale, zero_point) of asymmetric unsigned `bits`-bit quantization over [lo, hi]: the
-    parameters lowbit.quantize(x, symmetric=False) computes for a float32 tensor whose min is lo
-    and max is hi (lowbit.quant.qparams, the one rule: ONNX DynamicQuantizeLinear's, the range
-    widened to include 0, in float32; a constant range v gets scale |v|, 1 for v == 0). lo and
-    hi are rounded to float32 first. ValueError if they are not finite in float32 or lo > hi."""
+    """Scale and zero point of asymmetric unsigned ``bits``-bit quantization over ``[lo, hi]``.
+
+    The parameters ``lowbit.quantize(x, symmetric=False)`` computes for a float32 tensor whose
+    min is ``lo`` and max is ``hi`` (``lowbit.quant.qparams``, the one rule: ONNX
+    DynamicQuantizeLinear's, the range widened to include 0, in float32; a constant range ``v``
+    gets scale ``abs(v)``, 1 for ``v == 0``).
+
+    Parameters
+    ----------
+    lo, hi : float
+        The range, rounded to float32 first.
+    bits : int, default 8
+        Bits per code, 2..8.
+
+    Returns
+    -------
+    scale : float
+        The scale.
+    zero_point : int
+        The zero point, in ``[0, 2^bits - 1]``.
+
+    Raises
+    ------
+    TypeError
+        If ``lo`` or ``hi`` is not a number, or ``bits`` not an integer.
+    ValueError
+        If ``lo`` or ``hi`` is not finite in float32, ``lo > hi``, or ``bits`` is not in 2..8.
+    """
     bits = as_int(bits, "bits", 2, 8)
     for name, v in (("lo", lo), ("hi", hi)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):

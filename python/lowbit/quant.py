@@ -47,21 +47,47 @@ def _unpack_codes(packed: np.ndarray, n: int, per: int, signed: bool) -> np.ndar
 
 
 def qparams(mn, mx, *, bits=8, symmetric=True) -> tuple[np.ndarray, np.ndarray]:
-    """(scale float32, zero_point int32) of `bits`-bit quantization of channels whose min and max
-    are `mn` and `mx` (scalars or arrays of one shape; converted to float32): THE rule every
-    computed parameter in lowbit follows (lowbit.quantize, QuantizedLinear's dynamic
-    activations, lowbit.observers.range_to_qparams, lowbit.nn's fake quantization), implemented
-    once in C++ (choose_params, csrc/include/lowbit/quant.h, where it is specified):
+    """Scale and zero point of ``bits``-bit quantization of channels with the given min and max.
 
-    - symmetric: signed codes in [-qmax, qmax], qmax = 2^(b-1) - 1, scale = max(|mn|, |mx|) / qmax,
-      zero point 0;
-    - asymmetric (ONNX DynamicQuantizeLinear): codes in [0, qmax], qmax = 2^b - 1, the range
-      widened to include 0, scale = (hi - lo) / qmax, zero point = clamp(round_half_even(-lo /
-      scale), 0, qmax);
-    - a constant channel v gets scale |v| (1 for v == 0) so it round-trips exactly; subnormal
-      scales are raised (an ulp at a time) until they cover the range.
+    THE rule every computed parameter in lowbit follows (:func:`lowbit.quantize`,
+    :class:`lowbit.QuantizedLinear`'s dynamic activations, ``lowbit.observers.range_to_qparams``,
+    lowbit.nn's fake quantization), implemented once in C++ (``choose_params``,
+    ``csrc/include/lowbit/quant.h``, where it is specified):
 
-    All float32, IEEE rounding. ValueError if a range is non-finite (in float32) or mn > mx."""
+    - symmetric: signed codes in ``[-qmax, qmax]``, ``qmax = 2^(b-1) - 1``,
+      ``scale = max(abs(mn), abs(mx)) / qmax``, zero point 0;
+    - asymmetric (ONNX DynamicQuantizeLinear): codes in ``[0, qmax]``, ``qmax = 2^b - 1``, the
+      range widened to include 0, ``scale = (hi - lo) / qmax``,
+      ``zero point = clamp(round_half_even(-lo / scale), 0, qmax)``;
+    - a constant channel ``v`` gets scale ``abs(v)`` (1 for ``v == 0``) so it round-trips
+      exactly; subnormal scales are raised (an ulp at a time) until they cover the range.
+
+    All float32, IEEE rounding.
+
+    Parameters
+    ----------
+    mn, mx : float or array_like of float
+        The channels' min and max: scalars or arrays of one shape (broadcast together),
+        converted to float32.
+    bits : int, default 8
+        Bits per code, 2..8.
+    symmetric : bool, default True
+        Signed codes with zero point 0 (True) or unsigned codes (False).
+
+    Returns
+    -------
+    scale : numpy.ndarray
+        float32, of the (broadcast) shape of ``mn`` and ``mx``.
+    zero_point : numpy.ndarray
+        int32, of the same shape.
+
+    Raises
+    ------
+    TypeError
+        If ``bits`` is not an integer or ``symmetric`` not a bool.
+    ValueError
+        If ``bits`` is not in 2..8, a range is non-finite (in float32) or ``mn > mx``.
+    """
     bits = as_int(bits, "bits", 2, 8)
     symmetric = as_bool(symmetric, "symmetric")
     with np.errstate(over="ignore"):  # a float64 beyond float32 becomes inf: refused below
@@ -71,12 +97,32 @@ def qparams(mn, mx, *, bits=8, symmetric=True) -> tuple[np.ndarray, np.ndarray]:
 
 
 class QTensor:
-    """Integer codes plus the scale and zero point that map them back: real = scale * (q - zp).
+    """Integer codes plus the scale and zero point that map them back.
 
-    Codes are stored packed: four per byte for bits=2, two per byte for bits 3-4 (first code in
-    the lowest bits), one byte each above. Attributes: shape, bits, axis, symmetric (signed
-    codes), scale (float32, () or (C,)), zero_point (int32, same shape), nbytes (the bytes held
-    in memory: packed codes, scales and zero points).
+    ``real = scale * (q - zero_point)``, per tensor or per index along ``axis``. Codes are
+    stored packed: four per byte for ``bits=2``, two per byte for bits 3-4 (first code in the
+    lowest bits), one byte each above.
+
+    A QTensor is normally built internally: use :func:`lowbit.quantize` or
+    :meth:`QTensor.from_codes`. The constructor takes the stored form as is, unchecked.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of uint8
+        The codes as stored: bytes (a uint8 view of int8/uint8 codes), flat, already packed as
+        :attr:`codes_per_byte` says for ``bits``.
+    shape : tuple of int
+        The logical shape of the tensor.
+    bits : int
+        Bits per code, 2..8.
+    axis : int or None
+        The axis with one scale and zero point per index, or None (per tensor).
+    symmetric : bool
+        Whether the codes are signed (int8) rather than unsigned (uint8).
+    scale : numpy.ndarray of float32
+        Shape ``()`` (per tensor) or ``(C,)`` for ``C = shape[axis]``.
+    zero_point : numpy.ndarray of int32
+        The same shape as ``scale``.
     """
 
     __slots__ = ("shape", "bits", "axis", "symmetric", "scale", "zero_point", "_codes")
@@ -85,32 +131,48 @@ class QTensor:
                  symmetric: bool, scale: np.ndarray, zero_point: np.ndarray):
         # Internal: use lowbit.quantize or QTensor.from_codes. `codes` are bytes (uint8 view),
         # already packed as _codes_per_byte(bits) says.
+        #: The logical shape (tuple of int).
         self.shape = tuple(int(s) for s in shape)
+        #: Bits per code, 2..8.
         self.bits = int(bits)
+        #: The quantized axis (one scale and zero point per index along it), or None: per tensor.
         self.axis = axis
+        #: Whether the codes are signed (int8) rather than unsigned (uint8).
         self.symmetric = bool(symmetric)
+        #: The scale(s): float32, shape ``()`` (per tensor) or ``(C,)`` (one per index along axis).
         self.scale = np.asarray(scale, np.float32)
+        #: The zero point(s): int32, the shape of ``scale``.
         self.zero_point = np.asarray(zero_point, np.int32)
         self._codes = codes
 
     @property
     def packed(self) -> bool:
+        """Whether several codes share a byte (``bits <= 4``)."""
         return self.bits <= 4
 
     @property
     def codes_per_byte(self) -> int:
+        """Codes stored per byte: 4 for 2 bits, 2 for 3-4 bits, else 1."""
         return _codes_per_byte(self.bits)
 
     @property
     def size(self) -> int:
+        """The number of values (the product of :attr:`shape`)."""
         return int(math.prod(self.shape))
 
     @property
     def nbytes(self) -> int:
+        """The bytes held in memory: packed codes, scales and zero points."""
         return int(self._codes.nbytes + self.scale.nbytes + self.zero_point.nbytes)
 
     def int_repr(self) -> np.ndarray:
-        """The codes, unpacked, as int8 (signed) or uint8 of the logical shape."""
+        """The codes, unpacked.
+
+        Returns
+        -------
+        numpy.ndarray
+            A new int8 (signed) or uint8 array of the logical :attr:`shape`.
+        """
         flat = _unpack_codes(self._codes, self.size, self.codes_per_byte, self.symmetric)
         return flat.reshape(self.shape).copy()
 
@@ -120,8 +182,24 @@ class QTensor:
         return flat.view(np.uint8).reshape(outer, c, inner)
 
     def dequantize(self, out=None) -> np.ndarray:
-        """float32 array of `shape`: (q - zero_point) * scale. `out`: an optional float32
-        C-contiguous array of `shape` to write into (no allocation), which is returned."""
+        """The real values: ``(q - zero_point) * scale``.
+
+        Parameters
+        ----------
+        out : numpy.ndarray, optional
+            A writable float32 C-contiguous array of :attr:`shape` to write into (no
+            allocation).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 of :attr:`shape`: ``out`` when given, else a new array.
+
+        Raises
+        ------
+        ValueError
+            If ``out`` is not a writable C-contiguous float32 array of :attr:`shape`.
+        """
         if out is not None:
             if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != self.shape \
                     or not out.flags.c_contiguous or not out.flags.writeable:
@@ -132,9 +210,38 @@ class QTensor:
 
     @classmethod
     def from_codes(cls, codes, scale, zero_point=0, *, axis=None, bits=8) -> "QTensor":
-        """Wraps existing integer codes (int8 -> signed, uint8 -> unsigned, unpacked) and their
-        parameters, e.g. from ONNX or PyTorch. scale/zero_point: scalars, or one per index along
-        `axis`."""
+        """Wrap existing integer codes and their parameters, e.g. from ONNX or PyTorch.
+
+        Parameters
+        ----------
+        codes : array_like of int8 or uint8
+            The codes, unpacked, of the tensor's shape: int8 gives a signed QTensor, uint8 an
+            unsigned one. Every code must lie in the ``bits``-bit range of its type
+            (``[-2^(bits-1), 2^(bits-1) - 1]`` or ``[0, 2^bits - 1]``).
+        scale : float or array_like of float
+            Finite and > 0 (in float32): a scalar, or one per index along ``axis``.
+        zero_point : int or array_like of int, default 0
+            A scalar, or one per index along ``axis``, each in the code range.
+        axis : int, optional
+            The axis with one scale and zero point per index (None: per tensor).
+        bits : int, default 8
+            Bits per code, 2..8.
+
+        Returns
+        -------
+        QTensor
+            The codes, packed for ``bits``, with their parameters.
+
+        Raises
+        ------
+        TypeError
+            If ``codes`` is not int8 or uint8, ``scale`` is not numeric, ``zero_point`` is not
+            integral, or ``bits``/``axis`` is not an integer.
+        ValueError
+            If ``bits`` is not in 2..8, ``axis`` is out of range, a code or zero point is
+            outside the code range, ``scale`` is not finite and > 0 (or underflows float32),
+            or ``scale``/``zero_point`` has the wrong shape.
+        """
         bits = as_int(bits, "bits", 2, 8)
         c = np.asarray(codes)
         if c.dtype not in (np.int8, np.uint8):
@@ -192,14 +299,46 @@ def _check_params(scale, zero_point, shape, axis, bits, signed):
 
 
 def quantize(x, *, bits=8, axis=None, symmetric=True, scale=None, zero_point=None) -> QTensor:
-    """Quantizes a float tensor to `bits`-bit integer codes (the rules: docs, "Linear quantization").
+    """Quantize a float tensor to ``bits``-bit integer codes.
 
-    Without `scale`: the parameters come from the data's range, per tensor (axis=None) or per
-    index along `axis`; symmetric -> signed codes in [-(2^(b-1)-1), 2^(b-1)-1] with zero point 0,
-    asymmetric -> unsigned codes in [0, 2^b-1] as ONNX DynamicQuantizeLinear. With `scale` (and
-    optionally `zero_point`): static quantization over the full code range, as ONNX
-    QuantizeLinear. Rounding is half to even, out-of-range values saturate. float16/float64
-    inputs are converted to float32; integer inputs raise TypeError; NaN/Inf raise ValueError.
+    The rules are in the docs ("Linear quantization"). Without ``scale``, the parameters come
+    from the data's range, per tensor (``axis=None``) or per index along ``axis``: symmetric
+    gives signed codes in ``[-(2^(b-1)-1), 2^(b-1)-1]`` with zero point 0, asymmetric unsigned
+    codes in ``[0, 2^b-1]`` as ONNX DynamicQuantizeLinear. With ``scale`` (and optionally
+    ``zero_point``): static quantization over the full code range, as ONNX QuantizeLinear.
+    Rounding is half to even, out-of-range values saturate. float16/float64 inputs are
+    converted to float32.
+
+    Parameters
+    ----------
+    x : array_like of float
+        The tensor to quantize.
+    bits : int, default 8
+        Bits per code, 2..8.
+    axis : int, optional
+        Quantize per index along this axis (one scale and zero point each); None: per tensor.
+    symmetric : bool, default True
+        Signed codes (zero point 0 for computed parameters) or unsigned codes.
+    scale : float or array_like of float, optional
+        Static quantization with this scale: a scalar, or one per index along ``axis``;
+        finite and > 0. None: computed from the data.
+    zero_point : int or array_like of int, optional
+        With ``scale``: the zero point(s), in the code range (default 0).
+
+    Returns
+    -------
+    QTensor
+        The codes with their scale and zero point.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating-point array (integer inputs included), or an argument has
+        the wrong type.
+    ValueError
+        If ``x`` holds NaN/Inf, ``bits`` is not in 2..8, ``axis`` is out of range,
+        ``zero_point`` is given without ``scale``, or ``scale``/``zero_point`` is invalid
+        (see :meth:`QTensor.from_codes`).
     """
     bits = as_int(bits, "bits", 2, 8)
     symmetric = as_bool(symmetric, "symmetric")
@@ -229,15 +368,53 @@ def quantize(x, *, bits=8, axis=None, symmetric=True, scale=None, zero_point=Non
 
 
 def dequantize(q: QTensor) -> np.ndarray:
-    """float32 array: (q - zero_point) * scale."""
+    """The real values of a QTensor: ``(q - zero_point) * scale``.
+
+    Parameters
+    ----------
+    q : QTensor
+        The quantized tensor.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, of ``q.shape``.
+
+    Raises
+    ------
+    TypeError
+        If ``q`` is not a :class:`lowbit.QTensor`.
+    """
     if not isinstance(q, QTensor):
         raise TypeError(f"q must be a lowbit.QTensor, got {type(q).__name__}")
     return q.dequantize()
 
 
 def sqnr(reference, approx) -> float:
-    """Signal-to-quantization-noise ratio in dB: 10 log10(sum(ref^2) / sum((ref - approx)^2)).
-    inf when approx equals reference."""
+    """Signal-to-quantization-noise ratio in dB.
+
+    ``10 log10(sum(ref^2) / sum((ref - approx)^2))``, computed in float64.
+
+    Parameters
+    ----------
+    reference : array_like of numbers
+        The exact values.
+    approx : array_like of numbers or QTensor
+        The approximation (a QTensor is dequantized), of the shape of ``reference``.
+
+    Returns
+    -------
+    float
+        The ratio in dB; ``inf`` when ``approx`` equals ``reference``, ``-inf`` when
+        ``reference`` is all zeros and ``approx`` is not.
+
+    Raises
+    ------
+    TypeError
+        If an input is not numeric.
+    ValueError
+        If the shapes differ or an input holds NaN/Inf.
+    """
     r = np.asarray(reference)
     a = np.asarray(approx)
     if isinstance(approx, QTensor):

@@ -12,20 +12,21 @@
 // (8-bit codes, int8 or uint8 by their range), qs8 qu8 (int8, uint8 codes); u4 (4-bit codes, two
 // a byte, low nibble first); cb4 (4-bit codes into a 16-entry table, the codebook GEMMs' layout
 // below); code (4-, 8- or 16-bit codes, the width an argument); epi (the GEMM epilogue's choice:
-// int32, float or 8-bit codes, GemmOut). KernelTable's fields are the names without __<isa>.
+// int32, float or 8-bit codes, GemmOut). KernelTable's fields are the names without __<isa>
+// (but for the GEMM entries gemm and gemm7, which carry their formats too).
 //
 // Every kernel exists as a scalar reference (`__scalar`, csrc/kernels/scalar/) that is both the
 // fallback and the test oracle; SIMD versions (csrc/kernels/x86/, csrc/kernels/arm/) must match
 // it bit for bit.
 //
 // Kernel files: csrc/kernels/<arch>/<family>__<isa>.cc, <arch> scalar, x86 or arm, <family> the
-// section of this header it implements (quant, gemm, kmeans, codebook; peak: the benchmark's
-// loops, csrc/kernels/peak.h), <isa> the suffix of every kernel in it. The suffix also chooses
-// the file's compile flags (cmake/kernels.cmake globs on it). Headers: <what>__<isa>.h needs that
-// ISA's flags and is included by its files and those of the sets that extend it (avx2 <-
-// avxvnni, avx512 <- avx512vnni, neon <- neondot, i8mm); a header with no __<isa> is
-// ISA-independent (tiles.h, peak.h, scalar/quant_ref.h) or, simd_x86.h, the intrinsics of
-// whichever VNNI file includes it (native or SIMDe).
+// section of this header it implements (quant, gemm, kmeans, codebook; peak: the benchmark's loops
+// peak_<operands>_<instruction>__<isa>, csrc/kernels/peak.h), <isa> the suffix of every kernel it
+// defines. The suffix also chooses the file's compile flags (cmake/kernels.cmake globs on it).
+// Headers: <what>__<isa>.h needs that ISA's flags and is included by its files and those of the
+// sets that extend it (avx2 <- avxvnni, avx512 <- avx512vnni, neon <- neondot, i8mm); a header with
+// no __<isa> is ISA-independent (tiles.h, peak.h, scalar/quant_ref.h) or, simd_x86.h, the
+// intrinsics of whichever VNNI file includes it (native or SIMDe).
 #pragma once
 #include <cstddef>
 #include <cstdint>

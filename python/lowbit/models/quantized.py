@@ -84,20 +84,43 @@ def _plan(layers) -> list:
 
 
 class QuantizedModel(nn.Sequential):
-    """An inference-only Sequential run by the C++ runtime's plan, the executor of exported models
-    (lowbit.export_runtime, lowbit_infer): each maximal run of QuantizedLinear (static or dynamic),
-    CodebookLinear, ReLU and Dropout layers executes in one lowbit::Model, built on the first call
-    and kept (the layers are treated as immutable; replacing an entry of ``layers`` re-plans).
-    Other layers (float Linear, GELU, LayerNorm, any callable) run in Python between the runs.
+    """An inference-only Sequential run by the C++ runtime's plan.
+
+    The executor of exported models (:func:`lowbit.export_runtime`, ``lowbit_infer``): each
+    maximal run of QuantizedLinear (static or dynamic), CodebookLinear, ReLU and Dropout layers
+    (starting at a QuantizedLinear or CodebookLinear; exactly these lowbit classes, not
+    subclasses) executes in one ``lowbit::Model``, built on the first call and kept (the layers
+    are treated as immutable; replacing an entry of ``layers`` re-plans). Other layers (float
+    Linear, GELU, LayerNorm, any callable) run in Python between the runs.
 
     In a run, chains of static QuantizedLinear layers (Linear [-> ReLU] -> Linear) stay in uint8
-    codes: a layer's int32 accumulators are requantized in the GEMM epilogue straight to the next
-    layer's input codes (ReLU fused), as QuantizedLinear.forward_quantized does; so the output
-    equals the exported model's bit for bit. `fuse=False` (or forward(..., return_hidden=True))
-    runs the layers one by one through float instead.
+    codes: a layer's int32 accumulators are requantized in the GEMM epilogue straight to the
+    next layer's input codes (ReLU fused), as :meth:`lowbit.QuantizedLinear.forward_quantized`
+    does; so the output equals the exported model's bit for bit. ``fuse=False`` (or
+    ``forward(..., return_hidden=True)``) runs the layers one by one through float instead.
 
     Calls from several threads are safe: each run's model runs one call at a time (its buffers
-    are planned for the largest batch seen, up to 16 MiB; larger batches run in chunks)."""
+    are planned for the largest batch seen, up to 16 MiB; larger batches run in chunks).
+
+    Parameters
+    ----------
+    layers : iterable of callable
+        The layers: lowbit layers, or any callable ``x -> array``.
+    fuse : bool, default True
+        Run the runtime's plan (False: every layer one by one, through float).
+
+    Attributes
+    ----------
+    layers : list
+        The layers, in order.
+    fuse : bool
+        Whether calls run the runtime's plan.
+
+    Raises
+    ------
+    TypeError
+        If ``layers`` is not an iterable of callables or ``fuse`` not a bool.
+    """
 
     def __init__(self, layers, *, fuse=True):
         super().__init__(layers)
@@ -114,6 +137,31 @@ class QuantizedModel(nn.Sequential):
         return steps
 
     def forward(self, x, *, return_hidden=False):
+        """Apply the layers, by the runtime's plan unless ``fuse`` is False or ``return_hidden``.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (..., in_features)
+            The input (converted to float32).
+        return_hidden : bool, default False
+            Also return every layer's output (runs the layers one by one, through float).
+
+        Returns
+        -------
+        numpy.ndarray or tuple
+            The output, float32 (through float: in the model's dtype); with
+            ``return_hidden``, ``(output, hidden)`` where ``hidden[i]`` is the output of
+            ``layers[i]`` (also kept as ``self.hidden``).
+
+        Raises
+        ------
+        TypeError
+            If ``x`` is not a floating-point array.
+        ValueError
+            If the last axis of ``x`` does not match ``in_features``, the layers' shapes do
+            not chain, or ``x`` holds NaN/Inf or the runtime's plan produces them (float32
+            overflow).
+        """
         if return_hidden or not self.fuse:
             return super().forward(x, return_hidden=return_hidden)
         h = as_float32(x, "x")

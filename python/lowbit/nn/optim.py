@@ -23,7 +23,37 @@ __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "learning_rate"]
 
 
 class Optimizer:
-    """Base class: ``step(params, grads, lr=None)`` updates ``params`` in place."""
+    """Base class of the optimizers: ``step(params, grads, lr=None)`` updates ``params`` in place.
+
+    An optimizer is called once per mini-batch with the current lists of parameters and
+    gradients (``model.parameters()``, ``model.gradients()``); its state (momentum, moments) is
+    kept per position in that list and allocated on the first step. Every update is done in
+    place with preallocated scratch buffers: no array is allocated per step.
+
+    :meth:`state_dict` / :meth:`load_state_dict` give and restore an optimizer's settings, step
+    count and moments, and optimizers are savable (``lowbit.save``, pickling) as "nn.SGD" /
+    "nn.Adam", so a run saved with its model continues exactly where it stopped
+    (``lowbit.nn.fit(..., optimizer=loaded, resume=history)``).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate, >= 0.
+
+    Attributes
+    ----------
+    lr : float
+        The learning rate of a step called without ``lr``.
+    t : int
+        The number of steps taken.
+
+    Raises
+    ------
+    TypeError
+        If ``lr`` is not a number.
+    ValueError
+        If ``lr`` is negative or not finite.
+    """
 
     _moments: tuple = ()  # names of the per-parameter state arrays (kept across steps)
     _nonnegative: tuple = ()  # those of them that are never negative
@@ -38,19 +68,38 @@ class Optimizer:
         return {"lr": self.lr}
 
     def state_dict(self) -> dict:
-        """The optimizer as plain data, to checkpoint a run: its settings (the constructor's
-        arguments: ``lr``, ``momentum``, ``betas``...), ``t`` (steps taken) and ``state``, one dict
-        of arrays (copies; SGD: ``buf``, Adam: ``m`` and ``v``) per parameter, in the order of the
-        parameter list (empty before the first step)."""
+        """The optimizer as plain data, to checkpoint a run.
+
+        Returns
+        -------
+        dict
+            Its settings (the constructor's arguments: ``lr``, ``momentum``, ``betas``...),
+            ``t`` (steps taken) and ``state``, one dict of arrays (copies; SGD: ``buf``, Adam:
+            ``m`` and ``v``) per parameter, in the order of the parameter list (empty before
+            the first step).
+        """
         sd = self._config()
         sd["t"] = self.t
         sd["state"] = [{n: s[n].copy() for n in self._moments} for s in self._state]
         return sd
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores what ``state_dict()`` gave (settings, step count, copies of the moments), so that
-        the next ``step`` continues exactly; its parameter list must have the saved shapes and dtypes.
-        A malformed state raises ValueError and leaves the optimizer unchanged."""
+        """Restore what :meth:`state_dict` gave, so that the next ``step`` continues exactly.
+
+        The settings, the step count and copies of the moments are restored; the next step's
+        parameter list must have the saved shapes and dtypes.
+
+        Parameters
+        ----------
+        state : dict
+            A state from :meth:`state_dict` of an optimizer of the same class.
+
+        Raises
+        ------
+        ValueError
+            If ``state`` is malformed (missing or extra entries, wrong types, settings out of
+            range, moments that are not finite float arrays); the optimizer is then unchanged.
+        """
         what = type(self).__name__
         if not isinstance(state, dict):
             raise ValueError(f"{what} state must be a dict, got {type(state).__name__}")
@@ -112,12 +161,54 @@ class Optimizer:
         return self._state
 
     def step(self, params, grads, lr=None) -> None:  # pragma: no cover
+        """Update the parameters in place from their gradients (implemented by subclasses).
+
+        Parameters
+        ----------
+        params : list of numpy.ndarray
+            The parameters (``model.parameters()``), updated in place.
+        grads : list of numpy.ndarray
+            Their gradients (``model.gradients()``), in the same order; not modified.
+        lr : float, optional
+            This step's learning rate (None: the optimizer's ``lr``).
+        """
         raise NotImplementedError
 
 
 class SGD(Optimizer):
-    """SGD with momentum (PyTorch's form): with weight decay wd, g <- g + wd * p;
-    buf <- momentum * buf + g; p <- p - lr * buf (Nesterov: p <- p - lr * (g + momentum * buf))."""
+    """SGD with momentum, in PyTorch's form.
+
+    With weight decay ``wd``: ``g <- g + wd * p``; ``buf <- momentum * buf + g``;
+    ``p <- p - lr * buf`` (Nesterov: ``p <- p - lr * (g + momentum * buf)``). With
+    ``momentum=0``: ``p <- p - lr * g``.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        The learning rate, >= 0.
+    momentum : float, default 0.9
+        In [0, 1).
+    nesterov : bool, default False
+        Nesterov momentum.
+    weight_decay : float, default 0.0
+        L2 weight decay ``wd``, >= 0.
+
+    Attributes
+    ----------
+    momentum : float
+        The momentum.
+    nesterov : bool
+        Whether the momentum is Nesterov's.
+    weight_decay : float
+        The weight decay.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a number.
+    ValueError
+        If ``lr`` or ``weight_decay`` is negative or not finite, or ``momentum`` not in [0, 1).
+    """
 
     _moments = ("buf",)
 
@@ -133,6 +224,23 @@ class SGD(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def step(self, params, grads, lr=None) -> None:
+        """One SGD step: update the parameters in place.
+
+        Parameters
+        ----------
+        params : list of numpy.ndarray
+            The parameters (``model.parameters()``), updated in place.
+        grads : list of numpy.ndarray
+            Their gradients (``model.gradients()``), in the same order; not modified.
+        lr : float, optional
+            This step's learning rate (None: the optimizer's ``lr``).
+
+        Raises
+        ------
+        ValueError
+            If ``params`` and ``grads`` differ in length, or the parameters changed shape or
+            number since the first step (call :meth:`reset` or make a new optimizer).
+        """
         lr = self.lr if lr is None else lr
         self.t += 1
         for p, g, s in zip(params, grads, self._states(params, grads, ("buf",))):
@@ -161,8 +269,40 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction, in place.
 
     ``weight_decay`` with ``decoupled=True`` (default) is AdamW's decoupled decay,
-    p <- p * (1 - lr * wd) before the Adam step; ``decoupled=False`` is PyTorch Adam's L2 form
-    (wd * p added to the gradient).
+    ``p <- p * (1 - lr * wd)`` before the Adam step; ``decoupled=False`` is PyTorch Adam's L2
+    form (``wd * p`` added to the gradient).
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        The learning rate, >= 0.
+    betas : tuple of float, default (0.9, 0.999)
+        The decay rates of the first and second moments, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default 0.0
+        Weight decay ``wd``, >= 0.
+    decoupled : bool, default True
+        AdamW's decoupled decay (True) or L2 decay (False).
+
+    Attributes
+    ----------
+    beta1, beta2 : float
+        The ``betas``.
+    eps : float
+        The denominator's epsilon.
+    weight_decay : float
+        The weight decay.
+    decoupled : bool
+        Whether the decay is decoupled.
+
+    Raises
+    ------
+    TypeError
+        If ``betas`` is not a pair of numbers or another number is not a number.
+    ValueError
+        If ``lr`` or ``weight_decay`` is negative or not finite, a beta is not in [0, 1), or
+        ``eps`` is not > 0.
     """
 
     _moments = ("m", "v")
@@ -186,6 +326,23 @@ class Adam(Optimizer):
                 "weight_decay": self.weight_decay, "decoupled": self.decoupled}
 
     def step(self, params, grads, lr=None) -> None:
+        """One Adam step: update the parameters in place.
+
+        Parameters
+        ----------
+        params : list of numpy.ndarray
+            The parameters (``model.parameters()``), updated in place.
+        grads : list of numpy.ndarray
+            Their gradients (``model.gradients()``), in the same order; not modified.
+        lr : float, optional
+            This step's learning rate (None: the optimizer's ``lr``).
+
+        Raises
+        ------
+        ValueError
+            If ``params`` and ``grads`` differ in length, or the parameters changed shape or
+            number since the first step (call :meth:`reset` or make a new optimizer).
+        """
         lr = self.lr if lr is None else lr
         self.t += 1
         b1, b2 = self.beta1, self.beta2
@@ -220,9 +377,33 @@ class Adam(Optimizer):
 
 
 def make_optimizer(optimizer, lr: float, *, weight_decay: float = 0.0, momentum: float = 0.9) -> Optimizer:
-    """An Optimizer from a name ("adam", "adamw" (= adam, decoupled decay), "sgd") or an
-    Optimizer instance (returned as is, with its own betas/momentum/decay; the learning rate of
-    each step still comes from fit's ``lr`` and ``schedule``)."""
+    """An Optimizer from a name or an Optimizer instance.
+
+    Parameters
+    ----------
+    optimizer : str or Optimizer
+        "adam", "adamw" (= adam, decoupled decay) or "sgd" (case-insensitive); or an Optimizer
+        instance, returned as is with its own betas/momentum/decay (the learning rate of each
+        step still comes from fit's ``lr`` and ``schedule``).
+    lr : float
+        The learning rate of a new optimizer.
+    weight_decay : float, default 0.0
+        The weight decay of a new optimizer.
+    momentum : float, default 0.9
+        The momentum of a new SGD.
+
+    Returns
+    -------
+    Optimizer
+        The optimizer.
+
+    Raises
+    ------
+    TypeError
+        If ``optimizer`` is neither a string nor an Optimizer.
+    ValueError
+        If the name is unknown, or a setting is out of range.
+    """
     if isinstance(optimizer, Optimizer):
         return optimizer
     if not isinstance(optimizer, str):
@@ -239,9 +420,35 @@ SCHEDULES = (None, "constant", "cosine")
 
 
 def learning_rate(base: float, schedule, step: int, total_steps: int, *, min_lr: float = 0.0) -> float:
-    """The learning rate for mini-batch ``step`` (0-based) of ``total_steps``: constant, or
-    cosine decay from ``base`` to ``min_lr`` over the whole run (per step, like
-    torch.optim.lr_scheduler.CosineAnnealingLR with T_max = total steps)."""
+    """The learning rate for a mini-batch of a run.
+
+    Constant, or cosine decay from ``base`` to ``min_lr`` over the whole run, per step, like
+    ``torch.optim.lr_scheduler.CosineAnnealingLR`` with ``T_max`` = total steps:
+    ``min_lr + 0.5 * (base - min_lr) * (1 + cos(pi * min(step / max(total_steps, 1), 1)))``.
+
+    Parameters
+    ----------
+    base : float
+        The base learning rate.
+    schedule : {None, "constant", "cosine"}
+        The schedule (None is "constant").
+    step : int
+        The mini-batch, 0-based.
+    total_steps : int
+        The number of mini-batches of the run.
+    min_lr : float, default 0.0
+        The rate cosine decay ends at.
+
+    Returns
+    -------
+    float
+        The learning rate (``base`` for a constant schedule).
+
+    Raises
+    ------
+    ValueError
+        If ``schedule`` is unknown.
+    """
     if schedule in (None, "constant"):
         return base
     if schedule == "cosine":

@@ -46,10 +46,33 @@ def _as_f32(x) -> tuple[np.ndarray, np.dtype]:
 
 
 def fake_quantize_weight(w, bits: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dequantized weight, codes, scales) of ``lowbit.quantize(w, bits=bits, axis=0)``: symmetric
-    per output channel, codes in the narrow range [-(2^(bits-1) - 1), 2^(bits-1) - 1], scale =
-    max|w_row| / (2^(bits-1) - 1) (a constant row v gets scale |v|, 1 when v == 0); all three in
-    w's dtype."""
+    """Fake-quantize a weight as ``lowbit.quantize(w, bits=bits, axis=0)`` does.
+
+    Symmetric per output channel, codes in the narrow range
+    ``[-(2^(bits-1) - 1), 2^(bits-1) - 1]``, ``scale = max(abs(w_row)) / (2^(bits-1) - 1)`` (a
+    constant row ``v`` gets scale ``abs(v)``, 1 when ``v == 0``). The weight is quantized as
+    float32, bit for bit as int8 inference does; non-finite weights give NaN results.
+
+    Parameters
+    ----------
+    w : array_like of float, shape (out_features, ...)
+        The weight; each row (the first axis) is a channel.
+    bits : int, default 8
+        Weight bits, 2..8.
+
+    Returns
+    -------
+    dequantized : numpy.ndarray
+        The dequantized weight, of ``w``'s shape.
+    codes : numpy.ndarray
+        The integer codes, of ``w``'s shape.
+    scales : numpy.ndarray
+        One scale per row, ``(out_features,)``.
+
+    Notes
+    -----
+    All three are in ``w``'s dtype (float32 for a non-float ``w``).
+    """
     w32, dt = _as_f32(w)
     rows = w32.shape[0]
     w2 = w32.reshape(rows, -1)
@@ -70,9 +93,32 @@ def _asym_params(mn: np.ndarray, mx: np.ndarray, dtype) -> tuple[np.ndarray, np.
 
 
 def fake_quantize_rows(x) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(dequantized x, codes, scales, zero points) of the dynamic per-row uint8 quantization that
-    QuantizedLinear applies to its input: ``lowbit.quantize(x, axis=0, symmetric=False)`` on
-    (rows, features); all in x's dtype."""
+    """Fake-quantize activations as :class:`lowbit.QuantizedLinear`'s dynamic mode does.
+
+    The dynamic per-row uint8 quantization QuantizedLinear applies to its input:
+    ``lowbit.quantize(x, axis=0, symmetric=False)`` on ``(rows, features)``, in float32, bit
+    for bit; non-finite inputs give NaN results.
+
+    Parameters
+    ----------
+    x : array_like of float, shape (rows, features)
+        The activations.
+
+    Returns
+    -------
+    dequantized : numpy.ndarray
+        The dequantized ``x``, ``(rows, features)``.
+    codes : numpy.ndarray
+        The uint8 codes (as numbers), ``(rows, features)``.
+    scales : numpy.ndarray
+        One scale per row, ``(rows,)``.
+    zero_points : numpy.ndarray
+        One zero point per row, ``(rows,)``.
+
+    Notes
+    -----
+    All four are in ``x``'s dtype (float32 for a non-float ``x``).
+    """
     x32, dt = _as_f32(x)
     rows, cols = x32.shape
     codes, s, z, ok = _core.quantize_dynamic(x32.reshape(1, rows, cols), 8, False)
@@ -85,11 +131,35 @@ def fake_quantize_rows(x) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
 
 def fake_quantize_static(x, scale: float, zero_point: int):
-    """(dequantized x, in-range mask) of uint8 quantization with given parameters, as
-    QuantizedLinear(act_scale=..., act_zero_point=...) quantizes its input:
+    """Fake-quantize activations to uint8 with given parameters.
+
+    As ``QuantizedLinear(act_scale=..., act_zero_point=...)`` quantizes its input:
     ``lowbit.quantize(x, scale=scale, zero_point=zero_point, symmetric=False)``, codes
-    clamp(rint(x / scale) + zero_point, 0, 255). The mask is False where x was clipped (the code
-    before the clamp, computed the same way in float32, is outside [0, 255])."""
+    ``clamp(rint(x / scale) + zero_point, 0, 255)``, in float32; non-finite inputs give NaN
+    results.
+
+    Parameters
+    ----------
+    x : array_like of float
+        The activations, any shape.
+    scale : float
+        The scale, finite and > 0 in float32.
+    zero_point : int
+        The zero point, an integer in [0, 255].
+
+    Returns
+    -------
+    dequantized : numpy.ndarray
+        The dequantized ``x``, in its dtype (float32 for a non-float ``x``).
+    mask : numpy.ndarray of bool
+        False where ``x`` was clipped (the code before the clamp, computed the same way in
+        float32, is outside [0, 255]).
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` or ``zero_point`` is invalid.
+    """
     x32, dt = _as_f32(x)
     s = np.array([scale], np.float32)
     z = np.array([zero_point], np.int32)
@@ -113,14 +183,66 @@ def fake_quantize_static(x, scale: float, zero_point: int):
 
 
 class FakeQuantLinear(Linear):
-    """A Linear trained with quantization in the loop (see the module docstring).
+    """A Linear trained with quantization in the loop.
 
-    ``bits``: weight bits (2..8, symmetric per output channel). ``act``: "dynamic" (default; each
-    input row quantized to uint8 with its own range, as QuantizedLinear does by default),
-    "static" (one range for all rows, tracked during training by an exponential moving average
-    of the batch min/max with ``momentum``; frozen as ``act_scale``/``act_zero_point`` and passed
-    to QuantizedLinear on conversion) or None (weights only). Inference (``layer(x)``) is the
-    fake-quantized forward.
+    Its forward rounds its weights (symmetric, per output channel) and its inputs (uint8, per
+    row like :class:`lowbit.QuantizedLinear`'s dynamic mode, or with a static range learned by
+    a moving-average observer) to the integer grid and back, in float; backward uses the
+    straight-through estimator (gradients pass the rounding unchanged; for static activations
+    they are zeroed where the input was clipped). The rounding reproduces
+    :func:`lowbit.quantize`'s rules exactly (float32 division, round half to even,
+    constant-channel cases), so :func:`lowbit.nn.convert_qat` gives QuantizedLinear layers whose
+    int8 inference matches the fake-quantized forward. Inference (``layer(x)``) is the
+    fake-quantized forward. :meth:`from_linear` starts from a trained Linear.
+
+    The layer saves (``lowbit.save``, pickling) as "nn.FakeQuantLinear", with everything training
+    continues from: float master weights, bits, activation mode and observed range.
+
+    Parameters
+    ----------
+    in_features : int
+        Length of the input rows, >= 1.
+    out_features : int
+        Length of the output rows, >= 1.
+    bias : bool, default True
+        False makes a layer without bias.
+    seed : int, default 0
+        Seed of the initialization (as :class:`lowbit.nn.Linear`), >= 0.
+    bits : int, default 8
+        Weight bits, 2..8 (symmetric per output channel).
+    act : {"dynamic", "static", None}, default "dynamic"
+        "dynamic": each input row quantized to uint8 with its own range, as QuantizedLinear
+        does by default; "static": one range for all rows, tracked during training by an
+        exponential moving average of the batch min/max with ``momentum``, frozen as
+        ``act_scale``/``act_zero_point`` and passed to QuantizedLinear on conversion; None:
+        weights only.
+    momentum : float, default 0.01
+        The moving average's weight of a new batch, in (0, 1].
+    dtype : numpy.dtype, default numpy.float32
+        float32 or float64 (for gradient checks).
+
+    Attributes
+    ----------
+    weight : numpy.ndarray
+        The float master weight ``(out_features, in_features)``.
+    bias : numpy.ndarray or None
+        ``(out_features,)``, or None.
+    bits : int
+        Weight bits.
+    act : str or None
+        The activation mode.
+    momentum : float
+        The moving average's weight of a new batch.
+    act_min, act_max : float or None
+        The observed activation range (static; None before a training forward).
+
+    Raises
+    ------
+    TypeError
+        If an integer argument is not an integer, or ``dtype`` is neither float32 nor float64.
+    ValueError
+        If a size is < 1, ``seed`` negative, ``bits`` not in 2..8, ``act`` unknown, or
+        ``momentum`` not in (0, 1].
     """
 
     def __init__(self, in_features, out_features, *, bias=True, seed=0, bits=8, act="dynamic",
@@ -137,7 +259,31 @@ class FakeQuantLinear(Linear):
 
     @classmethod
     def from_linear(cls, layer: Linear, *, bits=8, act="dynamic", momentum=0.01) -> "FakeQuantLinear":
-        """A FakeQuantLinear starting from copies of `layer`'s weight and bias."""
+        """A FakeQuantLinear starting from copies of a Linear's weight and bias.
+
+        Parameters
+        ----------
+        layer : lowbit.nn.Linear
+            The layer (its dtype is kept).
+        bits : int, default 8
+            Weight bits, 2..8.
+        act : {"dynamic", "static", None}, default "dynamic"
+            The activation mode (see the class).
+        momentum : float, default 0.01
+            The static observer's moving-average weight, in (0, 1].
+
+        Returns
+        -------
+        FakeQuantLinear
+            The new layer.
+
+        Raises
+        ------
+        TypeError
+            If ``layer`` is not a :class:`lowbit.nn.Linear`.
+        ValueError
+            If ``bits``, ``act`` or ``momentum`` is invalid.
+        """
         if not isinstance(layer, Linear):
             raise TypeError(f"layer must be a lowbit.nn.Linear, got {type(layer).__name__}")
         new = cls(layer.in_features, layer.out_features, bias=layer.bias is not None, bits=bits, act=act,
@@ -157,6 +303,7 @@ class FakeQuantLinear(Linear):
 
     @property
     def act_zero_point(self):
+        """The static activation zero point (None until a training forward observed a range)."""
         if self.act != "static" or self.act_min is None:
             return None
         return int(_asym_params(np.array([self.act_min], np.float32), np.array([self.act_max], np.float32),
@@ -186,6 +333,33 @@ class FakeQuantLinear(Linear):
         return fake_quantize_static(x, s[0], z[0])
 
     def forward(self, x, train=False, rng=None):
+        """The fake-quantized output: quantized inputs and weights, back in float.
+
+        With ``act="static"``, a training forward first updates the observed range with the
+        batch's min and max, then quantizes with the new range.
+
+        Parameters
+        ----------
+        x : array_like of float, shape (..., in_features)
+            The input.
+        train : bool, default False
+            Keep what :meth:`backward` needs (and update the static range).
+        rng : numpy.random.Generator, optional
+            Unused (the protocol's dropout generator).
+
+        Returns
+        -------
+        numpy.ndarray
+            The output, ``(..., out_features)``.
+
+        Raises
+        ------
+        RuntimeError
+            If ``act="static"`` and no training forward observed a range yet.
+        ValueError
+            If the last axis of ``x`` is not ``in_features`` long, or ``x`` is not 2-D in
+            training.
+        """
         x = self._input(x)
         xq, mask = self._fake_act(x, train)
         if train:
@@ -193,6 +367,31 @@ class FakeQuantLinear(Linear):
         return super().forward(xq, train, rng)
 
     def backward(self, grad, need_input_grad=True):
+        """Back-propagate through the last training forward, by the straight-through estimator.
+
+        The weights' gradient is written to ``grad_weight`` (and ``grad_bias``), as if the
+        rounding were the identity; with static activations the input's gradient is zeroed
+        where the input was clipped.
+
+        Parameters
+        ----------
+        grad : array_like
+            dLoss/dy of the last training forward (never modified).
+        need_input_grad : bool, default True
+            Compute dLoss/dx (False: return None).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            dLoss/dx ``(batch, in_features)``, or None when ``need_input_grad`` is False.
+
+        Raises
+        ------
+        RuntimeError
+            If no training forward came before.
+        ValueError
+            If ``grad`` does not have the shape of the output.
+        """
         dx = super().backward(grad, need_input_grad)
         mask = self._cache.get("act_mask")
         if dx is not None and mask is not None:
@@ -200,7 +399,19 @@ class FakeQuantLinear(Linear):
         return dx
 
     def to_quantized(self):
-        """The lowbit.QuantizedLinear computing this layer's fake-quantized forward in int8."""
+        """The :class:`lowbit.QuantizedLinear` computing this layer's fake-quantized forward in int8.
+
+        Returns
+        -------
+        lowbit.QuantizedLinear
+            Per-channel weights of ``bits`` bits; dynamic activations, or the static
+            ``act_scale``/``act_zero_point``.
+
+        Raises
+        ------
+        ValueError
+            If ``act`` is None (QuantizedLinear always quantizes activations).
+        """
         from lowbit.linear import QuantizedLinear
 
         if self.act is None:
@@ -229,9 +440,34 @@ def _linear_indices(model, layers, name="layers") -> list:
 
 
 def prepare_qat(model, *, bits: int = 8, act="dynamic", layers=None, momentum: float = 0.01) -> Sequential:
-    """A copy of ``model`` whose Linear layers (all, or the indices in ``layers``) are
-    FakeQuantLinear, ready for quantization-aware training or distillation. The original model is
-    not modified."""
+    """Prepare a model for quantization-aware training or distillation.
+
+    Parameters
+    ----------
+    model : lowbit.nn.Sequential
+        The model (a Sequential or MLP); not modified.
+    bits : int, default 8
+        Weight bits, 2..8.
+    act : {"dynamic", "static", None}, default "dynamic"
+        The activation mode (see :class:`lowbit.nn.FakeQuantLinear`).
+    layers : sequence of int, optional
+        Indices of the Linear layers to convert (None: all).
+    momentum : float, default 0.01
+        The static observer's moving-average weight, in (0, 1].
+
+    Returns
+    -------
+    lowbit.nn.Sequential
+        A copy of ``model`` whose Linear layers (all, or those in ``layers``) are
+        :class:`lowbit.nn.FakeQuantLinear`.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a lowbit.nn Sequential/MLP.
+    ValueError
+        If ``layers`` holds an index that is not a Linear layer's, or a setting is invalid.
+    """
     idx = set(_linear_indices(model, layers))
     new = model.copy()
     for i in idx:
@@ -240,8 +476,26 @@ def prepare_qat(model, *, bits: int = 8, act="dynamic", layers=None, momentum: f
 
 
 def convert_qat(model) -> Sequential:
-    """A copy of a quantization-aware trained ``model`` in which every FakeQuantLinear is the
-    equivalent lowbit.QuantizedLinear (int8 inference); other layers are copied."""
+    """Convert a quantization-aware trained model to int8 inference.
+
+    Parameters
+    ----------
+    model : lowbit.nn.Sequential
+        The trained model, holding FakeQuantLinear layers; not modified.
+
+    Returns
+    -------
+    lowbit.nn.Sequential
+        A copy of ``model`` in which every FakeQuantLinear is the equivalent
+        :class:`lowbit.QuantizedLinear`; other layers are copied.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a lowbit.nn Sequential/MLP.
+    ValueError
+        If ``model`` has no FakeQuantLinear layer, or one has ``act=None``.
+    """
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a lowbit.nn Sequential/MLP, got {type(model).__name__}")
     if not any(isinstance(l, FakeQuantLinear) for l in model.layers):
@@ -255,9 +509,35 @@ def convert_qat(model) -> Sequential:
 
 
 def quantize_dynamic(model, *, bits: int = 8, per_channel: bool = True, layers=None) -> Sequential:
-    """Post-training quantization: a copy of ``model`` with its Linear layers (all, or the indices
-    in ``layers``) replaced by lowbit.QuantizedLinear (dynamic int8 activations). FakeQuantLinear
-    layers keep their own settings. Works for teachers too (an int8 teacher)."""
+    """Post-training quantization of a lowbit.nn model's Linear layers.
+
+    Works for teachers too (an int8 teacher).
+
+    Parameters
+    ----------
+    model : lowbit.nn.Sequential
+        The model (a Sequential or MLP); not modified.
+    bits : int, default 8
+        Weight bits, 2..8.
+    per_channel : bool, default True
+        One weight scale per output channel.
+    layers : sequence of int, optional
+        Indices of the Linear layers to quantize (None: all).
+
+    Returns
+    -------
+    lowbit.nn.Sequential
+        A copy of ``model`` with those layers replaced by :class:`lowbit.QuantizedLinear`
+        (dynamic int8 activations). FakeQuantLinear layers keep their own settings (those
+        with ``act=None`` are quantized with ``bits`` and ``per_channel``).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a lowbit.nn Sequential/MLP, or a setting has the wrong type.
+    ValueError
+        If ``layers`` holds an index that is not a Linear layer's, or ``bits`` is out of range.
+    """
     from lowbit.linear import QuantizedLinear
 
     idx = _linear_indices(model, layers)
@@ -285,38 +565,45 @@ def _nearest(values: np.ndarray, centroids: np.ndarray, chunk: int = 1 << 16) ->
     return out
 
 
-def _kmeans(values: np.ndarray, k: int, iters: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A small Lloyd k-means (the fallback when lowbit.kmeans is not available): linear
-    initialization over [min, max] for scalars (Deep Compression's best), random rows for vectors;
-    an empty cluster keeps its centroid."""
-    n, d = values.shape
-    k = min(k, n)
-    if d == 1:
-        c = np.linspace(values.min(), values.max(), k).reshape(k, 1)
-    else:
-        c = values[np.random.default_rng(seed).choice(n, k, replace=False)].astype(np.float64)
-    for _ in range(iters):
-        idx = _nearest(values, c)
-        counts = np.bincount(idx, minlength=k)
-        sums = np.stack([np.bincount(idx, weights=values[:, j], minlength=k) for j in range(d)], axis=1)
-        moved = counts > 0
-        new = c.copy()
-        new[moved] = sums[moved] / counts[moved, None]
-        if np.allclose(new, c):
-            c = new
-            break
-        c = new
-    idx = _nearest(values, c)
-    return c.astype(values.dtype), idx
-
-
 class SharedWeightLinear(Linear):
-    """A Linear whose weight is a codebook: ``weight = centroids[indices]`` (read-only view of the
-    decoded weight), trained by fine-tuning the centroids (and bias) with the indices fixed.
+    """A Linear whose weight is a codebook: ``weight = centroids[indices]``.
 
-    ``centroids``: (k,) or (k, 1) for scalar weight sharing, (k, d) for groups of d consecutive
-    weights along the input axis; ``indices``: integers, (out, in) for scalars or (out, in // d)
-    for groups. backward: each centroid's gradient is the sum of the gradients of its weights.
+    Trained by fine-tuning the centroids (and bias) with the indices fixed: backward writes
+    each centroid's gradient, the sum of the gradients of the weights that share it (Deep
+    Compression, Han et al. 2016), to ``grad_centroids``. ``weight`` is the decoded weight,
+    read-only. :func:`lowbit.nn.prepare_codebook` clusters a model's Linear layers into these.
+
+    The layer saves (``lowbit.save``, pickling) as "nn.SharedWeightLinear", with its centroids
+    and indices.
+
+    Parameters
+    ----------
+    centroids : array_like of float
+        ``(k,)`` or ``(k, 1)`` for scalar weight sharing, ``(k, d)`` for groups of ``d``
+        consecutive weights along the input axis (kept in float64 if float64, else float32).
+    indices : array_like of int
+        Non-empty, ``(out_features, in_features)`` for scalars or
+        ``(out_features, in_features // d)`` for groups, each in ``0..k-1``.
+    bias : array_like of float, shape (out_features,), optional
+        The bias (None: no bias).
+
+    Attributes
+    ----------
+    centroids : numpy.ndarray
+        ``(k, d)``, the trained parameter.
+    indices : numpy.ndarray
+        int64, ``(out_features, in_features // d)``.
+    bias : numpy.ndarray or None
+        ``(out_features,)``, or None.
+
+    Raises
+    ------
+    TypeError
+        If ``centroids`` or ``bias`` is not a floating-point array, or ``indices`` not an
+        integer array.
+    ValueError
+        If ``centroids`` is not ``(k,)`` or ``(k, d)``, ``indices`` is not a non-empty 2-D array
+        of values in ``0..k-1``, or ``bias`` has the wrong shape.
     """
 
     def __init__(self, centroids, indices, bias=None):
@@ -349,10 +636,12 @@ class SharedWeightLinear(Linear):
 
     @property
     def k(self) -> int:
+        """The number of centroids."""
         return int(self.centroids.shape[0])
 
     @property
     def dim(self) -> int:
+        """Weights per centroid ``d`` (1: scalar weight sharing)."""
         return int(self.centroids.shape[1])
 
     @property
@@ -384,18 +673,44 @@ class SharedWeightLinear(Linear):
             out[:, j] = np.bincount(flat, weights=g[:, j], minlength=self.k)
 
     def codebook(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of (centroids (k, d), indices)."""
+        """The codebook.
+
+        Returns
+        -------
+        centroids : numpy.ndarray
+            A copy of the centroids, ``(k, d)``.
+        indices : numpy.ndarray
+            A copy of the indices.
+        """
         return self.centroids.copy(), self.indices.copy()
 
     def to_linear(self) -> Linear:
-        """A plain Linear with the decoded weight."""
+        """A plain Linear with the decoded weight.
+
+        Returns
+        -------
+        lowbit.nn.Linear
+            The layer, holding copies of the decoded weight and the bias.
+        """
         return Linear.from_arrays(self.weight, self.bias)
 
     def to_codebook_linear(self, activations="int16"):
-        """The equivalent lowbit.CodebookLinear (needs lowbit's codebook module). The decoded weight
-        holds exactly k distinct values (vectors), which the layer's k-means recovers.
-        `activations`: "int16" (default here: within about 1e-4 of this float layer) or "int8"
-        (faster, activations quantized like QuantizedLinear's)."""
+        """The equivalent :class:`lowbit.CodebookLinear`.
+
+        Needs lowbit's codebook module. The decoded weight holds exactly ``k`` distinct values
+        (vectors), which the layer's k-means recovers.
+
+        Parameters
+        ----------
+        activations : {"int16", "int8"}, default "int16"
+            "int16" (the default here: within about 1e-4 of this float layer) or "int8"
+            (faster, activations quantized like QuantizedLinear's).
+
+        Returns
+        -------
+        lowbit.CodebookLinear
+            The layer, float32.
+        """
         from ..codebook import CodebookLinear
 
         b = None if self.bias is None else self.bias.astype(np.float32)
@@ -433,12 +748,45 @@ def _codebook_arrays(cb, shape, name):
 
 def prepare_codebook(model, codebooks=None, *, k: int = 16, dim: int = 1, seed: int = 0, iters: int = 25,
                      layers=None) -> Sequential:
-    """A copy of ``model`` whose Linear layers are SharedWeightLinear, for Deep Compression
-    fine-tuning (train it with lowbit.nn.fit or a Distiller; only centroids and biases learn).
+    """Prepare a model for Deep Compression fine-tuning of codebook weights.
 
-    ``codebooks``: a dict {layer index: (centroids, indices) or lowbit Codebook}; layers not in it
-    (or all, when None) are clustered here with ``k`` centroids of ``dim`` values: with
-    lowbit.kmeans when available, else a built-in Lloyd k-means (linear initialization).
+    Train the result with :func:`lowbit.nn.fit` or a :class:`lowbit.distill.Distiller`; only
+    centroids and biases learn.
+
+    Parameters
+    ----------
+    model : lowbit.nn.Sequential
+        The model (a Sequential or MLP); not modified.
+    codebooks : dict, optional
+        ``{layer index: (centroids, indices) or lowbit.Codebook}``: the codebooks of those
+        layers. The other layers to convert are clustered here with :func:`lowbit.kmeans`,
+        ``k`` centroids of ``dim`` values.
+    k : int, default 16
+        Centroids per clustered layer, 2..65536.
+    dim : int, default 1
+        Values per centroid, >= 1; must divide the clustered layers' ``in_features``.
+    seed : int, default 0
+        Seed of the clustering, >= 0.
+    iters : int, default 25
+        Lloyd iterations of the clustering.
+    layers : sequence of int, optional
+        Indices of the Linear layers to cluster (None: all). Layers in ``codebooks`` are
+        converted too.
+
+    Returns
+    -------
+    lowbit.nn.Sequential
+        A copy of ``model`` whose Linear layers (those in ``layers`` and ``codebooks``) are
+        :class:`lowbit.nn.SharedWeightLinear`.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a lowbit.nn Sequential/MLP, ``codebooks`` not a dict (or holds
+        something other than a pair or a Codebook), or a setting has the wrong type.
+    ValueError
+        If an index is not a Linear layer's, ``dim`` does not divide a layer's
+        ``in_features``, a codebook does not fit its layer, or a setting is out of range.
     """
     from lowbit._checks import as_int
 

@@ -17,7 +17,7 @@ __all__ = ["History", "fit", "evaluate"]
 
 
 class History:
-    """Per-epoch training record.
+    """Per-epoch training record, returned by :func:`lowbit.nn.fit` and the Distiller.
 
     Lists (one entry per epoch run): ``loss`` and ``accuracy`` (mean over the epoch's training
     batches, in training mode, i.e. with dropout), ``val_loss`` and ``val_accuracy`` (when
@@ -33,12 +33,30 @@ class History:
     run.
     """
 
+    # (The per-epoch lists, declared for the docs; __init__ makes them.)
+    #: Mean training loss of each epoch, over its training batches, in training mode (with
+    #: dropout).
+    loss: list[float]
+    #: Mean training accuracy of each epoch, over its training batches, in training mode.
+    accuracy: list[float]
+    #: Validation loss of each epoch: cross-entropy on the hard labels, in inference mode
+    #: (empty without validation data).
+    val_loss: list[float]
+    #: Validation accuracy of each epoch, in inference mode (empty without validation data).
+    val_accuracy: list[float]
+    #: The learning rate at each epoch's last step.
+    lr: list[float]
+    #: The seconds each epoch took.
+    time: list[float]
+
     _KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
 
     def __init__(self):
         for k in self._KEYS:
             setattr(self, k, [])
+        #: The 0-based epoch of the lowest ``val_loss`` (None without validation).
         self.best_epoch: int | None = None
+        #: Whether early stopping ended the run.
         self.stopped_early = False
         self._loop: dict | None = None  # the training loop's state after the last epoch (resume)
 
@@ -52,15 +70,38 @@ class History:
 
     @property
     def epochs(self) -> int:
+        """The number of epochs recorded (the length of ``loss``)."""
         return len(self.loss)
 
     def as_dict(self) -> dict:
-        """Every non-empty per-epoch list, by name."""
+        """The per-epoch records as a dict.
+
+        Returns
+        -------
+        dict
+            Every non-empty per-epoch list (a copy), by name.
+        """
         return {k: list(v) for k, v in vars(self).items() if isinstance(v, list) and v}
 
     def plot(self, path, *, title: str | None = None) -> None:
-        """Writes a PNG with the loss curves (left) and accuracy curves (right). Needs matplotlib
-        (an optional dependency): ImportError with instructions when it is missing."""
+        """Write a PNG with the loss curves (left) and accuracy curves (right).
+
+        Needs matplotlib (an optional dependency). A dotted line marks ``best_epoch``.
+
+        Parameters
+        ----------
+        path : str or path-like or file-like
+            Where to write the PNG.
+        title : str, optional
+            A title above the plots.
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is missing (the message says how to install it).
+        ValueError
+            If the History is empty (no epoch recorded).
+        """
         try:
             from matplotlib.figure import Figure
         except ImportError:
@@ -198,8 +239,34 @@ def _check_finite(a, name):
 
 
 def evaluate(model, x, y, *, batch_size: int = 1024) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` (any callable x -> logits) on (x, y), in
-    inference mode, computed in chunks of ``batch_size`` rows."""
+    """Mean cross-entropy and accuracy of a classifier on labelled data, in inference mode.
+
+    Parameters
+    ----------
+    model : callable
+        Any callable ``x -> logits`` of shape ``(batch, classes)``.
+    x : array_like of float, shape (n, features)
+        The inputs (converted to float32).
+    y : array_like of int, shape (n,)
+        The class labels.
+    batch_size : int, default 1024
+        The model is called on chunks of this many rows.
+
+    Returns
+    -------
+    loss : float
+        The mean cross-entropy.
+    accuracy : float
+        The fraction of rows whose largest logit is at the label.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating-point array or ``y`` not an integer array.
+    ValueError
+        If ``y`` does not have one label per row, the model does not return 2-D logits, or a
+        label is not smaller than the number of logits.
+    """
     x = as_float(x, "x", np.float32)
     y = as_labels(y, "y", x.shape[0])
     loss = correct = 0.0
@@ -347,29 +414,91 @@ def fit(model, x, y, *, epochs, batch_size=64, lr=1e-3, seed=0, progress=False,
         optimizer="adam", weight_decay=0.0, momentum=0.9, schedule=None, min_lr=0.0,
         validation_data=None, early_stopping=None, min_delta=0.0, restore_best=True,
         shuffle=True, callback=None, threads=None, resume=None) -> History:
-    """Trains ``model`` (a lowbit.nn Sequential/MLP) in place on hard labels with softmax
-    cross-entropy and returns its History.
+    """Train a lowbit.nn model in place on hard labels with softmax cross-entropy.
 
-    - ``x`` float (n, features), ``y`` integer labels (n,); shuffled mini-batches of
-      ``batch_size`` (the last may be smaller), ``epochs`` passes.
-    - ``optimizer``: "adam" (default; ``weight_decay`` is decoupled, AdamW), "sgd" (with
-      ``momentum``; ``weight_decay`` is L2) or a lowbit.nn.optim.Optimizer. ``lr`` is the base rate;
-      ``schedule="cosine"`` decays it per step to ``min_lr`` over the run.
-    - ``validation_data=(x_val, y_val)`` records val_loss/val_accuracy per epoch;
-      ``early_stopping=k`` stops after k epochs without a val_loss improvement of more than
-      ``min_delta`` and (``restore_best``) puts back the weights of the best epoch.
-    - Deterministic for a given ``seed`` (shuffling and dropout masks derive from it).
-    - ``callback(epoch, history)`` runs after each epoch; returning True stops training.
-    - ``threads``: limit numpy's BLAS to this many threads while training (threadpoolctl);
-      None leaves it alone. One thread is usually fastest for small models.
-    - ``resume``: the History of an interrupted run, to continue it. Checkpoint a run by saving
-      the model, the Optimizer instance it trains with and the History together, e.g. from the
-      callback: ``lowbit.save({"model": model, "optimizer": opt, "history": history}, path)``;
-      then ``ck = lowbit.load(path)`` and ``fit(ck["model"], x, y, optimizer=ck["optimizer"],
-      resume=ck["history"], ...)`` with the other arguments of the first call (``epochs`` counts
-      the whole run: the epochs in the history are not run again). The run ends exactly as the
-      uninterrupted one would have: same weights, History, shuffling, dropout masks, learning
-      rates and early stopping. Returns a new History (``resume`` is not modified).
+    Shuffled mini-batches of ``batch_size`` rows (the last may be smaller), ``epochs`` passes.
+    Deterministic for a given ``seed`` (shuffling and dropout masks derive from it).
+
+    Parameters
+    ----------
+    model : lowbit.nn.Sequential
+        The model (a Sequential/MLP, or another lowbit.nn layer with parameters), trained in
+        place.
+    x : array_like of float, shape (n, features)
+        The inputs (converted to the model's dtype), finite, at least one row.
+    y : array_like of int, shape (n,)
+        The class labels, each in ``0..out_features-1`` of the model.
+    epochs : int
+        Passes over the data, >= 0 (with ``resume``: of the whole run).
+    batch_size : int, default 64
+        Rows per mini-batch, >= 1.
+    lr : float, default 1e-3
+        The base learning rate, >= 0.
+    seed : int, default 0
+        Seed of the shuffling and the dropout masks, >= 0.
+    progress : bool, default False
+        Show a progress bar over epochs (tqdm when installed, else one line per epoch on
+        stderr).
+    optimizer : {"adam", "adamw", "sgd"} or lowbit.nn.Optimizer, default "adam"
+        "adam" (``weight_decay`` is decoupled, AdamW; "adamw" is the same), "sgd" (with
+        ``momentum``; ``weight_decay`` is L2) or an Optimizer instance, used with its own
+        settings (each step's learning rate still comes from ``lr`` and ``schedule``).
+    weight_decay : float, default 0.0
+        Weight decay of a named optimizer, >= 0.
+    momentum : float, default 0.9
+        Momentum of "sgd", in [0, 1).
+    schedule : {None, "constant", "cosine"}, default None
+        "cosine" decays the rate per step from ``lr`` to ``min_lr`` over the run (see
+        :func:`lowbit.nn.learning_rate`); None and "constant" keep ``lr``.
+    min_lr : float, default 0.0
+        The rate cosine decay ends at, >= 0.
+    validation_data : tuple, optional
+        ``(x_val, y_val)``: records ``val_loss``/``val_accuracy`` per epoch.
+    early_stopping : int, optional
+        Stop after this many epochs (>= 1) without a ``val_loss`` improvement of more than
+        ``min_delta``; needs ``validation_data``.
+    min_delta : float, default 0.0
+        The improvement early stopping asks for, >= 0.
+    restore_best : bool, default True
+        When early stopping ends the run, put back the weights of the best epoch.
+    shuffle : bool, default True
+        Shuffle the rows every epoch (False: batches in order).
+    callback : callable, optional
+        ``callback(epoch, history)`` runs after each epoch; returning True stops training.
+    threads : int, optional
+        Limit numpy's BLAS to this many threads (1..1024) while training (threadpoolctl;
+        without it the setting is ignored with a RuntimeWarning); None leaves it alone. One
+        thread is usually fastest for small models.
+    resume : History, optional
+        The History of an interrupted run, to continue it (see the notes).
+
+    Returns
+    -------
+    History
+        The run's record: a new History (``resume`` is not modified).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a lowbit.nn model, ``x`` is not a floating-point array, ``y`` not
+        an integer array, ``validation_data`` not a pair, ``resume`` not a History, or another
+        argument has the wrong type.
+    ValueError
+        If ``model`` has no parameters, ``x`` is not a finite non-empty 2-D array of the
+        model's width, a label is out of range, a setting is out of range or unknown,
+        ``early_stopping`` is given without ``validation_data``, ``resume`` cannot be
+        continued by this call, or training diverged (the loss is not finite).
+
+    Notes
+    -----
+    Checkpoint a run by saving the model, the Optimizer instance it trains with and the
+    History together, e.g. from the callback:
+    ``lowbit.save({"model": model, "optimizer": opt, "history": history}, path)``; then
+    ``ck = lowbit.load(path)`` and ``fit(ck["model"], x, y, optimizer=ck["optimizer"],
+    resume=ck["history"], ...)`` with the other arguments of the first call (``epochs`` counts
+    the whole run: the epochs in the history are not run again). The run ends exactly as the
+    uninterrupted one would have: same weights, History, shuffling, dropout masks, learning
+    rates and early stopping.
     """
     check_model(model)
     epochs, batch_size, lr, seed = check_common(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
