@@ -171,3 +171,63 @@ TEST(codebook_linear_same_on_every_isa) {
   set_isa(supported_isas().back());
   set_num_threads(2);
 }
+
+// The forward on the GEMM grid (several row and column blocks, per-worker decoded tiles, a
+// workspace reused across sizes) against an integer reference written here: the activations
+// quantized as the plan states (symmetric per row, round half to even), exact int64 sums with
+// the plan's quantized centroids, y = float(acc * (x_scale * w_scale)) + bias. Bit for bit, on
+// every kernel set and thread count.
+TEST(codebook_linear_grid_matches_integer_reference) {
+  std::mt19937 rng(19);
+  struct Case { size_t k, dim; bool precise; size_t out, in; };
+  const Case cases[] = {{16, 1, false, 200, 200}, {16, 1, true, 130, 100}, {300, 2, false, 70, 96},
+                        {40, 1, false, 3, 70}};
+  for (const Case& cs : cases) {
+    auto cent = gaussian(cs.k * cs.dim, rng);
+    const size_t groups = cs.in / cs.dim;
+    std::vector<uint16_t> codes(cs.out * groups);
+    for (auto& c : codes) c = uint16_t(rng() % cs.k);
+    std::vector<uint8_t> codes8(codes.begin(), codes.end());
+    const void* cp = cs.k > 256 ? static_cast<const void*>(codes.data()) : codes8.data();
+    auto bias = gaussian(cs.out, rng);
+    CodebookLinearPlan plan(cent.data(), cs.k, cs.dim, cp, cs.out, cs.in, bias.data(), cs.precise);
+    const std::vector<int16_t> qc = plan.qcentroids();
+    const int qmax = plan.precise() ? kCbMaxQ : 127;
+    CodebookLinearPlan::Workspace ws;
+    for (size_t M : {300, 1, 64, 5}) {  // the largest first: later calls reuse the workspace
+      auto x = gaussian(M * cs.in, rng);
+      x[0] = 0.0f;
+      std::vector<float> want(M * cs.out), y(M * cs.out);
+      for (size_t r = 0; r < M; r++) {
+        const float* xr = &x[r * cs.in];
+        float mx = 0.0f;
+        for (size_t i = 0; i < cs.in; i++) mx = std::max(mx, std::fabs(xr[i]));
+        const float s = mx > 0.0f ? mx / float(qmax) : 1.0f;
+        std::vector<int64_t> q(cs.in);
+        for (size_t i = 0; i < cs.in; i++)
+          q[i] = int64_t(std::min<float>(float(qmax), std::max<float>(-qmax, std::nearbyint(xr[i] / s))));
+        const double scale = double(s) * double(plan.weight_scale());
+        for (size_t o = 0; o < cs.out; o++) {
+          int64_t acc = 0;
+          for (size_t i = 0; i < cs.in; i++)
+            acc += q[i] * qc[size_t(codes[o * groups + i / cs.dim]) * cs.dim + i % cs.dim];
+          want[r * cs.out + o] = float(double(acc) * scale) + bias[o];
+        }
+      }
+      for (const auto& isa : supported_isas())
+        for (int t : {1, 2, 3}) {
+          set_isa(isa);
+          set_num_threads(t);
+          std::fill(y.begin(), y.end(), -1.0f);
+          CHECK(plan.forward(x.data(), M, y.data(), &ws), "finite");
+          CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0,
+                "%s threads=%d k=%zu dim=%zu precise=%d M=%zu", isa.c_str(), t, cs.k, cs.dim,
+                int(cs.precise), M);
+        }
+      x[(M - 1) * cs.in + cs.in / 2] = INFINITY;  // in the last row block
+      CHECK(!plan.forward(x.data(), M, y.data(), &ws), "Inf not reported (M=%zu)", M);
+    }
+  }
+  set_isa(supported_isas().back());
+  set_num_threads(2);
+}
