@@ -8,26 +8,15 @@
 #include <vector>
 
 #include "harness.h"
+#include "kernel_sets.h"
 #include "lowbit/codebook_linear.h"
 #include "lowbit/runtime.h"
 
 using namespace lowbit;
+using lbtest::for_each_simd;
+using lbtest::gaussian;
 
 namespace {
-
-template <typename F>
-void for_each_simd(F f) {
-  const KernelTable* ref = kernel_table("scalar");
-  for (const auto& isa : supported_isas())
-    if (isa != "scalar") f(*ref, *kernel_table(isa));
-}
-
-std::vector<float> gaussian(size_t n, std::mt19937& rng, float sd = 1.0f) {
-  std::normal_distribution<float> g(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = g(rng);
-  return v;
-}
 
 const std::vector<size_t> kCounts = {0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000};
 

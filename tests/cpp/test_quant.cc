@@ -7,10 +7,13 @@
 #include <vector>
 
 #include "harness.h"
+#include "kernel_sets.h"
 #include "lowbit/quant.h"
 #include "lowbit/runtime.h"
 
 using namespace lowbit;
+using lbtest::for_each_simd;
+using lbtest::gaussian;
 
 namespace {
 
@@ -29,13 +32,6 @@ const std::vector<size_t> kLengths = {0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 
 
 bool bits_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
-}
-
-template <typename F>
-void for_each_simd(F f) {
-  const KernelTable* ref = kernel_table("scalar");
-  for (const auto& isa : supported_isas())
-    if (isa != "scalar") f(*ref, *kernel_table(isa));
 }
 
 }  // namespace
