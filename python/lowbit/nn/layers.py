@@ -201,11 +201,8 @@ class Linear(_m.Linear, Layer):
         ValueError
             If ``weight`` is not a non-empty 2-D array or ``bias`` has the wrong shape.
         """
-        w = as_float(weight, "weight", np.float64 if np.asarray(weight).dtype == np.float64 else np.float32)
-        if w.ndim != 2 or w.size == 0:
-            raise ValueError(f"weight must be a non-empty 2-D array (out_features, in_features), got shape {w.shape}")
-        layer = cls(w.shape[1], w.shape[0], bias=bias is not None, dtype=w.dtype)
-        _m.Linear.__init__(layer, w, bias)
+        layer = cls.__new__(cls)  # no random initialization: the arrays given replace it
+        _m.Linear.__init__(layer, weight, bias)
         return layer
 
     def forward(self, x, train=False, rng=None):
