@@ -104,11 +104,12 @@ def registered_types() -> list[str]:
 
 
 def _entry_for(obj) -> _Entry | None:
-    e = _BY_CLASS.get(type(obj))
-    if e is not None:
-        return e
-    for cls, e in _BY_CLASS.items():
-        if isinstance(obj, cls):
+    """The registration of obj's class, else of its nearest registered base class (an
+    unregistered subclass of lowbit.nn.Linear saves as "nn.Linear", not as the forward-only
+    "models.Linear" registered earlier)."""
+    for cls in type(obj).__mro__:
+        e = _BY_CLASS.get(cls)
+        if e is not None:
             return e
     return None
 
