@@ -10,6 +10,8 @@ temporary directory:
     saved with ``lowbit.save`` -- the same weights through lowbit's loader (its load overhead);
   * ``int8 QuantizedLinear``: every Linear a ``lowbit.QuantizedLinear`` (per-channel int8
     weights, dynamic int8 activations), saved with ``lowbit.save``;
+  * ``int4 QuantizedLinear``: the same with ``bits=4`` (per-channel 4-bit weights, held two a
+    byte), saved with ``lowbit.save``;
   * ``codebook k=16``: every Linear a ``lowbit.CodebookLinear(k=16)`` (4-bit weight indices),
     saved with ``lowbit.save``;
   * ``torch qint8 dynamic`` (optional peer, when torch is installed): the int8 model's codes,
@@ -68,6 +70,7 @@ VARIANTS = {
     "float32 (.npz)": ("float.npz", "npz"),
     "float32 (lowbit file)": ("float.lowbit", "lowbit"),
     "int8 QuantizedLinear": ("int8.lowbit", "lowbit"),
+    "int4 QuantizedLinear": ("int4.lowbit", "lowbit"),
     "codebook k=16": ("codebook.lowbit", "lowbit"),
     "torch qint8 dynamic": ("torch_int8.npz", "torch"),
 }
@@ -285,6 +288,7 @@ def build_files(params, directory: str, x: np.ndarray) -> dict:
     makers = {
         "float32 (lowbit file)": lambda w, b: lowbit.nn.Linear.from_arrays(w, b),
         "int8 QuantizedLinear": lambda w, b: lowbit.QuantizedLinear(w, b),
+        "int4 QuantizedLinear": lambda w, b: lowbit.QuantizedLinear(w, b, bits=4),
         "codebook k=16": lambda w, b: lowbit.CodebookLinear(w, b, k=16),
     }
     for name, make in makers.items():

@@ -16,7 +16,37 @@
 
 namespace lowbit {
 
-PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs, int nr, int kr) {
+namespace {
+
+// Packs panel values (a multiple of 32) as s4 (lowbit/kernels.h).
+void pack_s4(const int8_t* v, size_t n, int8_t* out) {
+  for (size_t blk = 0; blk < n / 32; blk++)
+    for (size_t j = 0; j < 16; j++) {
+      const unsigned lo = static_cast<unsigned>(v[blk * 32 + j] + 8);
+      const unsigned hi = static_cast<unsigned>(v[blk * 32 + 16 + j] + 8);
+      out[blk * 16 + j] = static_cast<int8_t>(lo | (hi << 4));
+    }
+}
+
+// Value i of a panel held as s4.
+int8_t s4_value(const int8_t* panel, size_t i) {
+  const uint8_t byte = static_cast<uint8_t>(panel[i / 32 * 16 + i % 16]);
+  return static_cast<int8_t>(((i % 32) < 16 ? byte & 0x0F : byte >> 4) - 8);
+}
+
+}  // namespace
+
+bool s4_fits(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs) {
+  for (size_t k = 0; k < K; k++)
+    for (size_t n = 0; n < N; n++) {
+      const int8_t v = b[static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(n) * cs];
+      if (v < -8 || v > 7) return false;
+    }
+  return true;
+}
+
+PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs, int nr, int kr,
+               bool s4) {
   PackedB pb;
   pb.K = K;
   pb.N = N;
@@ -24,11 +54,14 @@ PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs, 
   pb.kr = kr;
   pb.kp = (K + kr - 1) / kr * kr;
   pb.panels = (N + nr - 1) / nr;
-  pb.data.assign(pb.panels * pb.kp * nr, 0);
+  pb.s4 = s4;
+  pb.data.assign(pb.panels * pb.panel_bytes(), 0);
   pb.colsum.assign(pb.panels * nr, 0);
   pb.s7.assign(pb.panels, 1);
+  std::vector<int8_t> values(pb.panel_stride());
   for (size_t p = 0; p < pb.panels; p++) {
-    int8_t* panel = pb.data.data() + p * pb.kp * nr;
+    int8_t* panel = s4 ? values.data() : pb.data.data() + p * pb.panel_bytes();
+    if (s4) std::fill(values.begin(), values.end(), int8_t(0));
     const size_t nc = std::min<size_t>(nr, N - p * nr);
     for (size_t k = 0; k < K; k++) {
       const int8_t* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(p * nr) * cs;
@@ -40,6 +73,7 @@ PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs, 
         if (v < -64 || v > 63) pb.s7[p] = 0;
       }
     }
+    if (s4) pack_s4(values.data(), values.size(), pb.data.data() + p * pb.panel_bytes());
   }
   pb.all_s7 = std::all_of(pb.s7.begin(), pb.s7.end(), [](uint8_t f) { return f != 0; });
   return pb;
@@ -50,11 +84,19 @@ PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs) 
   return pack_b(b, K, N, rs, cs, g.nr, g.kr);
 }
 
+PackedB pack_b_s4(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs) {
+  const GemmKernel& g = active_kernels().gemm;
+  return pack_b(b, K, N, rs, cs, g.nr, g.kr, true);
+}
+
 void unpack_b(const PackedB& pb, int8_t* out) {
   const size_t nr = pb.nr, kr = pb.kr;
   for (size_t n = 0; n < pb.N; n++) {
-    const int8_t* panel = pb.data.data() + (n / nr) * pb.kp * nr;
-    for (size_t k = 0; k < pb.K; k++) out[k * pb.N + n] = panel[((k / kr) * nr + n % nr) * kr + k % kr];
+    const int8_t* panel = pb.data.data() + (n / nr) * pb.panel_bytes();
+    for (size_t k = 0; k < pb.K; k++) {
+      const size_t i = ((k / kr) * nr + n % nr) * kr + k % kr;
+      out[k * pb.N + n] = pb.s4 ? s4_value(panel, i) : panel[i];
+    }
   }
 }
 
@@ -69,7 +111,7 @@ const PackedB* in_format(const PackedB& b, int nr, int kr, std::shared_ptr<const
     std::vector<int8_t> plain(b.K * b.N);
     unpack_b(b, plain.data());
     b.repacked = std::make_shared<const PackedB>(
-        pack_b(plain.data(), b.K, b.N, static_cast<ptrdiff_t>(b.N), 1, nr, kr));
+        pack_b(plain.data(), b.K, b.N, static_cast<ptrdiff_t>(b.N), 1, nr, kr, b.s4));
   }
   *hold = b.repacked;
   return hold->get();
@@ -225,6 +267,18 @@ void run_task(Run& R, size_t task) {
   const size_t p0 = R.grid.col_begin(bj), p1 = R.grid.col_end(bj);
   const bool u7 = R.block_u7[bi];
   const size_t out_elem = os.kind == GemmOut::q8 ? 1 : 4;
+  // The panels as the micro-kernels read them: b's own, or (s4) this block's, unpacked here.
+  const int8_t* panels = b.data.data();  // panel p at panels + (p - first) * stride
+  size_t first = 0, stride = b.panel_bytes();
+  if (b.s4) {
+    thread_local std::vector<int8_t> unpacked;
+    stride = b.panel_stride();
+    int8_t* u = grown(unpacked, (p1 - p0) * stride);
+    R.kt->s4_s8_unpack(reinterpret_cast<const uint8_t*>(b.data.data() + p0 * b.panel_bytes()),
+                       (p1 - p0) * stride, u);
+    panels = u;
+    first = p0;
+  }
   GemmTile t = base_tile(R);
   // Two passes at most: the panels gemm7 takes (s7 panels, or all when the block is u7), then
   // the others; each pass walks row strips of its kernel's height over the column block's panels.
@@ -253,7 +307,7 @@ void run_task(Run& R, size_t task) {
         const size_t n0 = p * nr;
         t.nc = std::min(nr, b.N - n0);
         t.narrow = (u7 ? kNarrowA : 0) | (narrow_b ? kNarrowB : 0);
-        t.b = b.data.data() + n0 * R.kp;
+        t.b = panels + (p - first) * stride;
         t.colsum = b.colsum.data() + n0;
         const bool edge = t.nc < nr;
         if (os.kind == GemmOut::f32) {

@@ -106,6 +106,15 @@ std::shared_ptr<const CodebookLinearPlan> read_codebook(Reader* r, uint32_t i, s
 
 }  // namespace
 
+size_t Model::weight_bytes() const {
+  size_t n = 0;
+  for (const Layer& L : layers_) {
+    if (L.w) n += L.w->nbytes() + (L.w_scale.size() + L.bias.size()) * sizeof(float);
+    if (L.codebook) n += L.codebook->nbytes();
+  }
+  return n;
+}
+
 bool Model::load(const uint8_t* data, size_t size, size_t max_batch, std::string* error) {
   try {
     if (!load_checked(data, size, max_batch, error)) return false;
@@ -184,8 +193,11 @@ bool Model::load_checked(const uint8_t* data, size_t size, size_t max_batch, std
     if (static_cast<uint64_t>(N) * K > r.left) return fail(error, "truncated weights");
     std::vector<int8_t> codes(static_cast<size_t>(N) * K);
     r.take(codes.data(), codes.size());
-    // B = W^T
-    L.w = std::make_shared<const PackedB>(pack_b(codes.data(), K, N, 1, static_cast<ptrdiff_t>(K)));
+    // B = W^T; weights of 4 bits or fewer (every code in [-8, 7]) held two a byte, losslessly
+    const ptrdiff_t rs = 1, cs = static_cast<ptrdiff_t>(K);
+    L.w = std::make_shared<const PackedB>(s4_fits(codes.data(), K, N, rs, cs)
+                                              ? pack_b_s4(codes.data(), K, N, rs, cs)
+                                              : pack_b(codes.data(), K, N, rs, cs));
     if (flags & 1) {
       L.bias.resize(N);
       if (!r.take(L.bias.data(), 4ull * N)) return fail(error, "truncated bias");

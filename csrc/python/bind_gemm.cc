@@ -46,15 +46,19 @@ py::array_t<T> run_gemm(const in_array<uint8_t>& a, size_t M, const PackedB& b, 
 void register_gemm(py::module_& m) {
   py::class_<PackedB, std::shared_ptr<PackedB>>(m, "PackedB",
                                                 "int8 weights (K x N) packed for the GEMM kernels")
-      .def(py::init([](py::array_t<int8_t> b) {  // any strides: read through them while packing
+      .def(py::init([](py::array_t<int8_t> b, bool s4) {  // any strides: read through them
              if (b.ndim() != 2) throw py::value_error("b must have 2 dimensions");
              const auto* base = static_cast<const int8_t*>(b.data());
              const size_t K = b.shape(0), N = b.shape(1);
              const ptrdiff_t rs = b.strides(0), cs = b.strides(1);  // bytes == elements for int8
              py::gil_scoped_release release;
-             return std::make_shared<PackedB>(pack_b(base, K, N, rs, cs));
+             if (!s4) return std::make_shared<PackedB>(pack_b(base, K, N, rs, cs));
+             if (!s4_fits(base, K, N, rs, cs))
+               throw py::value_error("b must hold values in [-8, 7] to be packed two a byte");
+             return std::make_shared<PackedB>(pack_b_s4(base, K, N, rs, cs));
            }),
-           py::arg("b"))
+           py::arg("b"), py::arg("s4") = false)
+      .def_property_readonly("s4", [](const PackedB& p) { return p.s4; })
       .def_property_readonly("K", [](const PackedB& p) { return p.K; })
       .def_property_readonly("N", [](const PackedB& p) { return p.N; })
       .def_property_readonly("nbytes", &PackedB::nbytes)

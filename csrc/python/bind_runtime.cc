@@ -105,6 +105,8 @@ void register_runtime(py::module_& m) {
           },
           py::arg("layers"), py::arg("in_features"), py::arg("max_batch") = 1,
           "from layer descriptions, sharing their packed weights and codebook plans")
+      .def_property_readonly("weight_bytes", [](const RuntimeModel& r) { return r.model.weight_bytes(); },
+                             "bytes the layers hold (packed weights, scales, biases, codebooks)")
       .def_property_readonly("in_features", [](const RuntimeModel& r) { return r.model.in_features(); })
       .def_property_readonly("out_features", [](const RuntimeModel& r) { return r.model.out_features(); })
       .def_property_readonly("max_batch", [](RuntimeModel& r) {

@@ -13,7 +13,8 @@ namespace {
   kernels::f32_f32_minmax__##isa, kernels::f32_f32_cminmax__##isa,                            \
       kernels::f32_q8_quantize__##isa, kernels::f32_q8_cquantize__##isa,                       \
       kernels::qs8_f32_dequantize__##isa, kernels::qu8_f32_dequantize__##isa,                  \
-      kernels::qs8_f32_cdequantize__##isa, kernels::qu8_f32_cdequantize__##isa
+      kernels::qs8_f32_cdequantize__##isa, kernels::qu8_f32_cdequantize__##isa,                 \
+      kernels::s4_s8_unpack__##isa
 
 #define LOWBIT_KMEANS_ENTRIES(isa)                                                             \
   kernels::f32_u32_kmeans_assign__##isa, kernels::f32_code_kmeans1d_assign__##isa

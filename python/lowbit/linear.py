@@ -21,26 +21,41 @@ class PackedInt8:
     ----------
     b : array_like of int8, shape (K, N)
         The weights (any strides; they are read once, while packing).
+    nibbles : bool, default False
+        Hold the weights two a byte, as 4-bit nibbles: half the memory, for weights of 4 bits or
+        fewer (every value in ``[-8, 7]``). The kernels unpack a block of them at a time into a
+        per-thread buffer; results are the same as with one byte per weight.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(K, N)``.
+    nibbles : bool
+        Whether the weights are held two a byte.
 
     Raises
     ------
     TypeError
-        If ``b`` is not an int8 array.
+        If ``b`` is not an int8 array or ``nibbles`` not a bool.
     ValueError
-        If ``b`` is not 2-D.
+        If ``b`` is not 2-D, or ``nibbles`` is True and a value of ``b`` is outside ``[-8, 7]``.
     """
 
     __slots__ = ("_packed", "shape")
 
-    def __init__(self, b):
+    def __init__(self, b, *, nibbles=False):
         b = np.asarray(b)
         if b.dtype != np.int8:
             raise TypeError(f"b must be an int8 array, got dtype {b.dtype}")
         if b.ndim != 2:
             raise ValueError(f"b must be 2-D (K, N), got shape {b.shape}")
-        self._packed = _core.PackedB(b)
-        #: The shape of the weights, ``(K, N)``.
+        self._packed = _core.PackedB(b, as_bool(nibbles, "nibbles"))
         self.shape = (int(b.shape[0]), int(b.shape[1]))
+
+    @property
+    def nibbles(self) -> bool:
+        """Whether the weights are held two a byte."""
+        return bool(self._packed.s4)
 
     @property
     def nbytes(self) -> int:
@@ -58,13 +73,15 @@ class PackedInt8:
         return self._packed.unpack()
 
 
-def pack_int8(b) -> PackedInt8:
+def pack_int8(b, *, nibbles=False) -> PackedInt8:
     """Pack int8 weights ``(K, N)`` once for repeated :func:`lowbit.matmul_int8` calls.
 
     Parameters
     ----------
     b : array_like of int8, shape (K, N)
         The weights.
+    nibbles : bool, default False
+        Hold them two a byte (every value must be in ``[-8, 7]``); see :class:`PackedInt8`.
 
     Returns
     -------
@@ -74,11 +91,11 @@ def pack_int8(b) -> PackedInt8:
     Raises
     ------
     TypeError
-        If ``b`` is not an int8 array.
+        If ``b`` is not an int8 array or ``nibbles`` not a bool.
     ValueError
-        If ``b`` is not 2-D.
+        If ``b`` is not 2-D, or ``nibbles`` is True and a value is outside ``[-8, 7]``.
     """
-    return PackedInt8(b)
+    return PackedInt8(b, nibbles=nibbles)
 
 
 def _check_no_overflow(k: int, a_span: int, b_span: int) -> None:
@@ -228,7 +245,8 @@ class QuantizedLinear:
         the only copy the layer keeps (weight_q is rebuilt from it on request), so its resident
         weight bytes are those of `nbytes`."""
         codes = weight_q.int_repr()  # (out, in) int8
-        self._packed = PackedInt8(codes.T)  # B = W^T, (in, out); packing reads through the strides
+        # B = W^T, (in, out); packing reads through the strides. 4 bits or fewer: two a byte.
+        self._packed = PackedInt8(codes.T, nibbles=self.bits <= 4)
         self._w_scale_q = np.array(weight_q.scale, np.float32)  # () or (out,), as weight_q has it
         self._w_scale = np.ascontiguousarray(np.broadcast_to(weight_q.scale, (self.out_features,)),
                                              dtype=np.float32)
@@ -430,9 +448,11 @@ def _register() -> None:
         b = _io.need_array(s, "b", "PackedInt8", dtype=np.int8)
         if b.ndim != 2:
             raise ValueError("PackedInt8: b must be 2-D")
-        return PackedInt8(b)
+        # files written before nibbles existed hold one byte a weight
+        nibbles = _io.need(s, "nibbles", bool, "PackedInt8") if "nibbles" in s else False
+        return PackedInt8(b, nibbles=nibbles)
 
-    _io.register("PackedInt8", PackedInt8, lambda p: {"b": p.unpack()}, pk_from)
+    _io.register("PackedInt8", PackedInt8, lambda p: {"b": p.unpack(), "nibbles": p.nibbles}, pk_from)
 
     def ql_to(layer):
         return {"weight_q": layer.weight_q, "bias": layer.bias, "bits": layer.bits,

@@ -26,17 +26,22 @@ std::vector<int32_t> reference(const std::vector<uint8_t>& a, const std::vector<
 }
 
 // narrow: bit 0 draws A in [0, 127] (u7), bit 1 B in [-64, 63] (s7), the operands gemm7
-// kernels take.
+// kernels take; kS4 draws B in [-8, 7] and packs it two values a byte.
+constexpr int kS4 = 4;
 bool run_case(size_t M, size_t K, size_t N, int32_t za, int32_t zb, std::mt19937& rng, int extreme,
               std::string& where, int narrow = 0) {
   std::vector<uint8_t> a(M * K);
   std::vector<int8_t> b(K * N);
+  const int b_lo = narrow & kS4 ? -8 : narrow & 2 ? -64 : -128;
   for (auto& v : a) v = extreme ? (narrow & 1 ? 127 : 255) : static_cast<uint8_t>(rng() % (narrow & 1 ? 128 : 256));
-  for (auto& v : b)
-    v = extreme ? (narrow & 2 ? -64 : -128)
-                : static_cast<int8_t>(narrow & 2 ? int(rng() % 128) - 64 : int(rng() % 256) - 128);
+  for (auto& v : b) v = static_cast<int8_t>(extreme ? b_lo : int(rng() % (-2 * b_lo)) + b_lo);
   const auto want = reference(a, b, M, K, N, za, zb);
-  const PackedB pb = pack_b(b.data(), K, N, static_cast<ptrdiff_t>(N), 1);
+  const ptrdiff_t rs = static_cast<ptrdiff_t>(N);
+  const PackedB pb = narrow & kS4 ? pack_b_s4(b.data(), K, N, rs, 1) : pack_b(b.data(), K, N, rs, 1);
+  if (pb.s4 != bool(narrow & kS4) || pb.data.size() != pb.panels * pb.panel_bytes()) {
+    where = "s4 layout";
+    return false;
+  }
   std::vector<int8_t> back(K * N);
   unpack_b(pb, back.data());
   if (back != b) {
@@ -76,6 +81,27 @@ TEST(gemm_exact_on_tails) {
           CHECK(run_case(M, K, N, 3, -5, rng, 0, where, narrow), "zp M=%zu K=%zu N=%zu narrow=%d %s",
                 M, K, N, narrow, where.c_str());
         }
+  set_isa(supported_isas().back());
+}
+
+// Weights of 4 bits held two a byte: the same exact results, tails and larger shapes.
+TEST(gemm_s4_weights_exact) {
+  std::mt19937 rng(12);
+  std::string where;
+  for (size_t M : {1, 2, 7, 9})
+    for (size_t N : {1, 15, 16, 17, 49})
+      for (size_t K : {1, 3, 8, 31, 67})
+        for (int narrow : {kS4, kS4 | 1})
+          CHECK(run_case(M, K, N, 5, -3, rng, 0, where, narrow), "M=%zu K=%zu N=%zu narrow=%d %s", M,
+                K, N, narrow, where.c_str());
+  const size_t shapes[][3] = {{64, 300, 70}, {200, 129, 257}, {1, 4096, 40}, {1, 384, 1536}};
+  for (auto& s : shapes)
+    CHECK(run_case(s[0], s[1], s[2], 128, 0, rng, 0, where, kS4), "M=%zu K=%zu N=%zu %s", s[0], s[1],
+          s[2], where.c_str());
+  CHECK(run_case(3, 65793, 17, 0, 0, rng, 1, where, kS4), "extreme %s", where.c_str());
+  CHECK(s4_fits(std::vector<int8_t>{-8, 7, 0}.data(), 1, 3, 3, 1), "s4_fits in range");
+  CHECK(!s4_fits(std::vector<int8_t>{-8, 8, 0}.data(), 1, 3, 3, 1), "s4_fits 8");
+  CHECK(!s4_fits(std::vector<int8_t>{-9, 0, 0}.data(), 1, 3, 3, 1), "s4_fits -9");
   set_isa(supported_isas().back());
 }
 
@@ -197,20 +223,30 @@ TEST(gemm_repacks_for_other_formats) {
   for (auto& v : a) v = static_cast<uint8_t>(rng());
   for (auto& v : b) v = static_cast<int8_t>(rng());
   const auto want = reference(a, b, M, K, N, 0, 0);
-  for (int nr : {8, 16, 48})
+  std::vector<int8_t> b4(K * N);
+  for (auto& v : b4) v = static_cast<int8_t>(int(rng() % 16) - 8);
+  const auto want4 = reference(a, b4, M, K, N, 0, 0);
+  for (int nr : {8, 12, 16, 48})
     for (int kr : {2, 4, 8}) {
       const PackedB pb = pack_b(b.data(), K, N, static_cast<ptrdiff_t>(N), 1, nr, kr);
-      std::vector<int8_t> back(K * N);
+      const PackedB pb4 = pack_b(b4.data(), K, N, static_cast<ptrdiff_t>(N), 1, nr, kr, true);
+      std::vector<int8_t> back(K * N), back4(K * N);
       unpack_b(pb, back.data());
+      unpack_b(pb4, back4.data());
       CHECK(back == b, "unpack nr=%d kr=%d", nr, kr);
+      CHECK(back4 == b4, "unpack s4 nr=%d kr=%d", nr, kr);
       for (const auto& isa : supported_isas()) {
         set_isa(isa);
-        std::vector<int32_t> got(M * N);
-        OutputStage os;
-        os.out = got.data();
-        os.ldo = N;
-        gemm_u8s8(a.data(), K, M, pb, os);
-        CHECK(got == want, "%s from nr=%d kr=%d", isa.c_str(), nr, kr);
+        for (const PackedB* packed : {&pb, &pb4}) {
+          std::vector<int32_t> got(M * N);
+          OutputStage os;
+          os.out = got.data();
+          os.ldo = N;
+          gemm_u8s8(a.data(), K, M, *packed, os);
+          CHECK(got == (packed == &pb ? want : want4), "%s from nr=%d kr=%d s4=%d", isa.c_str(), nr,
+                kr, int(packed->s4));
+        }
+        CHECK(!pb4.repacked || pb4.repacked->s4, "s4 stays s4 when repacked");
       }
     }
   set_isa(supported_isas().back());

@@ -39,14 +39,16 @@ struct Writer {
   void f32(float v) { raw(&v, 4); }
 };
 
-// in 10 -> linear 7 (dynamic, bias) -> relu -> linear 3 (static activations) -> out 3
-std::vector<uint8_t> make_file(std::mt19937& rng, std::vector<int8_t>* w1, std::vector<int8_t>* w2) {
+// in 10 -> linear 7 (dynamic, bias) -> relu -> linear 3 (static activations) -> out 3; with
+// four_bit the first layer's codes are in [-8, 7].
+std::vector<uint8_t> make_file(std::mt19937& rng, std::vector<int8_t>* w1, std::vector<int8_t>* w2,
+                               bool four_bit = false) {
   Writer w;
   w.raw("LBRT", 4);
   w.u32(1), w.u32(3), w.u32(10), w.u32(3);
   w1->resize(7 * 10);
   w2->resize(3 * 7);
-  for (auto& v : *w1) v = static_cast<int8_t>(int(rng() % 255) - 127);
+  for (auto& v : *w1) v = static_cast<int8_t>(four_bit ? int(rng() % 16) - 8 : int(rng() % 255) - 127);
   for (auto& v : *w2) v = static_cast<int8_t>(int(rng() % 255) - 127);
   w.u32(1), w.u32(10), w.u32(7), w.u32(1), w.f32(1.0f), w.u32(0);
   for (int i = 0; i < 7; i++) w.f32(0.01f * (i + 1));
@@ -322,13 +324,19 @@ TEST(c_api_from_c) {
 }
 
 TEST(model_matches_library_layers) {
+ for (bool four_bit : {false, true}) {
   std::mt19937 rng(1);
   std::vector<int8_t> w1, w2;
-  auto file = make_file(rng, &w1, &w2);
+  auto file = make_file(rng, &w1, &w2, four_bit);
   Model m;
   std::string err;
   CHECK(m.load(file.data(), file.size(), 5, &err), "%s", err.c_str());
   CHECK(m.in_features() == 10 && m.out_features() == 3, "shape");
+  // the 4-bit layer held two codes a byte
+  const PackedB q1 = pack_b(w1.data(), 10, 7, 1, 10), q2 = pack_b(w2.data(), 7, 3, 1, 7);
+  const size_t first = four_bit ? pack_b_s4(w1.data(), 10, 7, 1, 10).nbytes() : q1.nbytes();
+  CHECK(!four_bit || first < q1.nbytes(), "s4 smaller");
+  CHECK(m.weight_bytes() == first + q2.nbytes() + 4 * (7 + 7 + 3), "weight_bytes %zu", m.weight_bytes());
   std::vector<float> x(5 * 10), y(5 * 3);
   for (auto& v : x) v = std::normal_distribution<float>(0, 1)(rng);
   CHECK(m.forward(x.data(), 5, y.data()), "forward");
@@ -355,6 +363,7 @@ TEST(model_matches_library_layers) {
   CHECK(!m.forward(x.data(), 6, y.data()), "batch over max_batch refused");
   x[3] = NAN;
   CHECK(!m.forward(x.data(), 5, y.data()), "NaN refused");
+ }
 }
 
 TEST(model_forward_allocates_nothing) {

@@ -264,3 +264,18 @@ def test_concurrent_calls_give_the_same_results():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_4_bit_layers_held_two_a_byte_in_the_runtime_too():
+    # issue 13: the runtime file stores int8 codes; a layer whose codes fit 4 bits is held packed
+    # two a byte once loaded, as the Python layer holds it, with the same results.
+    rng = np.random.default_rng(5)
+    layers = [QuantizedLinear(rng.standard_normal((48, 32)).astype(np.float32),
+                              rng.standard_normal(48).astype(np.float32), bits=4),
+              nn.ReLU(),
+              QuantizedLinear(rng.standard_normal((8, 48)).astype(np.float32), bits=8)]
+    rt = _core.RuntimeModel(lowbit.deploy.runtime_bytes(layers), 7)
+    assert rt.weight_bytes == layers[0].nbytes + layers[2].nbytes
+    q = lowbit.QuantizedModel(layers)
+    x = _data(rng, 7, 32)
+    assert rt.forward(x).tobytes() == q(x).tobytes() == fused_reference(layers, x).tobytes()

@@ -332,3 +332,62 @@ def test_quantized_linear_keeps_one_copy_of_the_weight(bits, per_channel):
     again = lowbit.QuantizedLinear.from_quantized(got, layer.bias)
     x = np.random.default_rng(4).standard_normal((5, 130)).astype(np.float32)
     np.testing.assert_array_equal(again(x), layer(x))
+
+
+def test_nibble_packed_weights_exact_on_every_tail_and_isa():
+    rng = np.random.default_rng(21)
+    for m, k, n in TAIL_SHAPES + LARGE_SHAPES:
+        a = rng.integers(0, 256, (m, k)).astype(np.uint8)
+        b = rng.integers(-8, 8, (k, n)).astype(np.int8)
+        pb = lowbit.pack_int8(b, nibbles=True)
+        assert pb.nibbles and not lowbit.pack_int8(b).nibbles
+        np.testing.assert_array_equal(pb.unpack(), b)
+        for isa in ISAS:
+            with using_isa(isa):
+                np.testing.assert_array_equal(lowbit.matmul_int8(a, pb, a_zero_point=3),
+                                              ref_matmul(a, b, 3), err_msg=f"{isa} {m}x{k}x{n}")
+
+
+def test_nibble_packing_refuses_values_outside_4_bits():
+    with pytest.raises(ValueError, match=r"\[-8, 7\]"):
+        lowbit.pack_int8(np.array([[8, 0]], np.int8), nibbles=True)
+    with pytest.raises(ValueError, match=r"\[-8, 7\]"):
+        lowbit.PackedInt8(np.array([[0], [-9]], np.int8), nibbles=True)
+    with pytest.raises(TypeError, match="nibbles"):
+        lowbit.PackedInt8(np.zeros((2, 2), np.int8), nibbles=1)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_weights_of_4_bits_or_fewer_are_held_two_a_byte(bits):
+    # issue 13: QuantizedLinear(bits=4) held int8 weights (nbytes 67,584, the same as 8-bit)
+    rng = np.random.default_rng(22)
+    w = rng.standard_normal((256, 384)).astype(np.float32)
+    b = rng.standard_normal(256).astype(np.float32)
+    low, full = lowbit.QuantizedLinear(w, b, bits=bits), lowbit.QuantizedLinear(w, b, bits=8)
+    assert low._packed.nibbles and not full._packed.nibbles
+    weight_bytes = 256 * 384
+    assert low.nbytes <= full.nbytes - weight_bytes // 2
+    assert low.nbytes < 0.55 * full.nbytes
+    # the same codes held one a byte (a 5-bit layer) give the same outputs, bit for bit
+    wq = low.weight_q
+    same = lowbit.QuantizedLinear.from_quantized(
+        lowbit.QTensor.from_codes(wq.int_repr(), wq.scale, axis=0, bits=5), b)
+    assert not same._packed.nibbles
+    x = rng.standard_normal((9, 384)).astype(np.float32)
+    for isa in ISAS:
+        with using_isa(isa):
+            np.testing.assert_array_equal(low(x), same(x), err_msg=isa)
+            np.testing.assert_array_equal(low(x[:1]), same(x[:1]), err_msg=isa)
+
+
+def test_nibble_packed_weights_survive_files_and_pickle(tmp_path):
+    import pickle
+    rng = np.random.default_rng(23)
+    pb = lowbit.pack_int8(rng.integers(-8, 8, (40, 24)).astype(np.int8), nibbles=True)
+    lowbit.save(pb, tmp_path / "pb.lowbit")
+    for back in (lowbit.load(tmp_path / "pb.lowbit"), pickle.loads(pickle.dumps(pb))):
+        assert back.nibbles and back.nbytes == pb.nbytes
+        np.testing.assert_array_equal(back.unpack(), pb.unpack())
+    layer = lowbit.QuantizedLinear(rng.standard_normal((24, 40)).astype(np.float32), bits=4)
+    back = pickle.loads(pickle.dumps(layer))
+    assert back._packed.nibbles and back.nbytes == layer.nbytes

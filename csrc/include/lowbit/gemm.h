@@ -13,11 +13,19 @@ namespace lowbit {
 
 // B packed in one kernel's format (nr, kr; layout in lowbit/kernels.h), with what the epilogue
 // needs: column sums (for A's zero point) and, per panel, whether its values fit s7.
+// With s4 (every value in [-8, 7]: weights of 4 bits or fewer), each panel's kp * nr bytes are
+// held two values a byte, as s4 (lowbit/kernels.h) padded to a multiple of 32 values; the driver
+// unpacks a column block's panels into a per-thread buffer before the micro-kernels read them.
 struct PackedB {
   size_t K = 0, N = 0;
   int nr = 0, kr = 0;           // the format
   size_t kp = 0, panels = 0;    // K padded to a multiple of kr; ceil(N / nr)
-  std::vector<int8_t> data;     // panels * kp * nr bytes
+  bool s4 = false;
+  std::vector<int8_t> data;     // panels * panel_bytes()
+  // Values of a panel as the micro-kernels read it, and the bytes it takes in `data`.
+  size_t panel_values() const { return kp * nr; }
+  size_t panel_stride() const { return s4 ? (panel_values() + 31) / 32 * 32 : panel_values(); }
+  size_t panel_bytes() const { return s4 ? panel_stride() / 2 : panel_values(); }
   std::vector<int32_t> colsum;  // panels * nr, zero past N
   std::vector<uint8_t> s7;      // panels: 1 if every value of the panel is in [-64, 63]
   bool all_s7 = false;
@@ -30,8 +38,11 @@ struct PackedB {
 // Packs B for the active kernel set (or for the format nr x kr); element (k, n) is
 // b[k * row_stride + n * col_stride] (strides in elements).
 PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t row_stride, ptrdiff_t col_stride);
+// s4: hold the values two a byte; every value must be in [-8, 7] (s4_fits checks).
 PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t row_stride, ptrdiff_t col_stride,
-               int nr, int kr);
+               int nr, int kr, bool s4 = false);
+PackedB pack_b_s4(const int8_t* b, size_t K, size_t N, ptrdiff_t row_stride, ptrdiff_t col_stride);
+bool s4_fits(const int8_t* b, size_t K, size_t N, ptrdiff_t row_stride, ptrdiff_t col_stride);
 // The inverse: out is K x N row-major.
 void unpack_b(const PackedB& pb, int8_t* out);
 

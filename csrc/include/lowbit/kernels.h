@@ -10,7 +10,9 @@
 //   <isa>     the kernel set: scalar, avx2, avx512, avxvnni, avx512vnni, neon, neondot, i8mm.
 // Types: f32; s8 u8 s16 u16 s32 u32 s64 (integers); s7 u7 (8-bit values that fit 7 bits); q8
 // (8-bit codes, int8 or uint8 by their range), qs8 qu8 (int8, uint8 codes); u4 (4-bit codes, two
-// a byte, low nibble first); cb4 (4-bit codes into a 16-entry table, the codebook GEMMs' layout
+// a byte, low nibble first); s4 (values in [-8, 7] held two a byte, in blocks of 32 values in 16
+// bytes: byte j of a block holds value j + 8 in its low nibble and value 16 + j, plus 8, in its
+// high nibble); cb4 (4-bit codes into a 16-entry table, the codebook GEMMs' layout
 // below); code (4-, 8- or 16-bit codes, the width an argument); epi (the GEMM epilogue's choice:
 // int32, float or 8-bit codes, GemmOut). KernelTable's fields are the names without __<isa>
 // (but for the GEMM entries gemm and gemm7, which carry their formats too).
@@ -57,6 +59,8 @@ using qs8_f32_cdequantize_fn = void (*)(const int8_t* q, size_t n, const float* 
                                         const float* zp, float* out);
 using qu8_f32_cdequantize_fn = void (*)(const uint8_t* q, size_t n, const float* scale,
                                         const float* zp, float* out);
+// Unpacks n values (a multiple of 32) held as s4 into int8: out[i] = value i.
+using s4_s8_unpack_fn = void (*)(const uint8_t* in, size_t n, int8_t* out);
 
 // ---- integer GEMM --------------------------------------------------------------------------
 // C = (A - a_zp) (B - b_zp) with A uint8 (M x K, activations) and B int8 (K x N, weights packed
@@ -201,6 +205,7 @@ struct KernelTable {
   qu8_f32_dequantize_fn qu8_f32_dequantize;
   qs8_f32_cdequantize_fn qs8_f32_cdequantize;
   qu8_f32_cdequantize_fn qu8_f32_cdequantize;
+  s4_s8_unpack_fn s4_s8_unpack;
   // u8 x s8 GEMM, exact for every input.
   GemmKernel gemm;
   // Optional faster GEMM with the same B format (nr, kr) that is exact only when the A rows fit
@@ -228,7 +233,8 @@ struct KernelTable {
   void qs8_f32_dequantize__##isa(const int8_t*, size_t, float, float, float*);                    \
   void qu8_f32_dequantize__##isa(const uint8_t*, size_t, float, float, float*);                   \
   void qs8_f32_cdequantize__##isa(const int8_t*, size_t, const float*, const float*, float*);     \
-  void qu8_f32_cdequantize__##isa(const uint8_t*, size_t, const float*, const float*, float*);
+  void qu8_f32_cdequantize__##isa(const uint8_t*, size_t, const float*, const float*, float*);     \
+  void s4_s8_unpack__##isa(const uint8_t*, size_t, int8_t*);
 
 #define LOWBIT_DECLARE_GEMM_KERNEL(isa) void u8s8_epi_gemm__##isa(const GemmTile&);
 #define LOWBIT_DECLARE_GEMM7_KERNEL(isa) void u8s7_epi_gemm__##isa(const GemmTile&);

@@ -16,7 +16,8 @@
 //     first; k <= 256: u8; else u16) | f32 bias[N] if flag 1
 // An int8 linear layer's activations are quantized per row to uint8 (dynamic) unless flag 2 is
 // set, then with the stored scale and zero point, exactly as lowbit.QuantizedLinear does; a
-// codebook layer runs lowbit::CodebookLinearPlan, as lowbit.CodebookLinear does.
+// codebook layer runs lowbit::CodebookLinearPlan, as lowbit.CodebookLinear does. An int8 linear
+// layer whose codes all fit [-8, 7] (weights of 4 bits or fewer) is held two codes a byte.
 //
 // Execution (the one executor: lowbit.QuantizedModel runs this plan through the Python binding):
 // chains of static int8 layers stay in integer codes. For a static layer A [-> ReLU...] followed
@@ -73,6 +74,8 @@ class Model {
   size_t max_batch() const { return max_batch_; }
   // Bytes of the model's own buffers per row of max_batch.
   size_t buffer_bytes_per_row() const { return widest_ * (2 * sizeof(float) + 2); }
+  // Bytes the layers hold: packed weights with their column data, scales, biases, codebooks.
+  size_t weight_bytes() const;
 
   // y (M x out_features) = the model applied to x (M x in_features), M <= max_batch. Returns
   // false if M is too large or x holds NaN/Inf. Allocates nothing after the first call with the

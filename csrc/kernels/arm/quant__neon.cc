@@ -199,5 +199,16 @@ void qu8_f32_cdequantize__neon(const uint8_t* q, size_t n, const float* scale, c
   cdequantize(q, n, scale, zp, out);
 }
 
+// One block (32 values, 16 bytes) per step: low nibbles, then high nibbles.
+void s4_s8_unpack__neon(const uint8_t* in, size_t n, int8_t* out) {
+  const uint8x16_t mask = vdupq_n_u8(0x0F);
+  const int8x16_t bias = vdupq_n_s8(8);
+  for (size_t i = 0; i < n; i += 32, in += 16) {
+    const uint8x16_t v = vld1q_u8(in);
+    vst1q_s8(out + i, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, mask)), bias));
+    vst1q_s8(out + i + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), bias));
+  }
+}
+
 }  // namespace kernels
 }  // namespace lowbit
