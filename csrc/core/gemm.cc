@@ -18,20 +18,20 @@ namespace lowbit {
 
 namespace {
 
-// Packs panel values (a multiple of 32) as s4 (lowbit/kernels.h).
+// Packs panel values (a multiple of 64) as s4 (lowbit/kernels.h).
 void pack_s4(const int8_t* v, size_t n, int8_t* out) {
-  for (size_t blk = 0; blk < n / 32; blk++)
-    for (size_t j = 0; j < 16; j++) {
-      const unsigned lo = static_cast<unsigned>(v[blk * 32 + j] + 8);
-      const unsigned hi = static_cast<unsigned>(v[blk * 32 + 16 + j] + 8);
-      out[blk * 16 + j] = static_cast<int8_t>(lo | (hi << 4));
+  for (size_t blk = 0; blk < n / 64; blk++)
+    for (size_t j = 0; j < 32; j++) {
+      const unsigned lo = static_cast<unsigned>(v[blk * 64 + j] + 8);
+      const unsigned hi = static_cast<unsigned>(v[blk * 64 + 32 + j] + 8);
+      out[blk * 32 + j] = static_cast<int8_t>(lo | (hi << 4));
     }
 }
 
 // Value i of a panel held as s4.
 int8_t s4_value(const int8_t* panel, size_t i) {
-  const uint8_t byte = static_cast<uint8_t>(panel[i / 32 * 16 + i % 16]);
-  return static_cast<int8_t>(((i % 32) < 16 ? byte & 0x0F : byte >> 4) - 8);
+  const uint8_t byte = static_cast<uint8_t>(panel[i / 64 * 32 + i % 32]);
+  return static_cast<int8_t>(((i % 64) < 32 ? byte & 0x0F : byte >> 4) - 8);
 }
 
 }  // namespace
@@ -145,6 +145,9 @@ void put_row(const uint8_t* src, size_t K, size_t kp, APack f, uint8_t* dst) {
   std::fill(dst + K, dst + kp, uint8_t(0));
 }
 
+// Rows up to which s4 B is read as it is held by gemm4 (GEMV-like calls); more rows unpack it.
+constexpr size_t kGemm4Rows = 4;
+
 // One GEMM call's plan and buffers.
 struct Run {
   const KernelTable* kt;
@@ -152,11 +155,16 @@ struct Run {
   size_t M, K, kp;
   const PackedB* b;
   const OutputStage* os;
-  bool use7;                   // the set has gemm7 and some (block, panel) may take it
+  // The second kernel, for the panels (or row blocks) that allow it: gemm7, or gemm4 reading s4
+  // B as it is held (few rows; s4 panels all fit s7, so it takes them all).
+  bool use7;                   // the set has that kernel and some (block, panel) may take it
+  const GemmKernel* k7;
+  bool direct4;                // k7 is gemm4
   internal::GemmGrid grid;     // row blocks x column blocks of panels
-  // packed A: for the main kernel and (if use7) for gemm7; row terms per row
+  // packed A: for the main kernel and (if use7) for k7; row terms per row (row_add_7: k7's,
+  // which differs from row_add when k7 is gemm4)
   uint8_t *a_main, *a_7;
-  int32_t *row_add, *row_mul_main, *row_mul_7;
+  int32_t *row_add, *row_add_7, *row_mul_main, *row_mul_7;
   uint8_t* block_u7;          // per row block: every A value < 128
   OnceFlags* packed;          // per row block: packed by the first task that needs it
   std::atomic<bool> finite{true};
@@ -169,7 +177,7 @@ struct Run {
 // nothing once it has run at its largest batch).
 struct Scratch {
   std::vector<uint8_t> a_main, a_7, block_u7;
-  std::vector<int32_t> row_add, row_mul_main, row_mul_7, edge_i32;
+  std::vector<int32_t> row_add, row_add_7, row_mul_main, row_mul_7, edge_i32;
   std::vector<float> edge_f32;
   OnceFlags packed;
 };
@@ -183,12 +191,12 @@ T* grown(std::vector<T>& v, size_t n) {
 void pack_block(Run& R, size_t bi) {
   const size_t m0 = R.grid.row_begin(bi), m1 = R.grid.row_end(bi);
   const GemmKernel& g = R.kt->gemm;
-  const GemmKernel& g7 = R.kt->gemm7;
+  const GemmKernel& g7 = *R.k7;
   const OutputStage& os = *R.os;
   const uint32_t K = static_cast<uint32_t>(R.K);
   const uint32_t zb = static_cast<uint32_t>(os.b_zp);
   // The rows go first into the buffer that holds plain u8 codes, if a kernel reads that format
-  // (gemm7 on AVX2, gemm elsewhere): quantized straight into it. The main kernel's other format
+  // (gemm7 on AVX2, gemm4, gemm elsewhere): quantized straight into it. The main kernel's other format
   // (int16 on AVX2) is then made from it only if this block needs that kernel: not when every
   // row fits u7 or every weight panel fits s7.
   const bool plain7 = R.use7 && g7.apack == APack::u8;
@@ -228,6 +236,8 @@ void pack_block(Run& R, size_t bi) {
     // acc - zb * rowsum(A) - za * colsum(B) + K * za * zb (+ 128 colsum(B) for flipped A), in
     // wrapping uint32 arithmetic: exact whenever the true result fits int32.
     R.row_add[m] = static_cast<int32_t>(K * za * zb - zb * sum);
+    // gemm4 multiplies with B + 8 (lowbit/kernels.h): minus 8 rowsum(A)
+    if (R.direct4) R.row_add_7[m] = static_cast<int32_t>(static_cast<uint32_t>(R.row_add[m]) - 8u * sum);
     R.row_mul_main[m] = static_cast<int32_t>((g.apack == APack::s8_flipped ? 128u : 0u) - za);
     if (R.use7) {
       R.row_mul_7[m] = static_cast<int32_t>((g7.apack == APack::s8_flipped ? 128u : 0u) - za);
@@ -267,10 +277,11 @@ void run_task(Run& R, size_t task) {
   const size_t p0 = R.grid.col_begin(bj), p1 = R.grid.col_end(bj);
   const bool u7 = R.block_u7[bi];
   const size_t out_elem = os.kind == GemmOut::q8 ? 1 : 4;
-  // The panels as the micro-kernels read them: b's own, or (s4) this block's, unpacked here.
+  // The panels as the micro-kernels read them: b's own (also s4 ones for gemm4), or this block's
+  // s4 panels unpacked here.
   const int8_t* panels = b.data.data();  // panel p at panels + (p - first) * stride
   size_t first = 0, stride = b.panel_bytes();
-  if (b.s4) {
+  if (b.s4 && !R.direct4) {
     thread_local std::vector<int8_t> unpacked;
     stride = b.panel_stride();
     int8_t* u = grown(unpacked, (p1 - p0) * stride);
@@ -285,7 +296,7 @@ void run_task(Run& R, size_t task) {
   for (int pass = 0; pass < 2; pass++) {
     const bool seven = pass == 0;
     if (seven && !R.use7) continue;
-    const GemmKernel& k = seven ? R.kt->gemm7 : R.kt->gemm;
+    const GemmKernel& k = seven ? *R.k7 : R.kt->gemm;
     const uint8_t* abuf = seven ? R.a_7 : R.a_main;
     const int32_t* row_mul = seven ? R.row_mul_7 : R.row_mul_main;
     const size_t arow = R.kp * apack_elem(k.apack);
@@ -293,7 +304,7 @@ void run_task(Run& R, size_t task) {
       t.mr = std::min<size_t>(k.mr, m1 - r);
       t.a = abuf + r * arow;
       t.lda = arow;
-      t.row_add = R.row_add + r;
+      t.row_add = (seven ? R.row_add_7 : R.row_add) + r;
       t.row_mul = row_mul + r;
       if (os.kind == GemmOut::f32) {
         const float* as = R.src.f32 ? R.src.dyn_scale : os.a_scale;
@@ -362,11 +373,15 @@ bool gemm_run(const ASource& src, size_t M, const PackedB& b_any, const OutputSt
   R.kp = b.kp;
   R.b = &b;
   R.os = &os;
+  // gemm4 streams s4 B as it is held: for few rows (a GEMV), where streaming B is the cost; more
+  // rows read a block of panels unpacked once (run_task) with the faster gemm / gemm7 tiles.
+  R.direct4 = b.s4 && kt.gemm4.fn && M <= kGemm4Rows;
   // gemm7 pays when B has s7 panels or A may be u7 (7-bit dynamic activations, or codes < 128).
-  R.use7 = kt.gemm7.fn != nullptr;
+  R.k7 = R.direct4 ? &kt.gemm4 : &kt.gemm7;
+  R.use7 = R.k7->fn != nullptr;
   // The grid: strips of the taller kernel's rows, A rows of every packed format, panels of B.
-  const size_t mr = static_cast<size_t>(std::max(kt.gemm.mr, R.use7 ? kt.gemm7.mr : 1));
-  const size_t elem = apack_elem(kt.gemm.apack) + (R.use7 ? apack_elem(kt.gemm7.apack) : 0);
+  const size_t mr = static_cast<size_t>(std::max(kt.gemm.mr, R.use7 ? R.k7->mr : 1));
+  const size_t elem = apack_elem(kt.gemm.apack) + (R.use7 ? apack_elem(R.k7->apack) : 0);
   R.grid = internal::make_gemm_grid(M, mr, R.kp * elem, b.panels, R.kp * b.nr,
                                     static_cast<size_t>(num_threads()));
   const size_t mblocks = R.grid.mblocks;
@@ -375,7 +390,8 @@ bool gemm_run(const ASource& src, size_t M, const PackedB& b_any, const OutputSt
   R.a_main = grown(sc.a_main, M * R.kp * apack_elem(kt.gemm.apack) + 64);
   R.row_add = grown(sc.row_add, M);
   R.row_mul_main = grown(sc.row_mul_main, M);
-  R.a_7 = R.use7 ? grown(sc.a_7, M * R.kp * apack_elem(kt.gemm7.apack) + 64) : nullptr;
+  R.a_7 = R.use7 ? grown(sc.a_7, M * R.kp * apack_elem(R.k7->apack) + 64) : nullptr;
+  R.row_add_7 = R.direct4 ? grown(sc.row_add_7, M) : R.row_add;
   R.row_mul_7 = R.use7 ? grown(sc.row_mul_7, M) : nullptr;
   R.block_u7 = grown(sc.block_u7, mblocks);
   R.edge_i32 = grown(sc.edge_i32, b.nr);

@@ -29,40 +29,45 @@ struct Entry {
   std::vector<const char*> requires_features;
 };
 
-// GEMM entries: {kernel, mr, nr, kr, A format}; a set without a gemm7 kernel has kNoGemm7.
-constexpr GemmKernel kNoGemm7 = {nullptr, 0, 0, 0, APack::u8};
+// GEMM entries: {kernel, mr, nr, kr, A format}; a set without a gemm7 or gemm4 kernel has kNone.
+constexpr GemmKernel kNone = {nullptr, 0, 0, 0, APack::u8};
+// The s4 kernels of the sets whose gemm takes panels of 16 columns in k-groups of 4.
+constexpr GemmKernel kScalarGemm4 = {kernels::u8s4_epi_gemm__scalar, 4, 16, 4, APack::u8};
+#if defined(LOWBIT_HAVE_X86)
+constexpr GemmKernel kAvx2Gemm4 = {kernels::u8s4_epi_gemm__avx2, 2, 16, 4, APack::u8};
+#endif
 
 const std::vector<Entry>& all_tables() {
   static const std::vector<Entry> tables = {
       {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), {kernels::u8s8_epi_gemm__scalar, 4, 16, 4, APack::u8},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(scalar), LOWBIT_CODEBOOK_ENTRIES(scalar)},
+        kNone, kScalarGemm4, LOWBIT_KMEANS_ENTRIES(scalar), LOWBIT_CODEBOOK_ENTRIES(scalar)},
        {}},
 #if defined(LOWBIT_HAVE_X86)
       {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avx2, 2, 16, 4, APack::s16},
-        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx2),
+        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, kAvx2Gemm4, LOWBIT_KMEANS_ENTRIES(avx2),
         LOWBIT_CODEBOOK_ENTRIES(avx2)},
        {"avx2", "fma"}},
       {{"avxvnni", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avxvnni, 6, 16, 4, APack::u8},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(avx2), LOWBIT_CODEBOOK_ENTRIES(avx2)},
+        kNone, kAvx2Gemm4, LOWBIT_KMEANS_ENTRIES(avx2), LOWBIT_CODEBOOK_ENTRIES(avx2)},
        {"avx2", "fma", "avxvnni"}},
       {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), {kernels::u8s8_epi_gemm__avx2, 2, 16, 4, APack::s16},
-        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, LOWBIT_KMEANS_ENTRIES(avx512),
+        {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, kAvx2Gemm4, LOWBIT_KMEANS_ENTRIES(avx512),
         LOWBIT_CODEBOOK_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"}},
       {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512),
-        {kernels::u8s8_epi_gemm__avx512vnni, 6, 48, 4, APack::u8}, kNoGemm7,
+        {kernels::u8s8_epi_gemm__avx512vnni, 6, 48, 4, APack::u8}, kNone, kNone,
         LOWBIT_KMEANS_ENTRIES(avx512), LOWBIT_CODEBOOK_ENTRIES(avx512)},
        {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"}},
 #endif
 #if defined(LOWBIT_HAVE_ARM64)  // not on 32-bit ARM, which has "scalar" only (cmake/kernels.cmake)
       {{"neon", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neon, 4, 4, 16, APack::s8_flipped},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon"}},
       {{"neondot", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neondot, 8, 12, 4, APack::s8_flipped},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon", "dotprod"}},
       {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__i8mm, 8, 12, 8, APack::u8},
-        kNoGemm7, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon", "dotprod", "i8mm"}},
 #endif
   };

@@ -178,6 +178,11 @@ class QuantizedLinear:
     ``act_zero_point`` (static), runs the int8 GEMM, and dequantizes with the bias added in the
     same pass. :meth:`from_quantized` makes a layer of already-quantized weights.
 
+    Weights of 4 bits or fewer (``bits <= 4``) are held two a byte (half of ``nbytes`` of the
+    8-bit layer's packed weight); up to 4 rows at a time the kernels read them as they are held,
+    which streams half the bytes of the int8 GEMV, and larger batches unpack a block of them at a
+    time into a per-thread buffer. Results are the same as with one byte per weight.
+
     ``bits=7`` or ``act_bits=7`` (7-bit weights in [-63, 63], or activation codes in [0, 127])
     give operands whose products AVX2 CPUs without VNNI can sum exactly with vpmaddubsw, and
     both together let them sum twice as many in 16 bits: about 1.3x faster there, for ~6 dB less

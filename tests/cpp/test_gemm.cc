@@ -32,9 +32,11 @@ bool run_case(size_t M, size_t K, size_t N, int32_t za, int32_t zb, std::mt19937
               std::string& where, int narrow = 0) {
   std::vector<uint8_t> a(M * K);
   std::vector<int8_t> b(K * N);
+  // extreme: 1 every B value the lowest, 2 the highest (B + 8 = 15 for s4: gemm4's largest sums)
   const int b_lo = narrow & kS4 ? -8 : narrow & 2 ? -64 : -128;
   for (auto& v : a) v = extreme ? (narrow & 1 ? 127 : 255) : static_cast<uint8_t>(rng() % (narrow & 1 ? 128 : 256));
-  for (auto& v : b) v = static_cast<int8_t>(extreme ? b_lo : int(rng() % (-2 * b_lo)) + b_lo);
+  for (auto& v : b)
+    v = static_cast<int8_t>(extreme == 1 ? b_lo : extreme == 2 ? -b_lo - 1 : int(rng() % (-2 * b_lo)) + b_lo);
   const auto want = reference(a, b, M, K, N, za, zb);
   const ptrdiff_t rs = static_cast<ptrdiff_t>(N);
   const PackedB pb = narrow & kS4 ? pack_b_s4(b.data(), K, N, rs, 1) : pack_b(b.data(), K, N, rs, 1);
@@ -98,7 +100,10 @@ TEST(gemm_s4_weights_exact) {
   for (auto& s : shapes)
     CHECK(run_case(s[0], s[1], s[2], 128, 0, rng, 0, where, kS4), "M=%zu K=%zu N=%zu %s", s[0], s[1],
           s[2], where.c_str());
-  CHECK(run_case(3, 65793, 17, 0, 0, rng, 1, where, kS4), "extreme %s", where.c_str());
+  for (size_t M : {1, 2, 3, 7})
+    for (int extreme : {1, 2})
+      CHECK(run_case(M, 65793, 17, 0, 0, rng, extreme, where, kS4), "extreme %d M=%zu %s", extreme, M,
+            where.c_str());
   CHECK(s4_fits(std::vector<int8_t>{-8, 7, 0}.data(), 1, 3, 3, 1), "s4_fits in range");
   CHECK(!s4_fits(std::vector<int8_t>{-8, 8, 0}.data(), 1, 3, 3, 1), "s4_fits 8");
   CHECK(!s4_fits(std::vector<int8_t>{-9, 0, 0}.data(), 1, 3, 3, 1), "s4_fits -9");
@@ -129,18 +134,20 @@ TEST(gemm_extreme_values) {
 
 
 // The fused epilogues (float and 8-bit requantize) on every kernel set, against the formulas of
-// lowbit/kernels.h written out here on an int64 reference product.
+// lowbit/kernels.h written out here on an int64 reference product; B also held as s4 (kS4), read
+// by gemm4 kernels up to 4 rows.
 TEST(gemm_epilogues_exact) {
   std::mt19937 rng(10);
   std::uniform_real_distribution<float> uni(0.001f, 0.02f);
-  for (size_t M : {1, 5, 13})
+  for (size_t M : {1, 2, 4, 5, 13})
     for (size_t N : {7, 16, 37})
       for (size_t K : {5, 64, 300})
-        for (int narrow : {0, 3}) {
+        for (int narrow : {0, 3, kS4}) {
           std::vector<uint8_t> a(M * K);
           std::vector<int8_t> b(K * N);
-          for (auto& v : a) v = static_cast<uint8_t>(rng() % (narrow ? 128 : 256));
-          for (auto& v : b) v = static_cast<int8_t>(narrow ? int(rng() % 128) - 64 : int(rng() % 256) - 128);
+          for (auto& v : a) v = static_cast<uint8_t>(rng() % (narrow == 3 ? 128 : 256));
+          const int b_lo = narrow == kS4 ? -8 : narrow ? -64 : -128;
+          for (auto& v : b) v = static_cast<int8_t>(int(rng() % (-2 * b_lo)) + b_lo);
           std::vector<int32_t> zpr(M);
           std::vector<float> sa(M), sb(N), bias(N), qs(N);
           std::vector<int32_t> bias_i(N);
@@ -150,7 +157,8 @@ TEST(gemm_epilogues_exact) {
           for (auto& v : bias) v = uni(rng) * 1000.0f - 10.0f;
           for (auto& v : qs) v = uni(rng) * 0.05f;
           for (auto& v : bias_i) v = static_cast<int32_t>(rng() % 20001) - 10000;
-          const PackedB pb = pack_b(b.data(), K, N, static_cast<ptrdiff_t>(N), 1);
+          const ptrdiff_t rs = static_cast<ptrdiff_t>(N);
+          const PackedB pb = narrow == kS4 ? pack_b_s4(b.data(), K, N, rs, 1) : pack_b(b.data(), K, N, rs, 1);
           std::vector<int64_t> acc(M * N);
           for (size_t m = 0; m < M; m++)
             for (size_t n = 0; n < N; n++) {

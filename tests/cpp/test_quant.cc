@@ -130,21 +130,21 @@ TEST(dequantize_matches_scalar) {
   });
 }
 
-// s4 (lowbit/kernels.h): byte j of each 16 holds value j + 8 (low nibble) and value 16 + j + 8
-// (high nibble) of its block of 32; every set unpacks it as the scalar oracle does, with no write
+// s4 (lowbit/kernels.h): byte j of each 32 holds value j + 8 (low nibble) and value 32 + j + 8
+// (high nibble) of its block of 64; every set unpacks it as the scalar oracle does, with no write
 // past n values.
 TEST(s4_unpack_matches_scalar_and_layout) {
   std::mt19937 rng(13);
-  for (size_t n : {0, 32, 64, 96, 128, 160, 4128}) {
+  for (size_t n : {0, 64, 128, 192, 256, 320, 4160}) {
     std::vector<uint8_t> in(n / 2);
     for (auto& v : in) v = static_cast<uint8_t>(rng());
     std::vector<int8_t> want(n + 64, 99);
     kernel_table("scalar")->s4_s8_unpack(in.data(), n, want.data());
     bool layout = true;
-    for (size_t blk = 0; blk < n / 32; blk++)
-      for (size_t j = 0; j < 16; j++) {
-        layout = layout && want[blk * 32 + j] == (in[blk * 16 + j] & 15) - 8;
-        layout = layout && want[blk * 32 + 16 + j] == (in[blk * 16 + j] >> 4) - 8;
+    for (size_t blk = 0; blk < n / 64; blk++)
+      for (size_t j = 0; j < 32; j++) {
+        layout = layout && want[blk * 64 + j] == (in[blk * 32 + j] & 15) - 8;
+        layout = layout && want[blk * 64 + 32 + j] == (in[blk * 32 + j] >> 4) - 8;
       }
     CHECK(layout, "scalar layout n=%zu", n);
     for_each_simd([&](const KernelTable&, const KernelTable& k) {

@@ -14,8 +14,9 @@ namespace lowbit {
 // B packed in one kernel's format (nr, kr; layout in lowbit/kernels.h), with what the epilogue
 // needs: column sums (for A's zero point) and, per panel, whether its values fit s7.
 // With s4 (every value in [-8, 7]: weights of 4 bits or fewer), each panel's kp * nr bytes are
-// held two values a byte, as s4 (lowbit/kernels.h) padded to a multiple of 32 values; the driver
-// unpacks a column block's panels into a per-thread buffer before the micro-kernels read them.
+// held two values a byte, as s4 (lowbit/kernels.h) padded to a multiple of 64 values. A kernel set's
+// gemm4 kernel reads them as they are (for as many rows as its mr); for more rows the driver
+// unpacks a column block's panels into a per-thread buffer that the other kernels read.
 struct PackedB {
   size_t K = 0, N = 0;
   int nr = 0, kr = 0;           // the format
@@ -24,7 +25,7 @@ struct PackedB {
   std::vector<int8_t> data;     // panels * panel_bytes()
   // Values of a panel as the micro-kernels read it, and the bytes it takes in `data`.
   size_t panel_values() const { return kp * nr; }
-  size_t panel_stride() const { return s4 ? (panel_values() + 31) / 32 * 32 : panel_values(); }
+  size_t panel_stride() const { return s4 ? (panel_values() + 63) / 64 * 64 : panel_values(); }
   size_t panel_bytes() const { return s4 ? panel_stride() / 2 : panel_values(); }
   std::vector<int32_t> colsum;  // panels * nr, zero past N
   std::vector<uint8_t> s7;      // panels: 1 if every value of the panel is in [-64, 63]

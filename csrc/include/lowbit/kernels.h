@@ -10,8 +10,8 @@
 //   <isa>     the kernel set: scalar, avx2, avx512, avxvnni, avx512vnni, neon, neondot, i8mm.
 // Types: f32; s8 u8 s16 u16 s32 u32 s64 (integers); s7 u7 (8-bit values that fit 7 bits); q8
 // (8-bit codes, int8 or uint8 by their range), qs8 qu8 (int8, uint8 codes); u4 (4-bit codes, two
-// a byte, low nibble first); s4 (values in [-8, 7] held two a byte, in blocks of 32 values in 16
-// bytes: byte j of a block holds value j + 8 in its low nibble and value 16 + j, plus 8, in its
+// a byte, low nibble first); s4 (values in [-8, 7] held two a byte as value + 8, in blocks of 64
+// values in 32 bytes: byte j of a block holds value j in its low nibble and value 32 + j in its
 // high nibble); cb4 (4-bit codes into a 16-entry table, the codebook GEMMs' layout
 // below); code (4-, 8- or 16-bit codes, the width an argument); epi (the GEMM epilogue's choice:
 // int32, float or 8-bit codes, GemmOut). KernelTable's fields are the names without __<isa>
@@ -59,7 +59,7 @@ using qs8_f32_cdequantize_fn = void (*)(const int8_t* q, size_t n, const float* 
                                         const float* zp, float* out);
 using qu8_f32_cdequantize_fn = void (*)(const uint8_t* q, size_t n, const float* scale,
                                         const float* zp, float* out);
-// Unpacks n values (a multiple of 32) held as s4 into int8: out[i] = value i.
+// Unpacks n values (a multiple of 64) held as s4 into int8: out[i] = value i.
 using s4_s8_unpack_fn = void (*)(const uint8_t* in, size_t n, int8_t* out);
 
 // ---- integer GEMM --------------------------------------------------------------------------
@@ -212,6 +212,13 @@ struct KernelTable {
   // u7 or the panel fits s7 (GemmTile::narrow != 0); the driver calls it only then. It may use
   // `narrow == 3` (both) for more: u7 x s7 products can be summed in int16 for longer.
   GemmKernel gemm7;
+  // Optional kernel for B held as s4 (PackedB::s4: weights of 4 bits or fewer), the same (nr, kr)
+  // as gemm, A in u8, at most mr rows: it reads a panel's s4 bytes (GemmTile::b) as they are,
+  // nibbles u = B + 8 in [0, 15], and computes v = sum_k A[r][k] u[k][j] + row_add[r] + row_mul[r]
+  // * colsum[j] (the driver puts -8 rowsum(A) into row_add; colsum is B's). Streams half the
+  // bytes of gemm, the point of it for few rows (a GEMV); more rows read panels the driver
+  // unpacks into a buffer, through gemm / gemm7.
+  GemmKernel gemm4;
   // k-means
   f32_u32_kmeans_assign_fn f32_u32_kmeans_assign;
   f32_code_kmeans1d_assign_fn f32_code_kmeans1d_assign;
@@ -238,6 +245,7 @@ struct KernelTable {
 
 #define LOWBIT_DECLARE_GEMM_KERNEL(isa) void u8s8_epi_gemm__##isa(const GemmTile&);
 #define LOWBIT_DECLARE_GEMM7_KERNEL(isa) void u8s7_epi_gemm__##isa(const GemmTile&);
+#define LOWBIT_DECLARE_GEMM4_KERNEL(isa) void u8s4_epi_gemm__##isa(const GemmTile&);
 
 #define LOWBIT_DECLARE_KMEANS_KERNELS(isa)                                                         \
   void f32_u32_kmeans_assign__##isa(const float*, size_t, size_t, const float*, const float*,     \
@@ -258,6 +266,7 @@ struct KernelTable {
 namespace kernels {
 LOWBIT_DECLARE_QUANT_KERNELS(scalar)
 LOWBIT_DECLARE_GEMM_KERNEL(scalar)
+LOWBIT_DECLARE_GEMM4_KERNEL(scalar)
 LOWBIT_DECLARE_KMEANS_KERNELS(scalar)
 LOWBIT_DECLARE_CODEBOOK_KERNELS(scalar)
 #if defined(LOWBIT_HAVE_X86)
@@ -265,6 +274,7 @@ LOWBIT_DECLARE_QUANT_KERNELS(avx2)
 LOWBIT_DECLARE_QUANT_KERNELS(avx512)
 LOWBIT_DECLARE_GEMM_KERNEL(avx2)
 LOWBIT_DECLARE_GEMM7_KERNEL(avx2)
+LOWBIT_DECLARE_GEMM4_KERNEL(avx2)
 LOWBIT_DECLARE_GEMM_KERNEL(avxvnni)
 LOWBIT_DECLARE_GEMM_KERNEL(avx512vnni)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx2)

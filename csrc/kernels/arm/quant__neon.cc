@@ -199,14 +199,16 @@ void qu8_f32_cdequantize__neon(const uint8_t* q, size_t n, const float* scale, c
   cdequantize(q, n, scale, zp, out);
 }
 
-// One block (32 values, 16 bytes) per step: low nibbles, then high nibbles.
+// One block (64 values, 32 bytes) per step: low nibbles of both halves, then high nibbles.
 void s4_s8_unpack__neon(const uint8_t* in, size_t n, int8_t* out) {
   const uint8x16_t mask = vdupq_n_u8(0x0F);
   const int8x16_t bias = vdupq_n_s8(8);
-  for (size_t i = 0; i < n; i += 32, in += 16) {
-    const uint8x16_t v = vld1q_u8(in);
-    vst1q_s8(out + i, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, mask)), bias));
-    vst1q_s8(out + i + 16, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), bias));
+  for (size_t i = 0; i < n; i += 64, in += 32) {
+    const uint8x16_t v0 = vld1q_u8(in), v1 = vld1q_u8(in + 16);
+    vst1q_s8(out + i, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v0, mask)), bias));
+    vst1q_s8(out + i + 16, vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v1, mask)), bias));
+    vst1q_s8(out + i + 32, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), bias));
+    vst1q_s8(out + i + 48, vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), bias));
   }
 }
 

@@ -68,9 +68,9 @@ void qu8_f32_cdequantize__scalar(const uint8_t* q, size_t n, const float* scale,
 
 void s4_s8_unpack__scalar(const uint8_t* in, size_t n, int8_t* out) {
   for (size_t i = 0; i < n; i++) {
-    const size_t block = i / 32, j = i % 32;
-    const uint8_t byte = in[block * 16 + j % 16];
-    const int nibble = j < 16 ? byte & 0x0F : byte >> 4;
+    const size_t block = i / 64, j = i % 64;
+    const uint8_t byte = in[block * 32 + j % 32];
+    const int nibble = j < 32 ? byte & 0x0F : byte >> 4;
     out[i] = static_cast<int8_t>(nibble - 8);
   }
 }

@@ -15,7 +15,17 @@
 // int32 (one lane per column). When both fit (narrow == 3) a pair sum is at most 127 * 64 * 2 =
 // 16,256, so two k-groups' vpmaddubsw results are added in int16 before one vpmaddwd: 3 multiply
 // instructions per 64 MACs instead of 4. Tile 6 rows x 16 columns: 12 accumulators.
+//
+// u8s4_epi_gemm__avx2, B held as s4 (half the bytes: the GEMV's stream): a k-group's 64 values
+// are one 32-byte s4 block, whose low nibbles are columns 0-7 and high nibbles columns 8-15 in
+// the layout above, so a load, two vpand and a vpsrlw give both column halves as bytes in
+// [0, 15] (the nibbles u = B + 8; the driver corrects the sum). vpmaddubsw pair sums are then at
+// most 255 * 15 * 2 = 7,650, so four k-groups add in int16 (30,600) before one vpmaddwd with
+// ones. Tile 1 or 2 rows x 16 columns.
 #include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "epilogue__avx2.h"
 #include "lowbit/kernels.h"
@@ -162,6 +172,45 @@ void narrow_rows(const GemmTile& t) {
   }
 }
 
+template <int MR>
+void s4_tile(const GemmTile& t) {
+  const uint8_t* a0 = static_cast<const uint8_t*>(t.a);
+  const uint8_t* a1 = a0 + t.lda;
+  const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00;
+  const uint8_t* b = reinterpret_cast<const uint8_t*>(t.b);
+  for (size_t k = 0; k < t.kp;) {
+    // up to four k-groups summed in int16
+    __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00;
+    const size_t end = std::min(t.kp, k + 16);
+    for (; k < end; k += 4, b += 32) {
+      if (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(b + 512), _MM_HINT_T0);
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+      const __m256i b0 = _mm256_and_si256(v, mask);
+      const __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+      int32_t x;
+      std::memcpy(&x, a0 + k, 4);
+      const __m256i x0 = _mm256_set1_epi32(x);
+      s00 = _mm256_add_epi16(s00, _mm256_maddubs_epi16(x0, b0));
+      s01 = _mm256_add_epi16(s01, _mm256_maddubs_epi16(x0, b1));
+      if (MR > 1) {
+        std::memcpy(&x, a1 + k, 4);
+        const __m256i x1 = _mm256_set1_epi32(x);
+        s10 = _mm256_add_epi16(s10, _mm256_maddubs_epi16(x1, b0));
+        s11 = _mm256_add_epi16(s11, _mm256_maddubs_epi16(x1, b1));
+      }
+    }
+    c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(s00, ones));
+    c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(s01, ones));
+    if (MR > 1) {
+      c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(s10, ones));
+      c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(s11, ones));
+    }
+  }
+  epilogue_row_avx2(t, 0, c00, c01);
+  if (MR > 1) epilogue_row_avx2(t, 1, c10, c11);
+}
+
 }  // namespace
 
 void u8s8_epi_gemm__avx2(const GemmTile& t) {
@@ -169,6 +218,13 @@ void u8s8_epi_gemm__avx2(const GemmTile& t) {
     exact_tile<1>(t);
   else
     exact_tile<2>(t);
+}
+
+void u8s4_epi_gemm__avx2(const GemmTile& t) {
+  if (t.mr == 1)
+    s4_tile<1>(t);
+  else
+    s4_tile<2>(t);
 }
 
 void u8s7_epi_gemm__avx2(const GemmTile& t) {

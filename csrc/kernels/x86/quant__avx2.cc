@@ -208,24 +208,15 @@ void qu8_f32_cdequantize__avx2(const uint8_t* q, size_t n, const float* scale, c
   cdequantize(q, n, scale, zp, out);
 }
 
-// Two blocks (64 values, 32 bytes) per step: the low nibbles of both blocks in one register, the
-// high nibbles in another, then each block's low half and high half side by side.
+// One block (64 values, 32 bytes) per step: its low nibbles are values 0-31, its high ones 32-63.
 void s4_s8_unpack__avx2(const uint8_t* in, size_t n, int8_t* out) {
   const __m256i mask = _mm256_set1_epi8(0x0F), bias = _mm256_set1_epi8(8);
-  size_t i = 0;
-  for (; i + 64 <= n; i += 64, in += 32) {
+  for (size_t i = 0; i < n; i += 64, in += 32) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in));
     const __m256i lo = _mm256_sub_epi8(_mm256_and_si256(v, mask), bias);
     const __m256i hi = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), bias);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_permute2x128_si256(lo, hi, 0x20));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 32), _mm256_permute2x128_si256(lo, hi, 0x31));
-  }
-  if (i < n) {  // one block left
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in));
-    const __m128i m = _mm256_castsi256_si128(mask), b = _mm256_castsi256_si128(bias);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm_sub_epi8(_mm_and_si128(v, m), b));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i + 16),
-                     _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m), b));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i + 32), hi);
   }
 }
 

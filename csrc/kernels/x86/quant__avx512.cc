@@ -127,7 +127,7 @@ void qu8_f32_cdequantize__avx512(const uint8_t* q, size_t n, const float* scale,
   cdequantize(q, n, scale, zp, out);
 }
 
-// The AVX2 unpack: it moves 16 bytes per 32 values and is bound by memory, not by the vector
+// The AVX2 unpack: it moves 32 bytes per 64 values and is bound by memory, not by the vector
 // width; one tested version instead of a zmm one no CI host could run.
 void s4_s8_unpack__avx512(const uint8_t* in, size_t n, int8_t* out) { s4_s8_unpack__avx2(in, n, out); }
 
