@@ -34,6 +34,7 @@ inline void require_size(const in_array<T>& a, py::ssize_t n, const char* name) 
 void register_runtime(py::module_& m);
 void register_quant(py::module_& m);
 void register_gemm(py::module_& m);
+void register_int4(py::module_& m);
 void register_kmeans(py::module_& m);
 void register_peak(py::module_& m);
 

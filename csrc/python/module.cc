@@ -9,6 +9,7 @@ PYBIND11_MODULE(_core, m) {
   lowbit::register_runtime(m);
   lowbit::register_quant(m);
   lowbit::register_gemm(m);
+  lowbit::register_int4(m);
   lowbit::register_kmeans(m);
   lowbit::register_peak(m);
 }

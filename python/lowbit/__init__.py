@@ -94,6 +94,7 @@ def get_num_threads() -> int:
 
 from .quant import QTensor, dequantize, quantize, sqnr  # noqa: E402
 from .linear import PackedInt8, QuantizedLinear, matmul_int8, pack_int8  # noqa: E402
+from .int4 import Int4Linear  # noqa: E402
 
 # --- exports of each area (one line each; keep this block) ---
 from .codebook import Codebook, CodebookLinear, ProductCodes, kmeans, product_quantize  # noqa: E402
@@ -119,5 +120,6 @@ __all__ += ["save", "load"]
 __all__ += ["QuantizedModel", "quantize_model", "mixed_precision", "layer_report", "load_model"]
 __all__ += ["export_onnx"]
 __all__ += ["export_runtime"]
+__all__ += ["Int4Linear"]
 __all__ += ["Codebook", "CodebookLinear", "ProductCodes", "kmeans", "product_quantize"]
 

@@ -16,7 +16,7 @@ ROOT = pathlib.Path(lowbit.__file__).parent
 #: layer of each top-level module or package of lowbit, bottom first
 LAYERS = [
     {"_core", "_checks", "io"},                                              # core and file format
-    {"quant", "linear", "codebook", "nonlinear", "compress", "observers"},  # tensor and layer API
+    {"quant", "linear", "int4", "codebook", "nonlinear", "compress", "observers"},  # tensor, layer API
     {"models"},                                                              # inference models
     {"deploy", "onnx_export"},                                               # export
     {"nn", "distill"},                                                       # learning

@@ -61,6 +61,7 @@ def _objects():
         ("Codebook", lowbit.kmeans(w, 16), lambda c: c.decode()),
         ("ProductCodes", lowbit.product_quantize(_x(16, 4, 300), 4, bits=4), lambda p: p.decode()),
         ("CodebookLinear", lowbit.CodebookLinear(w, b, k=16), call16),
+        ("Int4Linear", lowbit.Int4Linear(w, b, bits=3, group_size=8), call16),
         ("nn.Linear", nn.Linear(16, 12, seed=5), call16),
         ("nn.ReLU", nn.ReLU(), call16),
         ("nn.GELU", nn.GELU(approximate="none"), call16),

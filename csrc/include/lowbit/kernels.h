@@ -9,7 +9,8 @@
 //             the run has its own parameters or its own accumulator.
 //   <isa>     the kernel set: scalar, avx2, avx512, avxvnni, avx512vnni, neon, neondot, i8mm.
 // Types: f32; s8 u8 s16 u16 s32 u32 s64 (integers); s7 u7 (8-bit values that fit 7 bits); q8
-// (8-bit codes, int8 or uint8 by their range), qs8 qu8 (int8, uint8 codes); u4 (4-bit codes, two
+// (8-bit codes, int8 or uint8 by their range), qs8 qu8 (int8, uint8 codes); q4 (4-bit codes in groups with a scale and a zero point each, Int4Tile
+// below); u4 (4-bit codes, two
 // a byte, low nibble first); s4 (values in [-8, 7] held two a byte as value + 8, in blocks of 64
 // values in 32 bytes: byte j of a block holds value j in its low nibble and value 32 + j in its
 // high nibble); cb4 (4-bit codes into a 16-entry table, the codebook GEMMs' layout
@@ -22,7 +23,7 @@
 // it bit for bit.
 //
 // Kernel files: csrc/kernels/<arch>/<family>__<isa>.cc, <arch> scalar, x86 or arm, <family> the
-// section of this header it implements (quant, gemm, kmeans, codebook; peak: the benchmark's loops
+// section of this header it implements (quant, gemm, int4, kmeans, codebook; peak: the benchmark's loops
 // peak_<operands>_<instruction>__<isa>, csrc/kernels/peak.h), <isa> the suffix of every kernel it
 // defines. The suffix also chooses the file's compile flags (cmake/kernels.cmake globs on it).
 // Headers: <what>__<isa>.h needs that ISA's flags and is included by its files and those of the
@@ -131,6 +132,38 @@ struct GemmKernel {
   APack apack;
 };
 
+// ---- 4-bit weights in groups (Int4Linear; driver csrc/core/int4_linear.cc, files
+// int4__<isa>.cc) ---------------------------------------------------------------------------
+// Rows [0, mr) of A (int8 activations, each row with its own scale) times one panel of nc <= 16
+// columns of q4 weights: 4-bit codes u in [0, 15] held as s4 bytes (lowbit/kernels.h's s4 blocks,
+// nibble = u) in the gemm layout of panels of 16 columns in k-groups of 4 (B layout above), cut
+// along k into groups of `group` (a multiple of 4) with a zero point and a scale per (group g,
+// column j): zero[g * 16 + j] (u8) and scale[g * 16 + j] (IEEE binary16 bits, finite, >= 0).
+// For each row r and column j < nc:
+//   acc_g = sum_{k in group g} u[k][j] * a[r][k] - zero[g][j] * asum[r * ngroups + g]  (int32,
+//           exact: |acc_g| <= 2 * 15 * 128 * group)
+//   y = fma(float(scale[g][j]), float(acc_g), y) for g = 0 .. ngroups - 1, from y = 0 (one
+//       rounding per group, IEEE fused multiply-add)
+//   out[r * ldo + j] = y * (a_scale[r] * col_scale[j]) + bias[j]  (a multiply, then an add; no
+//       add when bias is null)
+// asum[r * ngroups + g] is the sum of row r's activations in group g (given). The panel holds
+// kp = ngroups * group values per column; A rows hold kp values (zeros past K).
+struct Int4Tile {
+  size_t mr, nc, kp, group, ngroups;
+  const int8_t* a;  // row r at a + r * lda
+  size_t lda;
+  const uint8_t* b;        // the panel's s4 bytes (kp * 16 / 2)
+  const uint8_t* zero;     // ngroups * 16
+  const uint16_t* scale;   // ngroups * 16
+  const int32_t* asum;     // mr * ngroups
+  const float* a_scale;    // mr
+  const float* col_scale;  // 16 (the driver pads the last panel's)
+  const float* bias;       // 16, or null
+  float* out;
+  size_t ldo;
+};
+using s8q4_f32_gemm_fn = void (*)(const Int4Tile& t);
+
 // ---- k-means (drivers in csrc/core/kmeans_*.cc, files kmeans__<isa>.cc) --------------------
 // Nearest centroid of each of n points x (rows of d floats, contiguous) among k centroids c (rows
 // of d floats): idx[i] = the first j minimising the score s_j = hn[j] - x_i . c_j, hn[j] =
@@ -219,6 +252,9 @@ struct KernelTable {
   // bytes of gemm, the point of it for few rows (a GEMV); more rows read panels the driver
   // unpacks into a buffer, through gemm / gemm7.
   GemmKernel gemm4;
+  // 4-bit weights in groups: tiles of at most s8q4_f32_gemm_mr rows
+  s8q4_f32_gemm_fn s8q4_f32_gemm;
+  int s8q4_f32_gemm_mr;
   // k-means
   f32_u32_kmeans_assign_fn f32_u32_kmeans_assign;
   f32_code_kmeans1d_assign_fn f32_code_kmeans1d_assign;
@@ -247,6 +283,8 @@ struct KernelTable {
 #define LOWBIT_DECLARE_GEMM7_KERNEL(isa) void u8s7_epi_gemm__##isa(const GemmTile&);
 #define LOWBIT_DECLARE_GEMM4_KERNEL(isa) void u8s4_epi_gemm__##isa(const GemmTile&);
 
+#define LOWBIT_DECLARE_INT4_KERNELS(isa) void s8q4_f32_gemm__##isa(const Int4Tile&);
+
 #define LOWBIT_DECLARE_KMEANS_KERNELS(isa)                                                         \
   void f32_u32_kmeans_assign__##isa(const float*, size_t, size_t, const float*, const float*,     \
                                     size_t, uint32_t*);                                           \
@@ -267,6 +305,7 @@ namespace kernels {
 LOWBIT_DECLARE_QUANT_KERNELS(scalar)
 LOWBIT_DECLARE_GEMM_KERNEL(scalar)
 LOWBIT_DECLARE_GEMM4_KERNEL(scalar)
+LOWBIT_DECLARE_INT4_KERNELS(scalar)
 LOWBIT_DECLARE_KMEANS_KERNELS(scalar)
 LOWBIT_DECLARE_CODEBOOK_KERNELS(scalar)
 #if defined(LOWBIT_HAVE_X86)
@@ -275,6 +314,7 @@ LOWBIT_DECLARE_QUANT_KERNELS(avx512)
 LOWBIT_DECLARE_GEMM_KERNEL(avx2)
 LOWBIT_DECLARE_GEMM7_KERNEL(avx2)
 LOWBIT_DECLARE_GEMM4_KERNEL(avx2)
+LOWBIT_DECLARE_INT4_KERNELS(avx2)
 LOWBIT_DECLARE_GEMM_KERNEL(avxvnni)
 LOWBIT_DECLARE_GEMM_KERNEL(avx512vnni)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx2)
