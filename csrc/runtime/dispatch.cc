@@ -61,13 +61,13 @@ const std::vector<Entry>& all_tables() {
 #endif
 #if defined(LOWBIT_HAVE_ARM64)  // not on 32-bit ARM, which has "scalar" only (cmake/kernels.cmake)
       {{"neon", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neon, 4, 4, 16, APack::s8_flipped},
-        kNone, kNone, kernels::s8q4_f32_gemm__scalar, 4, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, kernels::s8q4_f32_gemm__neon, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon"}},
       {{"neondot", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neondot, 8, 12, 4, APack::s8_flipped},
-        kNone, kNone, kernels::s8q4_f32_gemm__scalar, 4, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, kernels::s8q4_f32_gemm__neondot, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon", "dotprod"}},
       {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__i8mm, 8, 12, 8, APack::u8},
-        kNone, kNone, kernels::s8q4_f32_gemm__scalar, 4, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, kernels::s8q4_f32_gemm__neondot, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
        {"neon", "dotprod", "i8mm"}},
 #endif
   };

@@ -144,7 +144,7 @@ class Int4Linear:
     bits : int, default 4
         Bits per weight code, 2..4.
     group_size : int, default 32
-        Weights per group along ``in_features``: a positive multiple of 4.
+        Weights per group along ``in_features``: a multiple of 4, 4..4096.
     method : {"rtn", "gptq"}, default "rtn"
         Round to nearest, or GPTQ's error feedback on ``calibration``.
     calibration : array_like of float, shape (n, in_features), optional
@@ -178,7 +178,7 @@ class Int4Linear:
     def __init__(self, weight, bias=None, *, bits=4, group_size=32, method="rtn", calibration=None):
         w = as_weight(weight)
         self.bits = as_int(bits, "bits", 2, 4)
-        self.group_size = as_int(group_size, "group_size", 4, 1 << 20)
+        self.group_size = as_int(group_size, "group_size", 4, 4096)
         if self.group_size % 4:
             raise ValueError(f"group_size must be a multiple of 4, got {self.group_size}")
         if not isinstance(method, str) or method not in METHODS:
@@ -292,7 +292,7 @@ def _register() -> None:
         bits = _io.need(s, "bits", int, what)
         group = _io.need(s, "group_size", int, what)
         method = _io.need(s, "method", str, what)
-        if not 2 <= bits <= 4 or group < 4 or group % 4 or method not in METHODS:
+        if not 2 <= bits <= 4 or not 4 <= group <= 4096 or group % 4 or method not in METHODS:
             raise ValueError(f"{what}: bits, group_size or method out of range")
         g = -(-k // group)
         zero = _io.need_array(s, "zero_point", what, dtype=np.uint8, shape=(n, g))

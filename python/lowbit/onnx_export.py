@@ -10,6 +10,10 @@
   per tensor in ONNX, where lowbit uses one per row: outputs differ a little more);
 - float `lowbit.models.Linear` (and lowbit.nn.Linear) -> MatMul + Add; ReLU -> Relu; GELU -> its tanh or erf formula;
   LayerNorm -> LayerNormalization; Softmax -> Softmax(axis=-1); Dropout -> nothing;
+- an `Int4Linear` becomes ONNX Runtime's MatMulNBits (domain com.microsoft, bits=4, its group
+  size as block_size: a power of two >= 16), with its codes, zero points and float32 scales
+  (row scale x group scale) as they are: the graph holds the 4-bit weight, and ONNX Runtime runs
+  it with float activations where lowbit quantizes them to int8 per row;
 - layers with a decoded float weight (BinaryLinear, CodebookLinear: anything with `decode()` or a
   `weight_b`) are exported as float MatMul of that weight.
 
@@ -28,6 +32,7 @@ import os
 
 import numpy as np
 
+from .int4 import Int4Linear
 from .linear import QuantizedLinear
 from .models import as_model
 from .models import layers as nn
@@ -94,6 +99,29 @@ class _Graph:
             x = self.node("DequantizeLinear", [q, s, z], f"{tag}_xdq")
         return self.matmul_bias(x, w, layer.bias, tag)
 
+    def int4_linear(self, h: str, layer, tag: str) -> str:
+        g = layer.group_size
+        if g < 16 or g & (g - 1):
+            raise ValueError(f"{tag}: an Int4Linear with group_size={g} has no MatMulNBits form "
+                             "(block_size must be a power of two >= 16)")
+        a = layer.arrays()
+        n, k = a["codes"].shape
+        blocks = -(-k // g)
+        codes = np.zeros((n, blocks * g), np.uint8)
+        codes[:, :k] = a["codes"]
+        codes[:, k:] = np.repeat(a["zero_point"][:, -1:], blocks * g - k, axis=1)  # padding decodes to 0
+        packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).reshape(n, blocks, g // 2)
+        zp = np.zeros((n, blocks + blocks % 2), np.uint8)
+        zp[:, :blocks] = a["zero_point"]
+        zp_packed = (zp[:, 0::2] | (zp[:, 1::2] << 4)).reshape(-1)
+        scales = (a["row_scale"][:, None] * a["scale"].astype(np.float32)).reshape(-1)
+        y = self.node("MatMulNBits", [h, self.const(f"{tag}_q4", packed), self.const(f"{tag}_scales", scales),
+                                      self.const(f"{tag}_zp", zp_packed)],
+                      f"{tag}_matmul", domain="com.microsoft", K=k, N=n, bits=4, block_size=g)
+        if layer.bias is not None:
+            y = self.node("Add", [y, self.const(f"{tag}_bias", np.asarray(layer.bias, np.float32))], f"{tag}_out")
+        return y
+
     def gelu(self, h: str, approximate: str, tag: str) -> str:
         half = self.const(f"{tag}_half", np.float32(0.5))
         one = self.const(f"{tag}_one", np.float32(1.0))
@@ -125,6 +153,8 @@ def to_onnx(model, *, opset=17, input_name="x", output_name="y", batch="batch"):
         tag = f"l{i}"
         if isinstance(layer, QuantizedLinear):
             h = g.quantized_linear(h, layer, tag)
+        elif isinstance(layer, Int4Linear):
+            h = g.int4_linear(h, layer, tag)
         elif isinstance(layer, nn.Linear):
             eff = getattr(layer, "_effective_weight", None)
             h = g.float_linear(h, eff(False) if callable(eff) else layer.weight, layer.bias, tag)
@@ -152,8 +182,10 @@ def to_onnx(model, *, opset=17, input_name="x", output_name="y", batch="batch"):
         [helper.make_tensor_value_info(input_name, TP.FLOAT, [batch, n_in])],
         [helper.make_tensor_value_info(output_name, TP.FLOAT, [batch, width])],
         initializer=g.inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                          producer_name="lowbit")
+    domains = [helper.make_opsetid("", opset)]
+    if any(node.domain == "com.microsoft" for node in g.nodes):
+        domains.append(helper.make_opsetid("com.microsoft", 1))
+    m = helper.make_model(graph, opset_imports=domains, producer_name="lowbit")
     m.ir_version = min(m.ir_version, 9)  # readable by older runtimes
     onnx.checker.check_model(m)
     return m
@@ -188,6 +220,9 @@ def export_onnx(model, path, *, opset=17, input_name="x", output_name="y"):
     - float :class:`lowbit.models.Linear` (and :class:`lowbit.nn.Linear`) -> MatMul + Add;
       ReLU -> Relu; GELU -> its tanh or erf formula; LayerNorm -> LayerNormalization;
       Softmax -> Softmax(axis=-1); Dropout -> nothing;
+    - an :class:`lowbit.Int4Linear` -> ONNX Runtime's MatMulNBits (com.microsoft, bits=4,
+      block_size = its group size, a power of two >= 16) holding its 4-bit codes, zero points
+      and scales; ONNX Runtime runs it on float activations (lowbit on int8 ones);
     - layers with a decoded float weight (BinaryLinear, CodebookLinear: anything with
       ``decode()`` or a ``weight_b``) are exported as float MatMul of that weight.
 
@@ -218,7 +253,8 @@ def export_onnx(model, path, *, opset=17, input_name="x", output_name="y"):
         If ``path`` is not a str or os.PathLike.
     ValueError
         If ``opset`` is not an integer >= 17, the model's input width is unknown, a layer has
-        no ONNX form, or a QuantizedLinear has ``act_bits`` other than 8.
+        no ONNX form, a QuantizedLinear has ``act_bits`` other than 8, or an Int4Linear a group
+      size MatMulNBits cannot take.
 
     Notes
     -----

@@ -106,3 +106,25 @@ def test_bad_input():
         to_onnx(nn.Sequential([nn.Linear(3, 2)]), opset=11)
     with pytest.raises(TypeError, match="path"):
         export_onnx(nn.Sequential([nn.Linear(3, 2)]), 5)
+
+
+def test_int4_linear_exports_as_matmulnbits_holding_its_codes(tmp_path):
+    rng = np.random.default_rng(8)
+    l1 = lowbit.Int4Linear(rng.standard_normal((40, 70)).astype(np.float32),
+                           rng.standard_normal(40).astype(np.float32), group_size=32)
+    l2 = lowbit.Int4Linear(rng.standard_normal((9, 40)).astype(np.float32), bits=3, group_size=16)
+    layers = [l1, nn.ReLU(), l2]
+    m = to_onnx(layers)
+    assert [n.op_type for n in m.graph.node if n.domain == "com.microsoft"] == ["MatMulNBits"] * 2
+    held = sum(i.dims[0] * (i.dims[1] * i.dims[2] if len(i.dims) == 3 else 1)
+               for i in m.graph.initializer if i.data_type == onnx.TensorProto.UINT8)
+    # codes and zero points stay 4-bit in the file: per row, blocks * group / 2 + ceil(blocks / 2) bytes
+    assert held == 40 * (3 * 16 + 2) + 9 * (3 * 8 + 2)
+    export_onnx(layers, tmp_path / "m.onnx")
+    x = rng.standard_normal((5, 70)).astype(np.float32)
+    y = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    # ONNX Runtime: float activations times the dequantized 4-bit weights
+    ref = np.maximum(x @ l1.weight.T + l1.bias, 0) @ l2.weight.T
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="block_size"):
+        to_onnx([lowbit.Int4Linear(rng.standard_normal((4, 48)).astype(np.float32), group_size=24)])

@@ -138,7 +138,8 @@ struct GemmKernel {
 // columns of q4 weights: 4-bit codes u in [0, 15] held as s4 bytes (lowbit/kernels.h's s4 blocks,
 // nibble = u) in the gemm layout of panels of 16 columns in k-groups of 4 (B layout above), cut
 // along k into groups of `group` (a multiple of 4) with a zero point and a scale per (group g,
-// column j): zero[g * 16 + j] (u8) and scale[g * 16 + j] (IEEE binary16 bits, finite, >= 0).
+// column j): zero[g * 16 + j] (u8) and scale[g * 16 + j] (IEEE binary16 bits, finite, >= 0);
+// group <= 4096, so every integer below fits int32.
 // For each row r and column j < nc:
 //   acc_g = sum_{k in group g} u[k][j] * a[r][k] - zero[g][j] * asum[r * ngroups + g]  (int32,
 //           exact: |acc_g| <= 2 * 15 * 128 * group)
@@ -325,6 +326,8 @@ LOWBIT_DECLARE_CODEBOOK_KERNELS(avx512)
 #if defined(LOWBIT_HAVE_ARM64)
 LOWBIT_DECLARE_QUANT_KERNELS(neon)
 LOWBIT_DECLARE_GEMM_KERNEL(neon)
+LOWBIT_DECLARE_INT4_KERNELS(neon)
+LOWBIT_DECLARE_INT4_KERNELS(neondot)
 LOWBIT_DECLARE_GEMM_KERNEL(neondot)
 LOWBIT_DECLARE_GEMM_KERNEL(i8mm)
 LOWBIT_DECLARE_KMEANS_KERNELS(neon)
