@@ -138,8 +138,16 @@ TEST(int4_tiles_match_scalar) {
             CHECK(ok, "scalar vs definition group=%zu G=%zu mr=%zu", group, G, mr);
             for_each_simd([&](const KernelTable&, const KernelTable& k) {
               std::vector<float> got(mr * 16, -7.0f);
-              t.out = got.data();
-              k.s8q4_f32_gemm(t);
+              const size_t kmr = static_cast<size_t>(k.s8q4_f32_gemm_mr);
+              for (size_t r = 0; r < mr; r += kmr) {  // tiles of at most the kernel's rows
+                Int4Tile s = t;
+                s.mr = std::min(kmr, mr - r);
+                s.a = a.data() + r * kp;
+                s.asum = asum.data() + r * G;
+                s.a_scale = as.data() + r;
+                s.out = got.data() + r * 16;
+                k.s8q4_f32_gemm(s);
+              }
               CHECK(std::memcmp(got.data(), want.data(), got.size() * 4) == 0,
                     "%s group=%zu G=%zu nc=%zu mr=%zu extreme=%d", k.isa, group, G, nc, mr, extreme);
             });

@@ -75,19 +75,13 @@ void q4_tile_neon(const Int4Tile& t) {
   }
 }
 
+// At most 2 rows (the NEON sets' mr in csrc/runtime/dispatch.cc).
 template <typename Step>
 void q4_rows_neon(const Int4Tile& t) {
-  for (size_t r = 0; r < t.mr; r += 2) {
-    Int4Tile s = t;
-    s.a = t.a + r * t.lda;
-    s.asum = t.asum + r * t.ngroups;
-    s.a_scale = t.a_scale + r;
-    s.out = t.out + r * t.ldo;
-    if (t.mr - r >= 2)
-      q4_tile_neon<Step, 2>(s);
-    else
-      q4_tile_neon<Step, 1>(s);
-  }
+  if (t.mr >= 2)
+    q4_tile_neon<Step, 2>(t);
+  else
+    q4_tile_neon<Step, 1>(t);
 }
 
 }  // namespace

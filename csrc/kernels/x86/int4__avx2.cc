@@ -98,18 +98,12 @@ void q4_tile(const Int4Tile& t) {
 
 }  // namespace
 
+// At most 2 rows (its mr in csrc/runtime/dispatch.cc).
 void s8q4_f32_gemm__avx2(const Int4Tile& t) {
-  for (size_t r = 0; r < t.mr; r += 2) {
-    Int4Tile s = t;
-    s.a = t.a + r * t.lda;
-    s.asum = t.asum + r * t.ngroups;
-    s.a_scale = t.a_scale + r;
-    s.out = t.out + r * t.ldo;
-    if (t.mr - r >= 2)
-      q4_tile<2>(s);
-    else
-      q4_tile<1>(s);
-  }
+  if (t.mr >= 2)
+    q4_tile<2>(t);
+  else
+    q4_tile<1>(t);
 }
 
 }  // namespace kernels
