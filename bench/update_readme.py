@@ -29,6 +29,7 @@ BLOCKS = {
     "bench-train": (["lowbit", "bench", "train", "--threads", "1"], False),
     "bench-nonlinear": (["lowbit", "bench", "nonlinear"], False),
     "bench-memory": (["lowbit", "bench", "memory"], False),
+    "bench-fourbit": (["lowbit", "bench", "fourbit"], False),
 }
 
 

@@ -23,6 +23,7 @@ REGISTRY = {
     "train": "train",    # numpy training / distillation
     "nonlinear": "nonlinear",  # SQNR of nonlinear vs linear quantizers (no timing)
     "memory": "memory",  # peak RSS of inference, float vs int8 vs codebook (fresh processes)
+    "fourbit": "fourbit",  # 4-bit layers vs lowbit int8 and ONNX Runtime's MatMulNBits
 }
 
 
