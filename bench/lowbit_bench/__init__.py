@@ -23,6 +23,7 @@ REGISTRY = {
     "train": "train",    # numpy training / distillation
     "nonlinear": "nonlinear",  # SQNR of nonlinear vs linear quantizers (no timing)
     "memory": "memory",  # peak RSS of inference, float vs int8 vs codebook (fresh processes)
+    "dask": "dask_soft",  # soft targets on 1- and 2-worker Dask clusters vs one process
 }
 
 
