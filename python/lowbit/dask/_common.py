@@ -7,8 +7,6 @@ import uuid
 
 import numpy as np
 
-from lowbit._checks import as_int
-
 LOCAL = "local"
 
 
@@ -221,7 +219,3 @@ def as_out_dir(out, name: str = "out") -> str:
         raise ValueError(f"{name}={d!r} exists and is not a directory")
     os.makedirs(d, exist_ok=True)
     return d
-
-
-def positive(v, name):
-    return as_int(v, name, 1)

@@ -2,7 +2,6 @@
 product quantization with the subspaces in parallel."""
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
