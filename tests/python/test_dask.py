@@ -124,6 +124,35 @@ class _SlowTeacher:
         return self.model(x)
 
 
+class _CountingTeacher:
+    """Records in a file every process that unpickles it."""
+
+    def __init__(self, model, log):
+        self.model, self.log = model, str(log)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+    def __call__(self, x):
+        return self.model(x)
+
+
+def test_teacher_shipped_once_per_worker_not_per_shard(client, data, tmp_path):
+    x, _, teacher = data
+    log = tmp_path / "unpickled.txt"
+    xd = da.from_array(x, chunks=(500, 16))  # 12 shards
+    got = ld.soft_targets(_CountingTeacher(teacher, log), xd, temperature=3.0, batch_size=500)
+    assert np.array_equal(got, _ref(teacher, x, batch_size=500))
+    worker_pids = set(client.run(os.getpid).values())
+    per_pid = {}
+    for line in log.read_text().split():
+        per_pid[int(line)] = per_pid.get(int(line), 0) + 1
+    on_workers = {p: c for p, c in per_pid.items() if p in worker_pids}
+    assert on_workers and all(c == 1 for c in on_workers.values()), per_pid
+
+
 def test_killed_worker_loses_and_duplicates_no_shard(client, data, tmp_path):
     x, _, teacher = data
     out = tmp_path / "soft"
@@ -210,6 +239,23 @@ def test_kmeans_empty_cluster_takes_farthest_point(client):
     a = ld.kmeans(da.from_array(w, chunks=(2, 1)), 3, init=init, iters=1)
     b = ld.kmeans(w, 3, init=init, iters=1, client="local")
     assert np.array_equal(a.centroids, b.centroids) and a.centroids[2, 0] == 50.0
+
+
+def test_kmeans_bad_input(client):
+    w = np.random.default_rng(0).standard_normal((100, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="k=200"):
+        ld.kmeans(w, 200, client="local")
+    with pytest.raises(ValueError, match="init"):
+        ld.kmeans(w, 4, init=np.zeros((4, 3), np.float32), client="local")
+    with pytest.raises(ValueError, match="init"):
+        ld.kmeans(w, 4, init="kmeans++", client="local")
+    with pytest.raises(TypeError, match="k"):
+        ld.kmeans(w, 2.5, client="local")
+    bad = w.copy()
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        ld.kmeans(da.from_array(bad, chunks=(50, 2)), 4)
+    assert np.isinf(bad[3, 1])  # inputs never modified
 
 
 def test_exact_sum_is_order_free():

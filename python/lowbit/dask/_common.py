@@ -41,10 +41,16 @@ class Runner:
         return self.client is None
 
     def broadcast(self, obj):
-        """obj on every worker, once per worker (a future to pass as a task argument)."""
+        """obj as one node of the task graph (a dask.delayed literal) that every task depends on:
+        sent to a worker once and copied to each other worker once (it stays in a worker's
+        memory while tasks need it), not once per task; if a worker dies, the scheduler can
+        recompute it from the graph (scattered data would be lost with the worker). In this
+        process: obj itself."""
         if self.local:
             return obj
-        return self.client.scatter(obj, broadcast=True, hash=False)
+        import dask
+
+        return dask.delayed(obj, name=f"lowbit-shared-{uuid.uuid4().hex}", traverse=False)
 
     def map(self, fn, shards, *args, each=None):
         """[fn(data of shard i, *each[i], *args) for each shard], in shard order: tasks on the
@@ -176,7 +182,7 @@ class pinned_threads:
             w = get_worker()
         except (ImportError, ValueError):
             return self
-        n = int(getattr(w.state, "nthreads", None) or getattr(w, "nthreads", 1) or 1)
+        n = int(getattr(getattr(w, "state", None), "nthreads", None) or getattr(w, "nthreads", 1) or 1)
         import lowbit
 
         if lowbit.get_num_threads() != n:

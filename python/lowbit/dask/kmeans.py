@@ -130,7 +130,12 @@ def _rows_map(x, offset, wanted):
 
 
 def _count_map(x):
-    return _rows_of(x).shape[0]
+    """On a worker: a shard's (rows, columns), checked finite."""
+    a = _rows_of(x)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("data holds NaN or Inf (a shard of shape "
+                         f"{a.shape} has {int(np.size(a) - np.count_nonzero(np.isfinite(a)))} such values)")
+    return a.shape
 
 
 class KMeansResult:
@@ -249,7 +254,12 @@ def kmeans(data, k, *, init="random", iters=25, seed=0, client=None) -> KMeansRe
     seed = as_int(seed, "seed", 0)
     shards, _ = shards_of(data, "data", ndim=(1, 2))
     runner = Runner(client)
-    rows = runner.map(_count_map, shards)
+    shapes = runner.map(_count_map, shards)
+    cols = {c for _, c in shapes}
+    if len(cols) != 1:
+        raise ValueError(f"data: the shards have different numbers of columns {sorted(cols)}")
+    d = cols.pop()
+    rows = [r for r, _ in shapes]
     offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
     n = int(offsets[-1])
     if n < k:
@@ -267,16 +277,13 @@ def kmeans(data, k, *, init="random", iters=25, seed=0, client=None) -> KMeansRe
         c = as_float32(init, "init")
         c = c.reshape(-1, 1) if c.ndim == 1 else c
         check_finite(c, "init")
-        if c.shape[0] != k:
-            raise ValueError(f"init must have k={k} rows, got shape {c.shape}")
+        if c.ndim != 2 or c.shape != (k, d):
+            raise ValueError(f"init must have shape (k, d) = ({k}, {d}), got {c.shape}")
         c = c.copy()
     history = []
     it = 0
     while True:
         parts = runner.map(_lloyd_map, shards, c)
-        d = c.shape[1]
-        if parts and parts[0][1].nkeys != k * d:
-            raise ValueError(f"init must have as many columns as data ({parts[0][1].nkeys // k}), got {d}")
         counts = sum(p[0] for p in parts)
         sums = parts[0][1]
         sse = parts[0][2]

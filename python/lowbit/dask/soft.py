@@ -208,9 +208,12 @@ def _map_indexed(runner, fn, shards, args, window):
         if not shards:
             raise ValueError("data: the iterator yielded no arrays")
         return runner.map(fn, shards, *args, each=[(s.index,) for s in shards])
+    from dask.delayed import Delayed
     from distributed import as_completed
 
     client = runner.client
+    # the shared teacher node as one future (submit resolves futures, not delayed objects)
+    args = tuple(client.compute(a) if isinstance(a, Delayed) else a for a in args)
     it = iter(shards)
     pending = as_completed()
     out, index_of = {}, {}
