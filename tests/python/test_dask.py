@@ -55,6 +55,13 @@ def test_import_lowbit_does_not_import_dask():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_without_dask_the_import_error_says_how_to_install():
+    code = ("import sys; sys.modules['distributed'] = None\n"
+            "try:\n    import lowbit.dask\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "pip install lowbit[dask]" in out
+
+
 def test_soft_targets_every_kind_of_data(client, data, tmp_path):
     x, _, teacher = data
     # shards that are multiples of batch_size: the float teacher sees the same batches
