@@ -47,7 +47,7 @@ W2 = "cluster, 2 workers"
 def _cluster(n: int):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=40)
     return cluster, Client(cluster, set_as_default=False)
 
