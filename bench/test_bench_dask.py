@@ -15,5 +15,5 @@ def test_three_ways_run_and_agree():
     assert m["checked"]  # both clusters' soft targets equal the one-process ones
     s = dask_soft.summary(m)
     for name in (dask_soft.ONE, dask_soft.W1, dask_soft.W2):
-        assert len(m["timings"][name]) == 1 and s[name]["rows_s"] > 0
+        assert len(m["timings"][name]) == 1 and s[name]["rows_s"] > 0 and s[name]["rows_cpu_s"] > 0
     assert s["2w/1w"] > 0 and s["2w/one"] > 0

@@ -14,7 +14,9 @@ soft targets at T = 4 (batches of 4096 rows):
 
 The cluster runs write the shards (``out=``, .npy files in a temporary directory) and include
 shipping the teacher to the workers. Rounds are interleaved (the order rotates each round);
-rows/s is the median over the rounds, with the spread ``(max - min) / median``. The targets:
+rows/s is the median over the rounds, with the spread ``(max - min) / median``; rows per CPU
+second (all processes involved, from ``time.process_time`` in each) shows the cluster's
+overhead even when other work on the machine takes cores away. The targets:
 2 workers >= 1.7x one worker, and >= 0.9x the one-process throughput. Every run's output is
 checked against the one-process soft targets (shard boundaries are multiples of the batch, and
 the reference is recomputed with BLAS on one thread, as on the workers).
@@ -53,8 +55,8 @@ def _cluster(n: int):
 
 
 def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool = True) -> dict:
-    """{"timings": {name: [seconds per round]}, "rows": rows, "checked": bool} for the three
-    ways, interleaved over ``repeat`` rounds."""
+    """{"timings": {name: [seconds per round]}, "cpu": {name: [CPU seconds per round]}, "rows":
+    rows, "checked": bool} for the three ways, interleaved over ``repeat`` rounds."""
     import dask.array as da
     from distributed import wait
 
@@ -89,14 +91,25 @@ def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool =
             outputs[name] = ld.soft_targets(teacher, persisted[name], temperature=T, out=out,
                                             batch_size=BATCH, client=clusters[name][1])
 
+        def cpu_seconds(name) -> float:
+            """CPU seconds used so far by this process (the teacher itself, or the clusters'
+            schedulers and the client) plus, for a cluster, its worker processes."""
+            c = time.process_time()
+            if name != ONE:
+                c += sum(clusters[name][1].run(time.process_time).values())
+            return c
+
         cases = [(ONE, run_one), (W1, lambda: run_cluster(W1)), (W2, lambda: run_cluster(W2))]
         timings = {name: [] for name, _ in cases}
+        cpu = {name: [] for name, _ in cases}
         for r in range(repeat):
             for name, fn in cases[r % 3:] + cases[:r % 3]:
                 time.sleep(0.2)
+                c0 = cpu_seconds(name)
                 t0 = time.perf_counter()
                 fn()
                 timings[name].append(time.perf_counter() - t0)
+                cpu[name].append(cpu_seconds(name) - c0)
         checked = False
         if check:
             from threadpoolctl import threadpool_limits
@@ -107,7 +120,7 @@ def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool =
                 if not np.array_equal(outputs[name].to_numpy(), ref):
                     raise AssertionError(f"{name}: the soft targets differ from the one-process ones")
             checked = True
-        return {"timings": timings, "rows": rows, "checked": checked}
+        return {"timings": timings, "cpu": cpu, "rows": rows, "checked": checked}
     finally:
         for cluster, client in clusters.values():
             client.close()
@@ -122,7 +135,8 @@ def summary(measured: dict) -> dict:
     out = {}
     for name, ts in measured["timings"].items():
         med = statistics.median(ts)
-        out[name] = {"rows_s": rows / med, "best": rows / min(ts), "spread": (max(ts) - min(ts)) / med}
+        out[name] = {"rows_s": rows / med, "best": rows / min(ts), "spread": (max(ts) - min(ts)) / med,
+                     "rows_cpu_s": rows / statistics.median(measured["cpu"][name])}
     out["2w/1w"] = out[W2]["rows_s"] / out[W1]["rows_s"]
     out["2w/one"] = out[W2]["rows_s"] / out[ONE]["rows_s"]
     return out
@@ -151,9 +165,14 @@ def main(threads=(1,), repeat=3, quick=False) -> int:
     print(f"timing: median of {repeat} interleaved rounds; the cluster runs write .npy shards and "
           f"ship the teacher; outputs checked equal: {m['checked']}")
     rows_out = [(name, f"{s[name]['rows_s']:,.0f}", f"{s[name]['best']:,.0f}",
-                 f"{s[name]['rows_s'] / s[ONE]['rows_s']:.2f}x", f"{s[name]['spread']:.1%}")
+                 f"{s[name]['rows_s'] / s[ONE]['rows_s']:.2f}x", f"{s[name]['spread']:.1%}",
+                 f"{s[name]['rows_cpu_s']:,.0f}", f"{s[name]['rows_cpu_s'] / s[ONE]['rows_cpu_s']:.2f}x")
                 for name in (ONE, W1, W2)]
-    print(common.format_table(["way", "rows/s", "best rows/s", "vs one process", "noise"], rows_out))
+    print(common.format_table(["way", "rows/s", "best rows/s", "vs one process", "noise", "rows/CPU-s",
+                               "CPU efficiency"], rows_out))
+    print("rows/CPU-s: rows per CPU second of every process involved (workers, scheduler, client; one "
+          "process: its own, BLAS threads included) -- the cluster's overhead, which other work on the "
+          "machine does not hide; 'CPU efficiency' is it over the one process's")
     print(f"2 workers / 1 worker: {s['2w/1w']:.2f}x ({'meets' if s['2w/1w'] >= 1.7 else 'below'} the 1.7x target); "
           f"2 workers / one process: {s['2w/one']:.2f}x ({'meets' if s['2w/one'] >= 0.9 else 'below'} the 0.9x target)"
           + ("; quick mode: small shapes, not the reference measurement" if quick else ""))
