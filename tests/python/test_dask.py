@@ -160,11 +160,14 @@ def test_teacher_shipped_once_per_worker_not_per_shard(client, data, tmp_path):
     assert on_workers and all(c == 1 for c in on_workers.values()), per_pid
 
 
-def test_killed_worker_loses_and_duplicates_no_shard(client, data, tmp_path):
+@pytest.mark.parametrize("kind", ["dask array", "iterator"])
+def test_killed_worker_loses_and_duplicates_no_shard(client, data, tmp_path, kind):
     x, _, teacher = data
     out = tmp_path / "soft"
-    xd = da.from_array(x, chunks=(500, 16))  # 12 shards
+    # 12 shards
+    xd = da.from_array(x, chunks=(500, 16)) if kind == "dask array" else iter(np.split(x, 12))
     ref = _ref(teacher, x, batch_size=500)
+    client.wait_for_workers(2, timeout=60)
     pids = client.run(os.getpid)  # {worker address: its process id}
     killed = []
 

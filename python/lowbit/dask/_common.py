@@ -84,7 +84,10 @@ class Shard:
             return self.obj  # a dask.delayed block: computed on the cluster
         if self.kind == "file":
             return FileRef(self.obj)
-        return client.scatter(self.obj, hash=False)
+        # An array from this process goes into the task itself (not scattered to one worker):
+        # the scheduler keeps it until the task is done, so a task rerun after its worker died
+        # still has its data.
+        return self.obj
 
 
 class FileRef:

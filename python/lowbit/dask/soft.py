@@ -224,7 +224,8 @@ def _map_indexed(runner, fn, shards, args, window):
         s = next(it, None)
         if s is None:
             return False
-        f = client.submit(fn, client.scatter(s.load(), hash=False), s.index, *args, pure=False)
+        # the array travels in the task (not scattered): a rerun after a killed worker has it
+        f = client.submit(fn, s.load(), s.index, *args, pure=False)
         index_of[f.key] = s.index
         pending.add(f)
         n_in += 1
