@@ -95,7 +95,7 @@ def test_soft_targets_int8_codebook_and_several_teachers(client, data):
 
 def test_soft_target_shards_stream_into_fit_stream(client, data, tmp_path):
     x, y, teacher = data
-    xd = da.from_array(x, chunks=(1500, 16))
+    xd = client.persist(da.from_array(x, chunks=(1500, 16)))  # blocks held by the workers
     shards = ld.soft_targets(teacher, xd, temperature=3.0, batch_size=500, out=tmp_path / "soft")
     assert len(shards) == 4 and shards.rows == [1500] * 4
     assert sorted(os.listdir(tmp_path / "soft")) == [f"soft-{i:06d}.npy" for i in range(4)]

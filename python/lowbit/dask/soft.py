@@ -302,7 +302,8 @@ def stream(data, soft, y=None):
     def gen():
         start = 0
         for s in shards:
-            x = s.load()
+            # a dask block through the current scheduler (the cluster, for persisted arrays)
+            x = np.asarray(s.obj.compute()) if s.kind == "block" else s.load()
             n = x.shape[0]
             p = get_soft(s.index) if get_soft is not None else soft[start:start + n]
             if p.shape[0] != n:
