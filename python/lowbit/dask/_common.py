@@ -186,10 +186,10 @@ class pinned_threads:
         except (ImportError, ValueError):
             return self
         n = int(getattr(getattr(w, "state", None), "nthreads", None) or getattr(w, "nthreads", 1) or 1)
-        import lowbit
+        from lowbit import _core
 
-        if lowbit.get_num_threads() != n:
-            lowbit.set_num_threads(n)
+        if _core.num_threads() != n:
+            _core.set_num_threads(n)
         try:
             from threadpoolctl import threadpool_limits
 

@@ -7,6 +7,8 @@ from fractions import Fraction
 import numpy as np
 
 from lowbit._checks import as_float32, as_int, check_finite
+from lowbit.codebook import ProductCodes
+from lowbit.codebook import product_quantize as product_quantize_1
 
 from ._common import Runner, Shard, pinned_threads, resolve, shards_of
 
@@ -354,8 +356,6 @@ def product_quantize(x, m, *, bits=8, iters=25, seed=0, max_points_per_centroid=
     ValueError
         As :func:`lowbit.product_quantize`, or if there is no Dask client.
     """
-    import lowbit
-
     a = as_float32(x, "x")
     if a.ndim == 0:
         raise ValueError("x must have at least one dimension (vectors on the last axis), got a 0-d array")
@@ -372,15 +372,13 @@ def product_quantize(x, m, *, bits=8, iters=25, seed=0, max_points_per_centroid=
     cents = np.concatenate([p.centroids for p in parts], axis=0)
     codes = np.concatenate([p.codes.reshape(-1, 1) for p in parts], axis=1)
     inertia = [float(p.inertia[0]) for p in parts]
-    return lowbit.ProductCodes(cents, codes.reshape(a.shape[:-1] + (m,)), a.shape, bits, inertia=inertia)
+    return ProductCodes(cents, codes.reshape(a.shape[:-1] + (m,)), a.shape, bits, inertia=inertia)
 
 
 def _pq_map(sub, seed, bits, iters, mppc):
     """On a worker: subspace's product quantization with m = 1 and the seed that gives the
     single-process run's generator for this subspace (the C++ seeds subspace s with
     seed * FNV + s; FNV is odd, hence invertible mod 2^64)."""
-    import lowbit
-
     with pinned_threads():
-        return lowbit.product_quantize(resolve(sub), 1, bits=bits, iters=iters, seed=seed,
+        return product_quantize_1(resolve(sub), 1, bits=bits, iters=iters, seed=seed,
                                        max_points_per_centroid=mppc)

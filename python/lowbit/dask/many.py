@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 import re
 
+from lowbit.codebook import CodebookLinear
+from lowbit.io import save
+
 from ._common import Runner, Shard, as_out_dir, pinned_threads
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -12,33 +15,32 @@ METHODS = ("int8", "codebook")
 
 def _codebook_model(model, *, k=16, dim=1, seed=0, iters=25):
     """Every Linear of the model as a CodebookLinear (k-means codebook of its weight)."""
-    import lowbit
     from lowbit.models import Sequential, as_model, linear_indices, weight_of
 
     m = as_model(model)
     layers = list(m.layers)
     for i in linear_indices(m):
         layer = layers[i]
-        layers[i] = lowbit.CodebookLinear(weight_of(layer), getattr(layer, "bias", None), k=k, dim=dim,
+        layers[i] = CodebookLinear(weight_of(layer), getattr(layer, "bias", None), k=k, dim=dim,
                                           seed=seed, iters=iters)
     return Sequential(layers)
 
 
 def _compress_one(model, name, calibration, method, options, out):
     """On a worker: load (a path), compress, save to out/name.lowbit; returns the path."""
-    import lowbit
+    from lowbit.models import load_model, quantize_model
 
     with pinned_threads():
         if isinstance(model, str):
-            model = lowbit.load_model(model)
+            model = load_model(model)
         if callable(method):
             result = method(model, **options)
         elif method == "int8":
-            result = lowbit.quantize_model(model, calibration, **options)
+            result = quantize_model(model, calibration, **options)
         else:
             result = _codebook_model(model, **options)
         path = os.path.join(out, f"{name}.lowbit")
-        lowbit.save(result, path)  # atomic: a temporary file, then a rename
+        save(result, path)  # atomic: a temporary file, then a rename
         return path
 
 
