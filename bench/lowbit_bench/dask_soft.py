@@ -23,6 +23,7 @@ the reference is recomputed with BLAS on one thread, as on the workers).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import statistics
@@ -61,6 +62,10 @@ def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool =
     from distributed import wait
 
     import lowbit
+
+    log = logging.getLogger("distributed")  # the in-process scheduler's INFO lines out of the table
+    level = log.level
+    log.setLevel(logging.WARNING)
     import lowbit.dask as ld
     from lowbit.distill import Distiller
 
@@ -126,6 +131,7 @@ def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool =
             client.close()
             cluster.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        log.setLevel(level)
 
 
 def summary(measured: dict) -> dict:
@@ -153,6 +159,9 @@ def main(threads=(1,), repeat=3, quick=False) -> int:
     rows, chunk = (QUICK_ROWS, QUICK_CHUNK) if quick else (ROWS, CHUNK)
     common.progress(f"[dask] soft targets of {rows:,} rows, MLP {'-'.join(map(str, SIZES))}, "
                     f"{repeat} interleaved rounds ...")
+    # before the clusters: Dask's nannies put OMP/OPENBLAS_NUM_THREADS=1 into this process's
+    # environment for their workers (this process's BLAS is already loaded and set explicitly)
+    header = common.describe("one process: all cores; workers: 1 thread each", peers=("numpy",))
     try:
         m = measure(rows, chunk, repeat)
     except AssertionError as e:
@@ -161,7 +170,7 @@ def main(threads=(1,), repeat=3, quick=False) -> int:
     s = summary(m)
     print(f"== soft targets on a Dask cluster: {rows:,} rows, MLP {'-'.join(map(str, SIZES))}, T={T}, "
           f"batch {BATCH}, shards of {chunk:,} rows ==")
-    print("\n".join(common.describe("one process: all cores; workers: 1 thread each", peers=("numpy",))))
+    print("\n".join(header))
     print(f"timing: median of {repeat} interleaved rounds; the cluster runs write .npy shards and "
           f"ship the teacher; outputs checked equal: {m['checked']}")
     rows_out = [(name, f"{s[name]['rows_s']:,.0f}", f"{s[name]['best']:,.0f}",
