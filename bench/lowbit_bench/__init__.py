@@ -24,6 +24,7 @@ REGISTRY = {
     "nonlinear": "nonlinear",  # SQNR of nonlinear vs linear quantizers (no timing)
     "memory": "memory",  # peak RSS of inference, float vs int8 vs codebook (fresh processes)
     "fourbit": "fourbit",  # 4-bit layers vs lowbit int8 and ONNX Runtime's MatMulNBits
+    "dask": "dask_soft",  # soft targets on 1- and 2-worker Dask clusters vs one process
 }
 
 

@@ -28,6 +28,16 @@ exact, so a stream's histogram covers [0, R] with ``max(abs(x)) <= R < 2 max(abs
 array (or a stream whose first batch holds the maximum) gives exactly the histogram over
 ``[0, max(abs(x))]``.
 
+Observers merge (`obs.merge(other)`), so statistics computed per shard (on Dask workers, say:
+`lowbit.dask.calibrate`) reduce to what one process computes: min, max and counts exactly; the
+histograms add bin by bin, which needs both to cover the same [0, R] (or one to hold only
+zeros). A histogram observer built with ``bound=R`` keeps R fixed (a value beyond it is an
+error): with R the data's ``max(abs(x))`` (a first pass of min-max observers), the shards'
+histograms add up to exactly the single array's histogram, bit for bit, because each value's
+bin depends on the value and R only. (Growing the smaller of two histograms by the pairwise
+merges would not do: a value at exactly the smaller R sits in its last bin, which the merge
+maps one bin below where the histogram over the larger R puts it.)
+
 The range returned: with ``symmetric=False`` (the default) the threshold t is intersected with
 the data's range, (max(min x, -t), min(max x, t)), so non-negative data gets lo >= 0 and is
 quantized over [0, t] by an asymmetric uint8 quantizer (also when t is below every value: the
@@ -111,13 +121,66 @@ class Observer:
         """
         a = _batch(batch)
         if a.size:
+            self._observe(a)  # first: it may refuse the batch (a fixed bound)
             self.count += int(a.size)
             self.min = min(self.min, float(a.min()))
             self.max = max(self.max, float(a.max()))
-            self._observe(a)
         return self
 
     def _observe(self, a: np.ndarray) -> None:
+        pass
+
+    def _check_merge(self, other) -> None:
+        if not isinstance(other, Observer):
+            raise TypeError(f"other must be an observer, got {type(other).__name__}")
+        if type(other) is not type(self):
+            raise ValueError(f"other must be a {type(self).__name__} (method {self.method!r}) to merge into "
+                             f"this one, got a {type(other).__name__} (method {other.method!r})")
+        for name in ("symmetric",) + self._merge_keys:
+            if getattr(self, name) != getattr(other, name):
+                raise ValueError(f"other has {name}={getattr(other, name)!r} but this observer "
+                                 f"{name}={getattr(self, name)!r}; only observers with the same settings merge")
+
+    _merge_keys: tuple = ()
+
+    def merge(self, other) -> "Observer":
+        """Add what another observer of the same kind and settings has seen (exactly).
+
+        Min, max and counts combine exactly; histograms add bin by bin, so they must cover the
+        same ``[0, R]``: build the shards' observers with the same ``bound=`` (the data's
+        ``max(abs(x))``), and the merged histogram equals the single array's bit for bit (so
+        does the range). The other observer is not changed. Merging is how per-shard
+        statistics, computed on different processes or machines, reduce to one range.
+
+        Parameters
+        ----------
+        other : Observer
+            An observer of the same class and settings (``symmetric``, and for the histogram
+            observers ``num_bins``, ``bits``, ``percentile``, ``start_bin`` and ``bound``).
+
+        Returns
+        -------
+        Observer
+            ``self``, so merges chain.
+
+        Raises
+        ------
+        TypeError
+            If ``other`` is not an observer.
+        ValueError
+            If ``other`` is of another class or has other settings, or (histogram observers)
+            the two histograms cover different ranges ``[0, R]`` (fix R with ``bound=``).
+        """
+        self._check_merge(other)
+        if other.count == 0:
+            return self
+        self._merge(other)
+        self.count += other.count
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        return self
+
+    def _merge(self, other) -> None:
         pass
 
     def _check_seen(self) -> None:
@@ -203,24 +266,34 @@ class _HistogramObserver(Observer):
     """Histograms of |x| for the positive and the negative values: `num_bins` bins over [0, R]
     (see the module docstring for how R grows on streams)."""
 
-    def __init__(self, *, num_bins=2048, symmetric=False):
+    _merge_keys: tuple = ("num_bins", "fixed_bound")
+
+    def __init__(self, *, num_bins=2048, symmetric=False, bound=None):
         super().__init__(symmetric=symmetric)
         self.num_bins = as_int(num_bins, "num_bins", 8, 1 << 20)
-        self.bound = 0.0  # R
+        self.fixed_bound = None if bound is None else _as_bound(bound)
+        self.bound = 0.0 if bound is None else self.fixed_bound  # R
         self.pos = np.zeros(self.num_bins, np.int64)  # x >= 0, by |x|
         self.neg = np.zeros(self.num_bins, np.int64)  # x < 0, by |x|
+
+    def _merge(self, other) -> None:
+        a, b = self.bound, other.bound
+        if a != b and a != 0.0 and b != 0.0:
+            raise ValueError(f"other covers [0, {b!r}] and this observer [0, {a!r}]: histograms merge exactly "
+                             "only over the same range; build the shards' observers with the same bound= "
+                             "(the data's max(abs(x)), e.g. from merged MinMaxObservers)")
+        if b > a:  # this one saw only zeros (bin 0 whatever R is), or nothing
+            self.bound = b
+        self.pos += other.pos
+        self.neg += other.neg
 
     def _grow(self, amax: float) -> None:
         if self.bound == 0.0:  # only zeros so far: they stay in bin 0 whatever R becomes
             self.bound = amax
             return
-        starts = np.arange(0, self.num_bins, 2)
+        r = self.bound
+        self.pos, self.neg = _doubled(self.pos, r, amax), _doubled(self.neg, r, amax)
         while self.bound < amax:
-            # Double R: bins 2j and 2j+1 become bin j, exactly.
-            for h in (self.pos, self.neg):
-                merged = np.add.reduceat(h, starts)
-                h[:] = 0
-                h[:merged.size] = merged
             self.bound *= 2.0
 
     def _hist(self, mag: np.ndarray) -> np.ndarray:
@@ -233,6 +306,8 @@ class _HistogramObserver(Observer):
         flat = a.reshape(-1).astype(np.float64)
         amax = float(np.max(np.abs(flat)))
         if amax > self.bound:
+            if self.fixed_bound is not None:
+                raise ValueError(f"batch holds |x| = {amax!r}, beyond the observer's fixed bound={self.bound!r}")
             self._grow(amax)
         self.pos += self._hist(flat[flat >= 0])
         self.neg += self._hist(-flat[flat < 0])
@@ -265,6 +340,28 @@ def _order_stat(counts: np.ndarray, width: float, k: int) -> float:
     return (j + (r + 0.5) / max(int(counts[j]), 1)) * width
 
 
+def _doubled(h: np.ndarray, r: float, amax: float) -> np.ndarray:
+    """The histogram h over [0, r] as one over [0, r * 2^j], r * 2^j the first >= amax: bins 2i
+    and 2i+1 become bin i, j times (exact)."""
+    h = h.copy()
+    starts = np.arange(0, h.size, 2)
+    while r < amax:
+        merged = np.add.reduceat(h, starts)
+        h[:] = 0
+        h[:merged.size] = merged
+        r *= 2.0
+    return h
+
+
+def _as_bound(bound) -> float:
+    if isinstance(bound, bool) or not isinstance(bound, (int, float, np.integer, np.floating)):
+        raise TypeError(f"bound must be a number, got {type(bound).__name__}")
+    b = float(bound)
+    if not (math.isfinite(b) and b >= 0.0):
+        raise ValueError(f"bound must be finite and >= 0, got {bound}")
+    return b
+
+
 class PercentileObserver(_HistogramObserver):
     """The ``percentile``-th percentile as hi and the ``(100 - percentile)``-th as lo.
 
@@ -283,6 +380,11 @@ class PercentileObserver(_HistogramObserver):
         Histogram bins, 8..2^20.
     symmetric : bool, default False
         Return ``(-t, t)``.
+    bound : float, optional
+        Fix the histogram's range to ``[0, bound]`` (finite, >= 0) instead of growing it from
+        the data: a batch with ``abs(x) > bound`` is then refused. Shards' observers with the
+        same bound merge into exactly the single array's histogram when ``bound`` is the data's
+        ``max(abs(x))`` (see :meth:`merge`).
 
     Attributes
     ----------
@@ -302,13 +404,16 @@ class PercentileObserver(_HistogramObserver):
         bool.
     ValueError
         If ``percentile`` is not in [50, 100] or ``num_bins`` not in 8..2^20.
+        ``bound`` (a number, else TypeError) must be finite and >= 0.
     """
 
     #: The method's name, as :func:`lowbit.calibrate` and :func:`lowbit.observer` take it.
     method = "percentile"
 
-    def __init__(self, percentile=99.99, *, num_bins=2048, symmetric=False):
-        super().__init__(num_bins=num_bins, symmetric=symmetric)
+    _merge_keys = ("num_bins", "fixed_bound", "percentile")
+
+    def __init__(self, percentile=99.99, *, num_bins=2048, symmetric=False, bound=None):
+        super().__init__(num_bins=num_bins, symmetric=symmetric, bound=bound)
         if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.integer, np.floating)):
             raise TypeError(f"percentile must be a number, got {type(percentile).__name__}")
         if not 50.0 <= float(percentile) <= 100.0:
@@ -396,6 +501,11 @@ class MSEObserver(_HistogramObserver):
         Histogram bins, 8..2^20.
     symmetric : bool, default False
         Return ``(-t, t)``.
+    bound : float, optional
+        Fix the histogram's range to ``[0, bound]`` (finite, >= 0) instead of growing it from
+        the data: a batch with ``abs(x) > bound`` is then refused. Shards' observers with the
+        same bound merge into exactly the single array's histogram when ``bound`` is the data's
+        ``max(abs(x))`` (see :meth:`merge`).
 
     Attributes
     ----------
@@ -414,13 +524,16 @@ class MSEObserver(_HistogramObserver):
         If ``bits`` or ``num_bins`` is not an integer or ``symmetric`` not a bool.
     ValueError
         If ``bits`` is not in 2..16 or ``num_bins`` not in 8..2^20.
+        ``bound`` (a number, else TypeError) must be finite and >= 0.
     """
 
     #: The method's name, as :func:`lowbit.calibrate` and :func:`lowbit.observer` take it.
     method = "mse"
 
-    def __init__(self, bits=8, *, num_bins=2048, symmetric=False):
-        super().__init__(num_bins=num_bins, symmetric=symmetric)
+    _merge_keys = ("num_bins", "fixed_bound", "bits")
+
+    def __init__(self, bits=8, *, num_bins=2048, symmetric=False, bound=None):
+        super().__init__(num_bins=num_bins, symmetric=symmetric, bound=bound)
         self.bits = as_int(bits, "bits", 2, 16)
 
     def levels(self) -> int:
@@ -513,6 +626,11 @@ class EntropyObserver(_HistogramObserver):
         The first candidate, in ``2^(bits-1)..num_bins``.
     symmetric : bool, default False
         Return ``(-t, t)``.
+    bound : float, optional
+        Fix the histogram's range to ``[0, bound]`` (finite, >= 0) instead of growing it from
+        the data: a batch with ``abs(x) > bound`` is then refused. Shards' observers with the
+        same bound merge into exactly the single array's histogram when ``bound`` is the data's
+        ``max(abs(x))`` (see :meth:`merge`).
 
     Attributes
     ----------
@@ -538,13 +656,16 @@ class EntropyObserver(_HistogramObserver):
     ValueError
         If ``bits`` is not in 2..16, ``num_bins`` not in 8..2^20, or ``start_bin`` not in
         ``2^(bits-1)..num_bins``.
+        ``bound`` (a number, else TypeError) must be finite and >= 0.
     """
 
     #: The method's name, as :func:`lowbit.calibrate` and :func:`lowbit.observer` take it.
     method = "entropy"
 
-    def __init__(self, bits=8, *, num_bins=2048, start_bin=128, symmetric=False):
-        super().__init__(num_bins=num_bins, symmetric=symmetric)
+    _merge_keys = ("num_bins", "fixed_bound", "bits", "start_bin")
+
+    def __init__(self, bits=8, *, num_bins=2048, start_bin=128, symmetric=False, bound=None):
+        super().__init__(num_bins=num_bins, symmetric=symmetric, bound=bound)
         self.bits = as_int(bits, "bits", 2, 16)
         self.start_bin = as_int(start_bin, "start_bin", 1, self.num_bins)
         if self.start_bin < (1 << (self.bits - 1)):
@@ -587,7 +708,7 @@ def observer(method="minmax", **kwargs) -> Observer:
         :class:`lowbit.MSEObserver` or :class:`lowbit.EntropyObserver`.
     **kwargs
         Passed to the observer's constructor: those it takes of ``percentile``, ``bits``,
-        ``num_bins``, ``start_bin`` and ``symmetric``.
+        ``num_bins``, ``start_bin``, ``symmetric`` and ``bound``.
 
     Returns
     -------

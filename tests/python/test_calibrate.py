@@ -273,3 +273,86 @@ def test_inputs_not_modified():
     for m in cal.METHODS:
         lowbit.calibrate(x, m)
     np.testing.assert_array_equal(x, before)
+
+
+# --- merge: per-shard observers reduce exactly to the single array's statistics ------------------
+
+MERGE_METHODS = ["minmax", "percentile", "mse", "entropy"]
+
+
+@pytest.mark.parametrize("method", MERGE_METHODS)
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_merged_shards_equal_single_array_bit_for_bit(method, symmetric):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(50_000) * rng.uniform(0.01, 5.0, 50_000)).astype(np.float32)
+    single = lowbit.observer(method, symmetric=symmetric).observe(x)
+    kw = {"symmetric": symmetric}
+    if method != "minmax":
+        kw["bound"] = float(np.max(np.abs(x)))  # the first pass: merged min-max observers
+    shards = [lowbit.observer(method, **kw).observe(s) for s in np.array_split(x, 9)]
+    merged = lowbit.observer(method, **kw)
+    for o in shards[::-1]:  # any order
+        merged.merge(o)
+    assert (merged.count, merged.min, merged.max) == (single.count, single.min, single.max)
+    if method != "minmax":
+        assert merged.bound == single.bound
+        assert np.array_equal(merged.pos, single.pos) and np.array_equal(merged.neg, single.neg)
+    assert merged.range() == single.range() == lowbit.calibrate(x, method, symmetric=symmetric)
+
+
+def test_merge_does_not_change_other_and_chains():
+    a = lowbit.PercentileObserver(bound=4.0).observe(np.float32([1.0, -2.0]))
+    b = lowbit.PercentileObserver(bound=4.0).observe(np.float32([3.5]))
+    before = (b.count, b.pos.copy(), b.neg.copy())
+    assert a.merge(b).merge(lowbit.PercentileObserver(bound=4.0)) is a
+    assert (b.count, list(b.pos), list(b.neg)) == (before[0], list(before[1]), list(before[2]))
+    assert a.count == 3 and a.min == -2.0 and a.max == 3.5
+
+
+def test_zeros_only_observer_merges_into_any_range():
+    z = lowbit.MSEObserver().observe(np.zeros(5, np.float32))
+    x = np.float32([0.0, 1.0, -3.0])
+    m = lowbit.MSEObserver().observe(x).merge(z)
+    ref = lowbit.MSEObserver().observe(np.concatenate([x, np.zeros(5, np.float32)]))
+    assert np.array_equal(m.pos, ref.pos) and m.range() == ref.range()
+    z2 = lowbit.MSEObserver().observe(np.zeros(5, np.float32)).merge(lowbit.MSEObserver().observe(x))
+    assert np.array_equal(z2.pos, ref.pos) and z2.range() == ref.range()
+
+
+def test_merges_that_cannot_be_exact_are_refused():
+    x = np.float32([1.0, -2.0, 3.0])
+    with pytest.raises(TypeError, match="other"):
+        lowbit.MinMaxObserver().merge(x)
+    with pytest.raises(ValueError, match="other"):
+        lowbit.MinMaxObserver().merge(lowbit.PercentileObserver())
+    with pytest.raises(ValueError, match="symmetric"):
+        lowbit.MinMaxObserver().merge(lowbit.MinMaxObserver(symmetric=True))
+    with pytest.raises(ValueError, match="num_bins"):
+        lowbit.PercentileObserver().merge(lowbit.PercentileObserver(num_bins=1024))
+    with pytest.raises(ValueError, match="bits"):
+        lowbit.MSEObserver(bits=8).merge(lowbit.MSEObserver(bits=4))
+    with pytest.raises(ValueError, match="start_bin"):
+        lowbit.EntropyObserver().merge(lowbit.EntropyObserver(start_bin=256))
+    with pytest.raises(ValueError, match="percentile"):
+        lowbit.PercentileObserver(99.0).merge(lowbit.PercentileObserver(99.9))
+    with pytest.raises(ValueError, match="bound"):
+        lowbit.MSEObserver(bound=4.0).merge(lowbit.MSEObserver(bound=8.0))
+    # histograms over different [0, R] (even R and 2R: the pairwise merge is not the direct histogram)
+    a, b = lowbit.MSEObserver().observe(x), lowbit.MSEObserver().observe(2 * x)
+    with pytest.raises(ValueError, match="other"):
+        a.merge(b)
+    assert a.count == 3  # a refused merge changes nothing
+
+
+def test_fixed_bound():
+    o = lowbit.EntropyObserver(bound=2.0)
+    with pytest.raises(ValueError, match="bound"):
+        o.observe(np.float32([1.0, 2.5]))
+    assert o.count == 0 and o.pos.sum() == 0  # the refused batch left no trace
+    with pytest.raises(TypeError, match="bound"):
+        lowbit.MSEObserver(bound="2")
+    with pytest.raises(ValueError, match="bound"):
+        lowbit.MSEObserver(bound=-1.0)
+    with pytest.raises(ValueError, match="bound"):
+        lowbit.MSEObserver(bound=float("inf"))
+    assert lowbit.observer("percentile", bound=3.0).bound == 3.0

@@ -68,6 +68,24 @@ def _teacher_logits(teacher, x, i: int, n_classes=None) -> np.ndarray:
     return z
 
 
+def teacher_probs_batch(teachers, weights, temperature, xb, n_classes=None):
+    """(p, log p or None) of one batch: the weighted average of the teachers' softmax at the
+    temperature, in float64 (log p for a single teacher). Distiller's soft targets and
+    lowbit.dask.soft_targets both compute through this function, so they agree bit for bit."""
+    if len(teachers) == 1:
+        z = _teacher_logits(teachers[0], xb, 0, n_classes)
+        lp = log_softmax(z.astype(np.float64) / temperature)
+        return np.exp(lp), lp
+    p = None
+    for i, (t, w) in enumerate(zip(teachers, weights)):
+        z = _teacher_logits(t, xb, i, n_classes)
+        pi = np.exp(log_softmax(z.astype(np.float64) / temperature)) * w
+        if p is not None and pi.shape != p.shape:
+            raise ValueError(f"teacher {i} returns {pi.shape[1]} classes, teacher 0 {p.shape[1]}")
+        p = pi if p is None else p + pi
+    return p, None
+
+
 class Distiller:
     """Distills ``teacher`` into ``student`` (a lowbit.nn model, trained in place).
 
@@ -196,18 +214,8 @@ class Distiller:
             z = _teacher_logits(lambda _: z, xb, 0, n_classes)
             lp = log_softmax(z.astype(np.float64) / T)
             return np.exp(lp), lp, th
-        if len(self.teachers) == 1:
-            z = _teacher_logits(self.teachers[0], xb, 0, n_classes)
-            lp = log_softmax(z.astype(np.float64) / T)
-            return np.exp(lp), lp, None
-        p = None
-        for i, (t, w) in enumerate(zip(self.teachers, self.teacher_weights)):
-            z = _teacher_logits(t, xb, i, n_classes)
-            pi = np.exp(log_softmax(z.astype(np.float64) / T)) * w
-            if p is not None and pi.shape != p.shape:
-                raise ValueError(f"teacher {i} returns {pi.shape[1]} classes, teacher 0 {p.shape[1]}")
-            p = pi if p is None else p + pi
-        return p, None, None
+        p, lp = teacher_probs_batch(self.teachers, self.teacher_weights, T, xb, n_classes)
+        return p, lp, None
 
     def teacher_probs(self, x, *, batch_size: int = 4096) -> np.ndarray:
         """The teachers' softened distribution at the distillation temperature.
