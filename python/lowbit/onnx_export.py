@@ -253,8 +253,8 @@ def export_onnx(model, path, *, opset=17, input_name="x", output_name="y"):
         If ``path`` is not a str or os.PathLike.
     ValueError
         If ``opset`` is not an integer >= 17, the model's input width is unknown, a layer has
-        no ONNX form, a QuantizedLinear has ``act_bits`` other than 8, or an Int4Linear a group
-      size MatMulNBits cannot take.
+        no ONNX form, a QuantizedLinear has ``act_bits`` other than 8, or an Int4Linear a
+        group size MatMulNBits cannot take.
 
     Notes
     -----
