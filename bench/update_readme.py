@@ -30,6 +30,7 @@ BLOCKS = {
     "bench-nonlinear": (["lowbit", "bench", "nonlinear"], False),
     "bench-memory": (["lowbit", "bench", "memory"], False),
     "bench-fourbit": (["lowbit", "bench", "fourbit"], False),
+    "bench-dask": (["lowbit", "bench", "dask", "--repeat", "3"], False),
 }
 
 
