@@ -88,7 +88,7 @@ std::vector<double> error_bounds(const Layer& L, const std::vector<float>& x, si
 
 TEST(int4_tiles_match_scalar) {
   std::mt19937 rng(31);
-  for (size_t group : {4, 8, 32, 64, 128})
+  for (size_t group : {4, 8, 32, 64, 128, 256, 512})
     for (size_t G : {1, 3})
       for (size_t nc : {1, 9, 16})
         for (size_t mr : {1, 2, 3, 4})
