@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "core/gemm_grid.h"
+#include "core/s4_layout.h"
 #include "lowbit/quant.h"
 #include "lowbit/runtime.h"
 
@@ -18,20 +19,16 @@ namespace lowbit {
 
 namespace {
 
-// Packs panel values (a multiple of 64) as s4 (lowbit/kernels.h).
+// Packs panel values (a multiple of 64) as s4 (lowbit/kernels.h): nibble = value + 8.
 void pack_s4(const int8_t* v, size_t n, int8_t* out) {
-  for (size_t blk = 0; blk < n / 64; blk++)
-    for (size_t j = 0; j < 32; j++) {
-      const unsigned lo = static_cast<unsigned>(v[blk * 64 + j] + 8);
-      const unsigned hi = static_cast<unsigned>(v[blk * 64 + 32 + j] + 8);
-      out[blk * 32 + j] = static_cast<int8_t>(lo | (hi << 4));
-    }
+  std::fill(out, out + n / 2, int8_t(0));
+  for (size_t i = 0; i < n; i++)
+    out[internal::s4_byte(i)] |= static_cast<int8_t>(static_cast<unsigned>(v[i] + 8) << internal::s4_shift(i));
 }
 
 // Value i of a panel held as s4.
 int8_t s4_value(const int8_t* panel, size_t i) {
-  const uint8_t byte = static_cast<uint8_t>(panel[i / 64 * 32 + i % 32]);
-  return static_cast<int8_t>(((i % 64) < 32 ? byte & 0x0F : byte >> 4) - 8);
+  return static_cast<int8_t>(int(internal::s4_nibble(reinterpret_cast<const uint8_t*>(panel), i)) - 8);
 }
 
 }  // namespace
@@ -65,10 +62,9 @@ PackedB pack_b(const int8_t* b, size_t K, size_t N, ptrdiff_t rs, ptrdiff_t cs, 
     const size_t nc = std::min<size_t>(nr, N - p * nr);
     for (size_t k = 0; k < K; k++) {
       const int8_t* src = b + static_cast<ptrdiff_t>(k) * rs + static_cast<ptrdiff_t>(p * nr) * cs;
-      int8_t* dst = panel + (k / kr) * nr * kr + k % kr;
       for (size_t j = 0; j < nc; j++) {
         const int8_t v = src[static_cast<ptrdiff_t>(j) * cs];
-        dst[j * kr] = v;
+        panel[internal::panel_index(k, j, nr, kr)] = v;
         pb.colsum[p * nr + j] += v;
         if (v < -64 || v > 63) pb.s7[p] = 0;
       }
@@ -94,7 +90,7 @@ void unpack_b(const PackedB& pb, int8_t* out) {
   for (size_t n = 0; n < pb.N; n++) {
     const int8_t* panel = pb.data.data() + (n / nr) * pb.panel_bytes();
     for (size_t k = 0; k < pb.K; k++) {
-      const size_t i = ((k / kr) * nr + n % nr) * kr + k % kr;
+      const size_t i = internal::panel_index(k, n % nr, nr, kr);
       out[k * pb.N + n] = pb.s4 ? s4_value(panel, i) : panel[i];
     }
   }

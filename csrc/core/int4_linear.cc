@@ -7,15 +7,13 @@
 #include <cmath>
 
 #include "core/gemm_grid.h"
+#include "core/s4_layout.h"
 #include "lowbit/quant.h"
 #include "lowbit/runtime.h"
 
 namespace lowbit {
 namespace {
-constexpr size_t kNR = 16, kKR = 4;
-
-// Byte and shift of value (k, j) of a panel (s4 blocks of 64 values in the gemm layout).
-inline size_t value_index(size_t k, size_t j) { return ((k / kKR) * kNR + j) * kKR + k % kKR; }
+constexpr size_t kNR = 16, kKR = 4;  // the panels of the s8q4_f32_gemm kernels
 }  // namespace
 
 Int4Weights pack_int4(const uint8_t* u, const uint8_t* zero, const uint16_t* scale,
@@ -35,8 +33,8 @@ Int4Weights pack_int4(const uint8_t* u, const uint8_t* zero, const uint16_t* sca
     const size_t p = n / kNR, j = n % kNR;
     uint8_t* panel = w.codes.data() + p * w.panel_bytes();
     for (size_t k = 0; k < K; k++) {
-      const size_t i = value_index(k, j);
-      panel[i / 64 * 32 + i % 32] |= static_cast<uint8_t>((u[n * K + k] & 15) << (i % 64 < 32 ? 0 : 4));
+      const size_t i = internal::panel_index(k, j, kNR, kKR);
+      panel[internal::s4_byte(i)] |= static_cast<uint8_t>((u[n * K + k] & 15) << internal::s4_shift(i));
     }
     for (size_t g = 0; g < w.ngroups; g++) {
       w.zero[(p * w.ngroups + g) * kNR + j] = zero[n * w.ngroups + g];
@@ -50,11 +48,8 @@ Int4Weights pack_int4(const uint8_t* u, const uint8_t* zero, const uint16_t* sca
 void unpack_int4(const Int4Weights& w, uint8_t* u) {
   for (size_t n = 0; n < w.N; n++) {
     const uint8_t* panel = w.codes.data() + (n / kNR) * w.panel_bytes();
-    for (size_t k = 0; k < w.K; k++) {
-      const size_t i = value_index(k, n % kNR);
-      const uint8_t byte = panel[i / 64 * 32 + i % 32];
-      u[n * w.K + k] = i % 64 < 32 ? byte & 15 : byte >> 4;
-    }
+    for (size_t k = 0; k < w.K; k++)
+      u[n * w.K + k] = static_cast<uint8_t>(internal::s4_nibble(panel, internal::panel_index(k, n % kNR, kNR, kKR)));
   }
 }
 
@@ -67,7 +62,7 @@ bool int4_linear(const float* x, size_t M, const Int4Weights& w, const float* bi
   thread_local std::vector<float> a_scale;
   thread_local std::vector<int32_t> asum;
   thread_local std::vector<float> edge_bias;
-  a.assign(M * kp, 0);
+  a.resize(M * kp);
   a_scale.resize(M);
   asum.assign(M * G, 0);
   int qmin, qmax;
@@ -81,6 +76,7 @@ bool int4_linear(const float* x, size_t M, const Int4Weights& w, const float* bi
     choose_params(mn, mx, 8, true, &a_scale[m], &zp);
     int8_t* ar = a.data() + m * kp;
     kt.f32_q8_quantize(xr, K, a_scale[m], 0.0f, float(qmin), float(qmax), reinterpret_cast<uint8_t*>(ar));
+    std::fill(ar + K, ar + kp, int8_t(0));
     for (size_t k = 0; k < K; k++) asum[m * G + k / w.group] += ar[k];
   }
   if (!finite) return false;

@@ -123,15 +123,19 @@ def allocate2(budget, curves, size):
     return {n: hull[n][level[n]][2] for n in curves}, used / total
 
 
+def _cached_curves():
+    """damage_curves() cached in damage_curves.json (plain JSON: loading it runs no code)."""
+    import os
+    cache = os.path.join(os.path.dirname(os.path.abspath(__file__)), "damage_curves.json")
+    if not os.path.exists(cache):
+        with open(cache, "w") as f:
+            json.dump(damage_curves(), f)
+    with open(cache) as f:
+        return {n: [(b, d, tuple(o)) for b, d, o in c] for n, c in json.load(f).items()}
+
+
 def allocation_v2(budget, min_bits=2):
-    import pickle, os
-    cache = "damage_curves.pkl"
-    if os.path.exists(cache):
-        curves = pickle.load(open(cache, "rb"))
-    else:
-        curves = damage_curves()
-        pickle.dump(curves, open(cache, "wb"))
-    curves = {n: [p for p in c if p[2][0] >= min_bits] for n, c in curves.items()}
+    curves = {n: [p for p in c if p[2][0] >= min_bits] for n, c in _cached_curves().items()}
     _, lin = load_weights()
     size = {n: lin[n][0].size for n in linear_names()}
     return allocate2(budget, curves, size)
@@ -141,8 +145,7 @@ def allocation_v3(budget, min_bits=3, groups=(32, 64, 128)):
     """Like allocation_v2 but every option stores its group scales as int8 codes plus one fp16
     super-scale per row (quant.quant_scales), asym with integer zero points:
     bpw(b, g) = b + (8 + b) / g + 16 / in_features. Damage curves are reused from v2."""
-    import pickle
-    curves = pickle.load(open("damage_curves.pkl", "rb"))
+    curves = _cached_curves()
     _, lin = load_weights()
     size = {n: lin[n][0].size for n in linear_names()}
     cols = {n: lin[n][0].shape[1] for n in linear_names()}
@@ -159,8 +162,7 @@ def allocation_v4(budget, min_bits=3, groups=(32, 64, 128)):
     """allocation_v3 with symmetric grids (ORT-style signed-extreme scale, no zero point; the
     Hadamard-rotated weights are near-symmetric): bpw(b, g) = b + 8 / g + 16 / in_features.
     Damage curves (measured for asym RTN) are reused as an approximation."""
-    import pickle
-    curves = pickle.load(open("damage_curves.pkl", "rb"))
+    curves = _cached_curves()
     _, lin = load_weights()
     size = {n: lin[n][0].size for n in linear_names()}
     cols = {n: lin[n][0].shape[1] for n in linear_names()}
@@ -174,12 +176,9 @@ def per_matrix_plan_v4(alloc, method, **kw):
 
 
 def _load_curves(ablation="ablation.json"):
-    """damage_curves.pkl was built with ablation.json; rescale to another ablation file
+    """The damage curves (built with ablation.json), rescaled to another ablation file
     (e.g. ablation_calib.json, sensitivity measured on calibration sentences only)."""
-    import os, pickle
-    if not os.path.exists("damage_curves.pkl"):
-        pickle.dump(damage_curves(), open("damage_curves.pkl", "wb"))
-    curves = pickle.load(open("damage_curves.pkl", "rb"))
+    curves = _cached_curves()
     if ablation == "ablation.json":
         return curves
     d = lambda f: {r["name"]: (1 - r["int4g32"][0]) + (1 - r["int4g32"][1]) for r in json.load(open(f))}

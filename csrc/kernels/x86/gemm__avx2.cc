@@ -28,6 +28,7 @@
 #include <cstring>
 
 #include "epilogue__avx2.h"
+#include "s4__avx2.h"
 #include "lowbit/kernels.h"
 
 namespace lowbit {
@@ -172,6 +173,23 @@ void narrow_rows(const GemmTile& t) {
   }
 }
 
+// One row's k-group of the s4 kernel: s0 += vpmaddubsw(A's 4 bytes broadcast, columns 0-7's
+// nibbles), s1 likewise with columns 8-15, in int16 (one asm statement: see above).
+#define LB_S4_STEP(s0, s1, aptr)                                                              \
+  __asm__("vpbroadcastd %[a], %[x]\n\t"                                                        \
+          "vpmaddubsw %[b0], %[x], %[t]\n\tvpaddw %[t], %[c0], %[c0]\n\t"                     \
+          "vpmaddubsw %[b1], %[x], %[t]\n\tvpaddw %[t], %[c1], %[c1]"                           \
+          : [c0] "+x"(s0), [c1] "+x"(s1), [x] "=&x"(x), [t] "=&x"(t)                         \
+          : [a] "m"(*reinterpret_cast<const int*>(aptr)), [b0] "x"(b0), [b1] "x"(b1))
+
+// acc0 += vpmaddwd(s0, ones), acc1 likewise: a row's four k-groups of int16 sums into its int32
+// accumulators (s0, s1 are consumed).
+#define LB_S4_FOLD(acc0, acc1, s0, s1)                                                          \
+  __asm__("vpmaddwd %[one], %[t0], %[t0]\n\tvpaddd %[t0], %[c0], %[c0]\n\t"                   \
+          "vpmaddwd %[one], %[t1], %[t1]\n\tvpaddd %[t1], %[c1], %[c1]"                         \
+          : [c0] "+x"(acc0), [c1] "+x"(acc1), [t0] "+x"(s0), [t1] "+x"(s1)                      \
+          : [one] "x"(ones))
+
 template <int MR>
 void s4_tile(const GemmTile& t) {
   const uint8_t* a0 = static_cast<const uint8_t*>(t.a);
@@ -185,31 +203,19 @@ void s4_tile(const GemmTile& t) {
     const size_t end = std::min(t.kp, k + 16);
     for (; k < end; k += 4, b += 32) {
       if (MR == 1) _mm_prefetch(reinterpret_cast<const char*>(b + 512), _MM_HINT_T0);
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-      const __m256i b0 = _mm256_and_si256(v, mask);
-      const __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-      int32_t x;
-      std::memcpy(&x, a0 + k, 4);
-      const __m256i x0 = _mm256_set1_epi32(x);
-      s00 = _mm256_add_epi16(s00, _mm256_maddubs_epi16(x0, b0));
-      s01 = _mm256_add_epi16(s01, _mm256_maddubs_epi16(x0, b1));
-      if (MR > 1) {
-        std::memcpy(&x, a1 + k, 4);
-        const __m256i x1 = _mm256_set1_epi32(x);
-        s10 = _mm256_add_epi16(s10, _mm256_maddubs_epi16(x1, b0));
-        s11 = _mm256_add_epi16(s11, _mm256_maddubs_epi16(x1, b1));
-      }
+      __m256i b0, b1, x, t;
+      s4_nibbles_avx2(b, mask, &b0, &b1);
+      LB_S4_STEP(s00, s01, a0 + k);
+      if (MR > 1) LB_S4_STEP(s10, s11, a1 + k);
     }
-    c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(s00, ones));
-    c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(s01, ones));
-    if (MR > 1) {
-      c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(s10, ones));
-      c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(s11, ones));
-    }
+    LB_S4_FOLD(c00, c01, s00, s01);
+    if (MR > 1) LB_S4_FOLD(c10, c11, s10, s11);
   }
   epilogue_row_avx2(t, 0, c00, c01);
   if (MR > 1) epilogue_row_avx2(t, 1, c10, c11);
 }
+#undef LB_S4_STEP
+#undef LB_S4_FOLD
 
 }  // namespace
 

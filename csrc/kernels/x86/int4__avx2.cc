@@ -12,16 +12,31 @@
 #include <cstring>
 
 #include "lowbit/kernels.h"
+#include "s4__avx2.h"
 
 namespace lowbit {
 namespace kernels {
 namespace {
 
-inline __m256i bcast4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
+// One row's k-group, in one asm statement each so that the accumulators stay in their registers
+// (GCC 12 copies them around with the intrinsics; see gemm__avx2.cc): x = the row's 4 int8
+// activations broadcast, then vpmaddubsw of the nibbles (unsigned) with x (signed) for both
+// column halves, added in int16 (Q4_STEP16) or, through vpmaddwd with ones, in int32 (Q4_STEP32).
+#define Q4_STEP16(acc0, acc1, aptr)                                                           \
+  __asm__("vpbroadcastd %[a], %[x]\n\t"                                                        \
+          "vpmaddubsw %[x], %[b0], %[t]\n\tvpaddw %[t], %[c0], %[c0]\n\t"                     \
+          "vpmaddubsw %[x], %[b1], %[t]\n\tvpaddw %[t], %[c1], %[c1]"                           \
+          : [c0] "+x"(acc0), [c1] "+x"(acc1), [x] "=&x"(x), [t] "=&x"(prod)                     \
+          : [a] "m"(*reinterpret_cast<const int*>(aptr)), [b0] "x"(b0), [b1] "x"(b1))
+#define Q4_STEP32(acc0, acc1, aptr)                                                           \
+  __asm__("vpbroadcastd %[a], %[x]\n\t"                                                        \
+          "vpmaddubsw %[x], %[b0], %[t]\n\tvpmaddwd %[one], %[t], %[t]\n\t"                   \
+          "vpaddd %[t], %[c0], %[c0]\n\t"                                                      \
+          "vpmaddubsw %[x], %[b1], %[t]\n\tvpmaddwd %[one], %[t], %[t]\n\t"                   \
+          "vpaddd %[t], %[c1], %[c1]"                                                          \
+          : [c0] "+x"(acc0), [c1] "+x"(acc1), [x] "=&x"(x), [t] "=&x"(prod)                     \
+          : [a] "m"(*reinterpret_cast<const int*>(aptr)), [b0] "x"(b0), [b1] "x"(b1),         \
+            [one] "x"(ones))
 
 template <int MR>
 void q4_tile(const Int4Tile& t) {
@@ -34,27 +49,21 @@ void q4_tile(const Int4Tile& t) {
     __m256i g00 = _mm256_setzero_si256(), g01 = g00, g10 = g00, g11 = g00;  // the group's sums
     const size_t k1 = (g + 1) * t.group;
     for (size_t k = g * t.group; k < k1;) {
+      __m256i b0, b1, x, prod;
       if (MR == 1) {  // up to 8 k-groups in int16
         __m256i s0 = _mm256_setzero_si256(), s1 = s0;
         const size_t end = std::min(k1, k + 32);
         for (; k < end; k += 4, b += 32) {
           _mm_prefetch(reinterpret_cast<const char*>(b + 512), _MM_HINT_T0);
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-          const __m256i x = bcast4(a0 + k);
-          s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(_mm256_and_si256(v, mask), x));
-          s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), mask), x));
+          s4_nibbles_avx2(b, mask, &b0, &b1);
+          Q4_STEP16(s0, s1, a0 + k);
         }
         g00 = _mm256_add_epi32(g00, _mm256_madd_epi16(s0, ones));
         g01 = _mm256_add_epi32(g01, _mm256_madd_epi16(s1, ones));
       } else {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-        const __m256i b0 = _mm256_and_si256(v, mask);
-        const __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-        const __m256i x0 = bcast4(a0 + k), x1 = bcast4(a1 + k);
-        g00 = _mm256_add_epi32(g00, _mm256_madd_epi16(_mm256_maddubs_epi16(b0, x0), ones));
-        g01 = _mm256_add_epi32(g01, _mm256_madd_epi16(_mm256_maddubs_epi16(b1, x0), ones));
-        g10 = _mm256_add_epi32(g10, _mm256_madd_epi16(_mm256_maddubs_epi16(b0, x1), ones));
-        g11 = _mm256_add_epi32(g11, _mm256_madd_epi16(_mm256_maddubs_epi16(b1, x1), ones));
+        s4_nibbles_avx2(b, mask, &b0, &b1);
+        Q4_STEP32(g00, g01, a0 + k);
+        Q4_STEP32(g10, g11, a1 + k);
         k += 4;
         b += 32;
       }
@@ -95,6 +104,9 @@ void q4_tile(const Int4Tile& t) {
     }
   }
 }
+
+#undef Q4_STEP16
+#undef Q4_STEP32
 
 }  // namespace
 
