@@ -35,6 +35,7 @@ void register_runtime(py::module_& m);
 void register_quant(py::module_& m);
 void register_gemm(py::module_& m);
 void register_int4(py::module_& m);
+void register_encoder(py::module_& m);
 void register_kmeans(py::module_& m);
 void register_peak(py::module_& m);
 

@@ -10,6 +10,7 @@ PYBIND11_MODULE(_core, m) {
   lowbit::register_quant(m);
   lowbit::register_gemm(m);
   lowbit::register_int4(m);
+  lowbit::register_encoder(m);
   lowbit::register_kmeans(m);
   lowbit::register_peak(m);
 }

@@ -24,6 +24,10 @@ namespace {
       kernels::u16_f32_lookup__##isa, kernels::s8cb4_s64_gemm__##isa,                          \
       kernels::s16s16_s64_gemm__##isa, kernels::s16cb4_s64_gemm__##isa
 
+#define LOWBIT_TRANSFORMER_ENTRIES(isa)                                                        \
+  kernels::f32_f32_layernorm__##isa, kernels::f32_f32_gelu__##isa,                             \
+      kernels::f32_f32_softmax__##isa, kernels::f32_f32_vecmat__##isa
+
 struct Entry {
   KernelTable table;
   std::vector<const char*> requires_features;
@@ -40,34 +44,34 @@ constexpr GemmKernel kAvx2Gemm4 = {kernels::u8s4_epi_gemm__avx2, 2, 16, 4, APack
 const std::vector<Entry>& all_tables() {
   static const std::vector<Entry> tables = {
       {{"scalar", LOWBIT_QUANT_ENTRIES(scalar), {kernels::u8s8_epi_gemm__scalar, 4, 16, 4, APack::u8},
-        kNone, kScalarGemm4, kernels::s8q4_f32_gemm__scalar, 4, LOWBIT_KMEANS_ENTRIES(scalar), LOWBIT_CODEBOOK_ENTRIES(scalar)},
+        kNone, kScalarGemm4, kernels::s8q4_f32_gemm__scalar, 4, LOWBIT_KMEANS_ENTRIES(scalar), LOWBIT_CODEBOOK_ENTRIES(scalar), LOWBIT_TRANSFORMER_ENTRIES(scalar)},
        {}},
 #if defined(LOWBIT_HAVE_X86)
       {{"avx2", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avx2, 2, 16, 4, APack::s16},
         {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, kAvx2Gemm4, kernels::s8q4_f32_gemm__avx2, 2, LOWBIT_KMEANS_ENTRIES(avx2),
-        LOWBIT_CODEBOOK_ENTRIES(avx2)},
+        LOWBIT_CODEBOOK_ENTRIES(avx2), LOWBIT_TRANSFORMER_ENTRIES(avx2)},
        {"avx2", "fma", "f16c"}},
       {{"avxvnni", LOWBIT_QUANT_ENTRIES(avx2), {kernels::u8s8_epi_gemm__avxvnni, 6, 16, 4, APack::u8},
-        kNone, kAvx2Gemm4, kernels::s8q4_f32_gemm__avx2, 2, LOWBIT_KMEANS_ENTRIES(avx2), LOWBIT_CODEBOOK_ENTRIES(avx2)},
+        kNone, kAvx2Gemm4, kernels::s8q4_f32_gemm__avx2, 2, LOWBIT_KMEANS_ENTRIES(avx2), LOWBIT_CODEBOOK_ENTRIES(avx2), LOWBIT_TRANSFORMER_ENTRIES(avx2)},
        {"avx2", "fma", "f16c", "avxvnni"}},
       {{"avx512", LOWBIT_QUANT_ENTRIES(avx512), {kernels::u8s8_epi_gemm__avx2, 2, 16, 4, APack::s16},
         {kernels::u8s7_epi_gemm__avx2, 6, 16, 4, APack::u8}, kAvx2Gemm4, kernels::s8q4_f32_gemm__avx2, 2, LOWBIT_KMEANS_ENTRIES(avx512),
-        LOWBIT_CODEBOOK_ENTRIES(avx512)},
+        LOWBIT_CODEBOOK_ENTRIES(avx512), LOWBIT_TRANSFORMER_ENTRIES(avx2)},
        {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq"}},
       {{"avx512vnni", LOWBIT_QUANT_ENTRIES(avx512),
         {kernels::u8s8_epi_gemm__avx512vnni, 6, 48, 4, APack::u8}, kNone, kNone, kernels::s8q4_f32_gemm__avx2, 2,
-        LOWBIT_KMEANS_ENTRIES(avx512), LOWBIT_CODEBOOK_ENTRIES(avx512)},
+        LOWBIT_KMEANS_ENTRIES(avx512), LOWBIT_CODEBOOK_ENTRIES(avx512), LOWBIT_TRANSFORMER_ENTRIES(avx2)},
        {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512vnni"}},
 #endif
 #if defined(LOWBIT_HAVE_ARM64)  // not on 32-bit ARM, which has "scalar" only (cmake/kernels.cmake)
       {{"neon", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neon, 4, 4, 16, APack::s8_flipped},
-        kNone, kNone, kernels::s8q4_f32_gemm__neon, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, kernels::s8q4_f32_gemm__neon, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon), LOWBIT_TRANSFORMER_ENTRIES(neon)},
        {"neon"}},
       {{"neondot", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__neondot, 8, 12, 4, APack::s8_flipped},
-        kNone, kNone, kernels::s8q4_f32_gemm__neondot, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, kernels::s8q4_f32_gemm__neondot, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon), LOWBIT_TRANSFORMER_ENTRIES(neon)},
        {"neon", "dotprod"}},
       {{"i8mm", LOWBIT_QUANT_ENTRIES(neon), {kernels::u8s8_epi_gemm__i8mm, 8, 12, 8, APack::u8},
-        kNone, kNone, kernels::s8q4_f32_gemm__neondot, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon)},
+        kNone, kNone, kernels::s8q4_f32_gemm__neondot, 2, LOWBIT_KMEANS_ENTRIES(neon), LOWBIT_CODEBOOK_ENTRIES(neon), LOWBIT_TRANSFORMER_ENTRIES(neon)},
        {"neon", "dotprod", "i8mm"}},
 #endif
   };

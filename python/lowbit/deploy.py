@@ -2,7 +2,9 @@
 versioned, checksummed binary file that lowbit's C++ runtime (csrc/include/lowbit/model.h, the
 example program examples/lowbit_infer.cc) loads and runs on any CPU lowbit builds for.
 
-The format is described in csrc/include/lowbit/model.h. Layers: lowbit.QuantizedLinear (dynamic
+The format is described in csrc/include/lowbit/model.h; a transformer encoder
+(lowbit.models.Encoder, quantized) is written in its own format (csrc/include/lowbit/encoder.h),
+which lowbit_infer also runs. Layers: lowbit.QuantizedLinear (dynamic
 or static activations), lowbit.CodebookLinear (k-means codebook weights, stored as packed codes
 and centroids) and ReLU. The runtime runs them with the plan lowbit.QuantizedModel runs (chains of
 static int8 layers on uint8 codes, requantized in the GEMM epilogue), on the same kernels: its
@@ -78,18 +80,20 @@ def runtime_reference(model, x) -> np.ndarray:
 
     Parameters
     ----------
-    model : Sequential or list
+    model : Sequential, list or Encoder
         The model, as :func:`lowbit.export_runtime` takes it.
-    x : array_like of float
-        The input, ``(..., in_features)``.
+    x : array_like of float, or tuple
+        The input, ``(..., in_features)``; for an encoder ``(input_ids, attention_mask)``.
 
     Returns
     -------
     numpy.ndarray
-        float32, ``(..., out_features)``.
+        float32, ``(..., out_features)``; for an encoder its last hidden states.
     """
-    from .models import QuantizedModel
+    from .models import Encoder, QuantizedModel
 
+    if isinstance(model, Encoder):
+        return model(*x)
     return QuantizedModel(runtime_layers(model))(x)
 
 
@@ -103,10 +107,16 @@ def export_runtime(model, path) -> int:
     layers on uint8 codes, requantized in the GEMM epilogue), on the same kernels: its output
     equals ``lowbit.QuantizedModel(layers)(x)`` bit for bit.
 
+    A quantized transformer encoder (:class:`lowbit.models.Encoder` whose linear layers the C++
+    plan runs, e.g. from ``lowbit.quantize_model(encoder, None, scheme="int8")``) is written as
+    its plan (the format of ``csrc/include/lowbit/encoder.h``); ``lowbit_infer MODEL IDS.npy
+    OUT.npy [MASK.npy]`` gives its last hidden states equal to ``encoder(ids, mask)`` bit for bit.
+
     Parameters
     ----------
-    model : Sequential or list
-        A lowbit Sequential (or anything with ``.layers``) or a list of layers:
+    model : Sequential, list or Encoder
+        A quantized :class:`lowbit.models.Encoder`, or a lowbit Sequential (or anything with
+        ``.layers``) or a list of layers:
         :class:`lowbit.QuantizedLinear` (dynamic or static activations),
         :class:`lowbit.CodebookLinear` (k-means codebook weights, stored as packed codes and
         centroids) and ReLU layers (Dropout, an identity at inference, is left out). The first
@@ -126,7 +136,8 @@ def export_runtime(model, path) -> int:
         If ``model`` is neither a Sequential nor a list of layers.
     ValueError
         If a layer cannot be exported (quantize Linear layers first, e.g. with
-        :func:`lowbit.quantize_model`), there is no QuantizedLinear or CodebookLinear layer,
+        :func:`lowbit.quantize_model`; an encoder's must all be dynamic QuantizedLinear or
+        Int4Linear), there is no QuantizedLinear or CodebookLinear layer,
         the first layer is not one, or the shapes do not chain.
     """
     data = runtime_bytes(model)
@@ -155,6 +166,9 @@ def runtime_bytes(model) -> bytes:
     ValueError
         As :func:`lowbit.export_runtime`.
     """
+    from .models import Encoder
+    if isinstance(model, Encoder):
+        return bytes(model.plan().save())
     layers = runtime_layers(model)
     body = bytearray()
     width = first = None

@@ -7,7 +7,8 @@ uint8 codes with and without ReLU and into 7-bit activations, codebook layers wi
 16-bit codes and both activation widths, ReLU) from digits-sized random weights, exports it with
 lowbit.export_runtime, runs BUILD_DIR/lowbit_infer (under the emulator if given) on several
 inputs, and compares every output byte with lowbit.deploy.runtime_reference (lowbit.QuantizedModel
-on this machine's kernels).
+on this machine's kernels). Then the same for a small random transformer encoder (int8 and 4-bit
+linear layers, both GELU forms) on token ids with and without an attention mask.
 """
 import argparse
 import os
@@ -53,6 +54,58 @@ def build_model(rng):
     return nn.Sequential(layers)
 
 
+def build_encoder(rng, gelu):
+    """A random 2-block encoder (hidden 48, 4 heads), its linears int8 (one with 7-bit
+    activations) and 4-bit in groups."""
+    from lowbit.models import Encoder, Linear
+    h, f, V = 48, 80, 97
+    cfg = dict(vocab=V, max_positions=40, type_vocab=2, hidden=h, heads=4, layers=2,
+               intermediate=f, eps=1e-12, gelu=gelu)
+    g = lambda *s: rng.standard_normal(s).astype(np.float32)
+    emb = dict(word=g(V, h), position=g(40, h) * 0.1, type=g(2, h) * 0.1, ln_gamma=1 + g(h) * 0.1,
+               ln_beta=g(h) * 0.1)
+    blocks = [dict(qkv=Linear(g(3 * h, h) * 0.2, g(3 * h) * 0.1), out=Linear(g(h, h) * 0.2, g(h) * 0.1),
+                   ffn_in=Linear(g(f, h) * 0.2, g(f) * 0.1), ffn_out=Linear(g(h, f) * 0.2, g(h) * 0.1),
+                   ln1_gamma=1 + g(h) * 0.1, ln1_beta=g(h) * 0.1, ln2_gamma=1 + g(h) * 0.1,
+                   ln2_beta=g(h) * 0.1) for _ in range(2)]
+    enc = Encoder(cfg, emb, blocks)
+
+    def convert(name, lin):
+        if name == "1.ffn_out":
+            return lowbit.Int4Linear(lin.weight, lin.bias, group_size=16)
+        return lowbit.QuantizedLinear(lin.weight, lin.bias, act_bits=7 if name == "0.ffn_in" else 8)
+
+    return enc.with_linears(convert)
+
+
+def check_encoders(exe, rng, tmp) -> int:
+    failures = 0
+    for gelu in (0, 1):
+        enc = build_encoder(rng, gelu)
+        path = os.path.join(tmp, "encoder.lbrt")
+        lowbit.export_runtime(enc, path)
+        ids = rng.integers(0, 97, (3, 11)).astype(np.int64)
+        mask = np.ones_like(ids)
+        mask[0, 7:] = 0
+        mask[2, 2:] = 0
+        for with_mask in (False, True):
+            np.save(os.path.join(tmp, "ids.npy"), ids)
+            np.save(os.path.join(tmp, "mask.npy"), mask)
+            args = [path, os.path.join(tmp, "ids.npy"), os.path.join(tmp, "h.npy")]
+            r = subprocess.run(exe + args + ([os.path.join(tmp, "mask.npy")] if with_mask else []),
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"encoder gelu={gelu} mask={with_mask}: runtime failed: {r.stderr.strip()}")
+                failures += 1
+                continue
+            got = np.load(os.path.join(tmp, "h.npy"), allow_pickle=False)
+            want = lowbit.deploy.runtime_reference(enc, (ids, mask if with_mask else None))
+            same = got.shape == want.shape and got.tobytes() == want.tobytes()
+            print(f"encoder gelu={gelu} mask={with_mask}: {'bit-exact' if same else 'DIFFERENT'}")
+            failures += not same
+    return failures
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("build_dir")
@@ -80,7 +133,8 @@ def main() -> int:
             print(f"rows={rows}: {'bit-exact' if same else 'DIFFERENT'} ({size} byte model, "
                   f"max |diff| {np.abs(got - want).max() if got.shape == want.shape else 'shape'})")
             failures += not same
-    print(f"{3 - failures} passed, {failures} failed")
+        failures += check_encoders(exe, rng, tmp)
+    print(f"{7 - failures} passed, {failures} failed")
     return 1 if failures else 0
 
 

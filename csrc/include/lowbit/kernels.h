@@ -23,7 +23,7 @@
 // it bit for bit.
 //
 // Kernel files: csrc/kernels/<arch>/<family>__<isa>.cc, <arch> scalar, x86 or arm, <family> the
-// section of this header it implements (quant, gemm, int4, kmeans, codebook; peak: the benchmark's loops
+// section of this header it implements (quant, gemm, int4, kmeans, codebook, transformer; peak: the benchmark's loops
 // peak_<operands>_<instruction>__<isa>, csrc/kernels/peak.h), <isa> the suffix of every kernel it
 // defines. The suffix also chooses the file's compile flags (cmake/kernels.cmake globs on it).
 // Headers: <what>__<isa>.h needs that ISA's flags and is included by its files and those of the
@@ -229,6 +229,31 @@ using s16cb4_s64_gemm_fn = void (*)(size_t mr, size_t nr, size_t kp, const int16
                                     const uint8_t* w, size_t ldw, const int16_t* table, int64_t* y,
                                     size_t ldy);
 
+// ---- transformer encoders (driver csrc/deploy/encoder.cc, files transformer__<isa>.cc) ------
+// Float kernels of an encoder layer. They are exact functions of their inputs, the same on every
+// ISA: no fused multiply-add (lowbit_core builds with -ffp-contract=off), vector lanes only across
+// independent outputs, and every reduction over a row in one fixed order, the 8-stripe sum: for
+// s_l = sum of x[i] over i < n - n % 8 with i % 8 == l, in increasing i,
+//   stripe_sum(x, n) = (((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7))) + x[n8] + ... + x[n-1]
+// (n8 = n - n % 8, the tail added in order). exp and erf are the polynomials of
+// transformer_poly.h (its constants; each file writes its own code), rounding as nearbyint.
+//
+// LayerNorm of v = x + r (r may be null: v = x) over a row of n: mean = stripe_sum(v) / n,
+// var = stripe_sum((v - mean)^2) / n, inv = 1 / sqrt(var + eps), y = (v - mean) * inv * gamma
+// + beta, elementwise in that order. y may be x or r (each element is read before it is written).
+using f32_f32_layernorm_fn = void (*)(const float* x, const float* r, size_t n, const float* gamma,
+                                      const float* beta, float eps, float* y);
+// GELU, y = 0.5 x (1 + erf(x / sqrt 2)) (form 0) or 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715
+// x^3))) (form 1), elementwise with transformer_poly.h's erfc and exp (the formulas there); y may
+// be x.
+using f32_f32_gelu_fn = void (*)(const float* x, size_t n, int form, float* y);
+// Softmax of a row in place: m = max, e = exp(x - m), x = e / stripe_sum(e).
+using f32_f32_softmax_fn = void (*)(float* x, size_t n);
+// Vector times matrix: out[c] = sum_j p[j] m[j * ldm + c] for c < cols, summed from 0 in
+// increasing j (attention's scores q K^T with m = K^T, and its context P V with m = V).
+using f32_f32_vecmat_fn = void (*)(const float* p, size_t n, const float* m, size_t ldm,
+                                   size_t cols, float* out);
+
 struct KernelTable {
   const char* isa;
   f32_f32_minmax_fn f32_f32_minmax;
@@ -266,6 +291,11 @@ struct KernelTable {
   s8cb4_s64_gemm_fn s8cb4_s64_gemm;
   s16s16_s64_gemm_fn s16s16_s64_gemm;
   s16cb4_s64_gemm_fn s16cb4_s64_gemm;
+  // transformer encoders
+  f32_f32_layernorm_fn f32_f32_layernorm;
+  f32_f32_gelu_fn f32_f32_gelu;
+  f32_f32_softmax_fn f32_f32_softmax;
+  f32_f32_vecmat_fn f32_f32_vecmat;
 };
 
 #define LOWBIT_DECLARE_QUANT_KERNELS(isa)                                                          \
@@ -302,6 +332,13 @@ struct KernelTable {
   void s16cb4_s64_gemm__##isa(size_t, size_t, size_t, const int16_t*, size_t, const uint8_t*,     \
                               size_t, const int16_t*, int64_t*, size_t);
 
+#define LOWBIT_DECLARE_TRANSFORMER_KERNELS(isa)                                                    \
+  void f32_f32_layernorm__##isa(const float*, const float*, size_t, const float*, const float*,   \
+                                float, float*);                                                   \
+  void f32_f32_gelu__##isa(const float*, size_t, int, float*);                                    \
+  void f32_f32_softmax__##isa(float*, size_t);                                                    \
+  void f32_f32_vecmat__##isa(const float*, size_t, const float*, size_t, size_t, float*);
+
 namespace kernels {
 LOWBIT_DECLARE_QUANT_KERNELS(scalar)
 LOWBIT_DECLARE_GEMM_KERNEL(scalar)
@@ -309,6 +346,7 @@ LOWBIT_DECLARE_GEMM4_KERNEL(scalar)
 LOWBIT_DECLARE_INT4_KERNELS(scalar)
 LOWBIT_DECLARE_KMEANS_KERNELS(scalar)
 LOWBIT_DECLARE_CODEBOOK_KERNELS(scalar)
+LOWBIT_DECLARE_TRANSFORMER_KERNELS(scalar)
 #if defined(LOWBIT_HAVE_X86)
 LOWBIT_DECLARE_QUANT_KERNELS(avx2)
 LOWBIT_DECLARE_QUANT_KERNELS(avx512)
@@ -320,6 +358,7 @@ LOWBIT_DECLARE_GEMM_KERNEL(avxvnni)
 LOWBIT_DECLARE_GEMM_KERNEL(avx512vnni)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx2)
 LOWBIT_DECLARE_CODEBOOK_KERNELS(avx2)
+LOWBIT_DECLARE_TRANSFORMER_KERNELS(avx2)
 LOWBIT_DECLARE_KMEANS_KERNELS(avx512)
 LOWBIT_DECLARE_CODEBOOK_KERNELS(avx512)
 #endif
@@ -332,6 +371,7 @@ LOWBIT_DECLARE_GEMM_KERNEL(neondot)
 LOWBIT_DECLARE_GEMM_KERNEL(i8mm)
 LOWBIT_DECLARE_KMEANS_KERNELS(neon)
 LOWBIT_DECLARE_CODEBOOK_KERNELS(neon)
+LOWBIT_DECLARE_TRANSFORMER_KERNELS(neon)
 #endif
 }  // namespace kernels
 

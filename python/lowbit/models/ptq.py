@@ -97,7 +97,7 @@ def quantized_linear(layer, rng, *, bits, per_channel):
 
 
 def quantize_model(model, calibration_data, *, method="minmax", bits=8, per_channel=True, skip=(),
-                   fuse=True):
+                   fuse=True, scheme=None, **options):
     """Post-training quantization of a whole model.
 
     Every float Linear of ``model`` (except the layer indices in ``skip``) becomes a
@@ -123,11 +123,21 @@ def quantize_model(model, calibration_data, *, method="minmax", bits=8, per_chan
         Indices of layers to leave in float (negative ones count from the end).
     fuse : bool, default True
         Run chains of quantized layers on uint8 codes (see :class:`lowbit.QuantizedModel`).
+    scheme : {"int8", "int4", "codebook"} or None
+        For a transformer encoder (:class:`lowbit.models.Encoder`), how its linear layers are
+        quantized (default ``"int8"``: dynamic per-row activations, no calibration needed;
+        ``"int4"``: :class:`lowbit.Int4Linear`, ``calibration_data`` sentences or
+        ``(input_ids, attention_mask)`` for ``method="gptq"``; ``"codebook"``:
+        :class:`lowbit.CodebookLinear`), with ``options`` passed to the layer
+        (:func:`lowbit.models.encoder.quantize_encoder`). For other models only ``"int8"`` (the
+        static quantization above) is available.
+    **options
+        Encoders only: keyword arguments of the scheme's layer.
 
     Returns
     -------
-    QuantizedModel
-        The quantized model.
+    QuantizedModel or Encoder
+        The quantized model (an :class:`lowbit.models.Encoder` for an encoder).
 
     Raises
     ------
@@ -137,6 +147,19 @@ def quantize_model(model, calibration_data, *, method="minmax", bits=8, per_chan
         If ``bits`` is not in 2..8, a ``skip`` index is out of range, ``method`` is unknown,
         or ``calibration_data`` is empty or holds NaN/Inf.
     """
+    from .encoder import Encoder, quantize_encoder
+    if isinstance(model, Encoder):
+        if method != "minmax":
+            options["method"] = method
+        if bits != 8:
+            options["bits"] = bits
+        return quantize_encoder(model, calibration_data, scheme=scheme or "int8", **options)
+    if scheme not in (None, "int8"):
+        raise ValueError(f"scheme {scheme!r} is for transformer encoders (lowbit.models.Encoder); "
+                         "a Sequential model is quantized to int8 (quantize its layers with "
+                         "lowbit.Int4Linear or lowbit.CodebookLinear for 4 bits)")
+    if options:
+        raise TypeError(f"quantize_model got unexpected keyword arguments {', '.join(options)}")
     model = as_model(model)
     bits = as_int(bits, "bits", 2, 8)
     per_channel = as_bool(per_channel, "per_channel")

@@ -1,0 +1,200 @@
+// Transformer kernels (LayerNorm, GELU, softmax, vecmat) of every kernel set this CPU runs against
+// the scalar references, bit for bit, and the references against double-precision formulas; the
+// encoder's file round trip, its independence of batching and padding, and its refusals.
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "harness.h"
+#include "kernel_sets.h"
+#include "lowbit/encoder.h"
+#include "lowbit/runtime.h"
+
+using namespace lowbit;
+using lbtest::for_each_simd;
+using lbtest::gaussian;
+
+namespace {
+
+const std::vector<size_t> kLengths = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 100, 384, 1536};
+
+bool same(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+}
+
+double gelu_ref(double x, int form) {
+  if (form == 0) return 0.5 * x * std::erfc(-x / std::sqrt(2.0));
+  const double u = std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x);
+  return 0.5 * x * (1.0 + std::tanh(u));
+}
+
+}  // namespace
+
+TEST(transformer_kernels_match_scalar) {
+  std::mt19937 rng(21);
+  const KernelTable& ref = *kernel_table("scalar");
+  for_each_simd([&](const KernelTable&, const KernelTable& s) {
+    for (size_t n : kLengths) {
+      auto x = gaussian(n, rng), r = gaussian(n, rng), g = gaussian(n, rng), b = gaussian(n, rng);
+      for (auto& v : x) v = v * 4.0f + 1.5f;
+      x[0] = 30.0f;  // GELU and softmax far out, and a large LayerNorm outlier
+      for (bool with_r : {false, true}) {
+        std::vector<float> a(n), c(n);
+        ref.f32_f32_layernorm(x.data(), with_r ? r.data() : nullptr, n, g.data(), b.data(), 1e-12f, a.data());
+        s.f32_f32_layernorm(x.data(), with_r ? r.data() : nullptr, n, g.data(), b.data(), 1e-12f, c.data());
+        CHECK(same(a, c), "%s layernorm n=%zu r=%d", s.isa, n, with_r);
+        std::vector<float> in_place = x;  // y = x
+        s.f32_f32_layernorm(in_place.data(), with_r ? r.data() : nullptr, n, g.data(), b.data(), 1e-12f, in_place.data());
+        CHECK(same(a, in_place), "%s layernorm in place n=%zu", s.isa, n);
+      }
+      for (int form : {0, 1}) {
+        std::vector<float> a(n), c(n);
+        ref.f32_f32_gelu(x.data(), n, form, a.data());
+        s.f32_f32_gelu(x.data(), n, form, c.data());
+        CHECK(same(a, c), "%s gelu form %d n=%zu", s.isa, form, n);
+      }
+      std::vector<float> a = x, c = x;
+      ref.f32_f32_softmax(a.data(), n);
+      s.f32_f32_softmax(c.data(), n);
+      CHECK(same(a, c), "%s softmax n=%zu", s.isa, n);
+      for (size_t cols : {1, 5, 8, 23, 32, 33, 64, 100}) {
+        auto m = gaussian(n * (cols + 3), rng);
+        std::vector<float> o1(cols), o2(cols);
+        ref.f32_f32_vecmat(x.data(), n, m.data(), cols + 3, cols, o1.data());
+        s.f32_f32_vecmat(x.data(), n, m.data(), cols + 3, cols, o2.data());
+        CHECK(same(o1, o2), "%s vecmat n=%zu cols=%zu", s.isa, n, cols);
+      }
+    }
+  });
+}
+
+TEST(transformer_references_are_accurate) {
+  const KernelTable& k = *kernel_table("scalar");
+  double worst_gelu = 0, worst_soft = 0, worst_ln = 0;
+  std::vector<float> x;
+  for (int i = -4000; i <= 4000; i++) x.push_back(i * 0.0025f);  // [-10, 10]
+  for (int form : {0, 1}) {
+    std::vector<float> y(x.size());
+    k.f32_f32_gelu(x.data(), x.size(), form, y.data());
+    for (size_t i = 0; i < x.size(); i++)
+      worst_gelu = std::max(worst_gelu, std::fabs(y[i] - gelu_ref(x[i], form)) / (1e-3 + std::fabs(gelu_ref(x[i], form))));
+  }
+  std::mt19937 rng(3);
+  for (size_t n : kLengths) {
+    auto v = gaussian(n, rng);
+    for (auto& e : v) e *= 8.0f;
+    std::vector<float> p = v;
+    k.f32_f32_softmax(p.data(), n);
+    double m = v[0], s = 0;
+    for (float e : v) m = std::max<double>(m, e);
+    for (float e : v) s += std::exp(e - m);
+    for (size_t i = 0; i < n; i++) worst_soft = std::max(worst_soft, std::fabs(p[i] - std::exp(v[i] - m) / s));
+    std::vector<float> one(n, 1.0f), zero(n, 0.0f), y(n);
+    k.f32_f32_layernorm(v.data(), nullptr, n, one.data(), zero.data(), 1e-5f, y.data());
+    double mean = 0, var = 0;
+    for (float e : v) mean += e;
+    mean /= n;
+    for (float e : v) var += (e - mean) * (e - mean);
+    var /= n;
+    for (size_t i = 0; i < n; i++)
+      worst_ln = std::max(worst_ln, std::fabs(y[i] - (v[i] - mean) / std::sqrt(var + 1e-5)));
+  }
+  CHECK(worst_gelu < 2e-6, "gelu relative error %g", worst_gelu);
+  CHECK(worst_soft < 1e-6, "softmax error %g", worst_soft);
+  CHECK(worst_ln < 1e-4, "layernorm error %g", worst_ln);
+}
+
+namespace {
+
+EncoderLinear int8_linear(size_t K, size_t N, std::mt19937& rng, bool small = false) {
+  std::vector<int8_t> w(K * N);  // B = W^T, K x N
+  for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rng() % (small ? 16 : 255)) - (small ? 8 : 127));
+  EncoderLinear f;
+  f.w = std::make_shared<const PackedB>(small ? pack_b_s4(w.data(), K, N, ptrdiff_t(N), 1)
+                                              : pack_b(w.data(), K, N, ptrdiff_t(N), 1));
+  f.w_scale.assign(N, 0.02f / std::sqrt(static_cast<float>(K)) * (small ? 16.0f : 1.0f));
+  f.bias = gaussian(N, rng);
+  return f;
+}
+
+bool tiny_encoder(std::mt19937& rng, int gelu, Encoder* e, std::string* err) {
+  EncoderConfig c;
+  c.vocab = 50, c.max_positions = 16, c.type_vocab = 2, c.hidden = 24, c.heads = 3, c.layers = 2;
+  c.intermediate = 40, c.gelu = gelu;
+  std::vector<EncoderLayer> layers(c.layers);
+  for (EncoderLayer& L : layers) {
+    L.qkv = int8_linear(24, 72, rng);
+    L.out = int8_linear(24, 24, rng, true);  // held two a byte
+    L.ffn_in = int8_linear(24, 40, rng);
+    L.ffn_in.act_bits = 7;
+    std::vector<uint8_t> u(24 * 40), z(24 * 5);
+    std::vector<uint16_t> sc(24 * 5, 0x2000);  // binary16 0.0078125
+    for (auto& v : u) v = rng() % 16;
+    for (auto& v : z) v = rng() % 16;
+    std::vector<float> col(24, 1.0f);
+    L.ffn_out.w4 = std::make_shared<const Int4Weights>(pack_int4(u.data(), z.data(), sc.data(), col.data(), 24, 40, 8));
+    for (auto* v : {&L.ln1_gamma, &L.ln2_gamma}) v->assign(24, 1.0f);
+    L.ln1_beta = gaussian(24, rng);
+    L.ln2_beta = gaussian(24, rng);
+  }
+  return e->build(c, gaussian(50 * 24, rng), gaussian(16 * 24, rng), gaussian(2 * 24, rng),
+                  std::vector<float>(24, 1.0f), gaussian(24, rng), std::move(layers), err);
+}
+
+}  // namespace
+
+TEST(encoder_file_round_trip_and_batch_independence) {
+  std::mt19937 rng(5);
+  for (int gelu : {0, 1}) {
+    Encoder e, f;
+    std::string err;
+    CHECK(tiny_encoder(rng, gelu, &e, &err), "build: %s", err.c_str());
+    const std::vector<uint8_t> bytes = e.save();
+    CHECK(f.load(bytes.data(), bytes.size(), &err), "load: %s", err.c_str());
+    CHECK(f.save() == bytes, "save(load(bytes)) == bytes");
+    // three sequences of 5, 1 and 9 tokens; the second run pads the first to 9 with invalid keys
+    std::vector<int32_t> ids(15), types(15);
+    for (auto& v : ids) v = rng() % 50;
+    for (auto& v : types) v = rng() % 2;
+    const size_t start[4] = {0, 5, 6, 15};
+    std::vector<float> a(15 * 24), b(15 * 24), one(9 * 24);
+    CHECK(e.forward(ids.data(), types.data(), start, 3, nullptr, a.data(), &err), "%s", err.c_str());
+    CHECK(f.forward(ids.data(), types.data(), start, 3, nullptr, b.data(), &err), "%s", err.c_str());
+    CHECK(same(a, b), "loaded encoder differs");
+    for (float v : a) CHECK(std::isfinite(v), "non-finite output");
+    const size_t one_start[2] = {0, 9};  // the last sequence alone
+    CHECK(e.forward(ids.data() + 6, types.data() + 6, one_start, 1, nullptr, one.data(), &err), "%s", err.c_str());
+    CHECK(std::memcmp(one.data(), a.data() + 6 * 24, one.size() * 4) == 0, "depends on the batch");
+    std::vector<int32_t> pid(9, 0), ptype(9, 0);
+    std::vector<uint8_t> valid(9, 0);
+    for (size_t i = 0; i < 5; i++) pid[i] = ids[i], ptype[i] = types[i], valid[i] = 1;
+    std::vector<float> padded(9 * 24);
+    CHECK(e.forward(pid.data(), ptype.data(), one_start, 1, valid.data(), padded.data(), &err), "%s", err.c_str());
+    CHECK(std::memcmp(padded.data(), a.data(), 5 * 24 * 4) == 0, "depends on padding");
+    const int before = num_threads();
+    for (int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      CHECK(e.forward(ids.data(), types.data(), start, 3, nullptr, b.data(), &err), "%s", err.c_str());
+      CHECK(same(a, b), "depends on the thread count (%d)", threads);
+    }
+    set_num_threads(before);
+    // refusals: a token outside the vocabulary, a sequence too long, a corrupt file
+    ids[3] = 50;
+    CHECK(!e.forward(ids.data(), nullptr, start, 3, nullptr, b.data(), &err) &&
+              err.find("vocabulary") != std::string::npos, "bad id accepted");
+    ids[3] = 1;
+    std::vector<int32_t> many(17, 1);  // 17 tokens, max_positions 16
+    const size_t too_long[2] = {0, 17};
+    std::vector<float> big(17 * 24);
+    CHECK(!e.forward(many.data(), nullptr, too_long, 1, nullptr, big.data(), &err), "too long accepted");
+    for (size_t cut : {size_t(0), size_t(10), bytes.size() / 2, bytes.size() - 1}) {
+      Encoder g;
+      CHECK(!g.load(bytes.data(), cut, &err), "truncated file (%zu bytes) accepted", cut);
+    }
+    std::vector<uint8_t> bad = bytes;
+    bad[bad.size() / 3] ^= 1;
+    Encoder g;
+    CHECK(!g.load(bad.data(), bad.size(), &err) && err.find("checksum") != std::string::npos, "corrupt file accepted");
+  }
+}

