@@ -42,14 +42,23 @@ void for_rows(size_t n, F f) {
 }  // namespace
 
 size_t EncoderLinear::nbytes() const {
-  size_t n = bias.size() * sizeof(float);
+  size_t n = (bias.size() + rot_signs.size()) * sizeof(float);
   if (w) n += w->nbytes() + w_scale.size() * sizeof(float);
   if (w4) n += w4->nbytes();
   return n;
 }
 
-bool EncoderLinear::forward(const float* x, size_t M, float* y) const {
+bool EncoderLinear::forward(const float* x, size_t M, float* y, float* scratch) const {
   const float* b = bias.empty() ? nullptr : bias.data();
+  if (!rot_signs.empty()) {
+    const size_t K = in_features();
+    const KernelTable& kt = active_kernels();
+    for_rows(M, [&](size_t i) {
+      std::memcpy(scratch + i * K, x + i * K, K * sizeof(float));
+      kt.f32_f32_hadamard(scratch + i * K, K, rot_signs.data());
+    });
+    x = scratch;
+  }
   if (w) return linear_dynamic(x, M, *w, w_scale.data(), true, b, false, y, act_bits);
   return int4_linear(x, M, *w4, b, y);
 }
@@ -112,6 +121,10 @@ bool Encoder::build_checked(std::string* error) {
         if (!(s > 0.0f) || !std::isfinite(s)) return fail(error, where + "bad weight scale");
       if ((!f.bias.empty() && f.bias.size() != out[j]) || !all_finite(f.bias))
         return fail(error, where + "bad bias");
+      if (!f.rot_signs.empty() && (f.rot_signs.size() != in[j] || in[j] % kHadamardBlock))
+        return fail(error, where + "rotation signs need in_features entries, a multiple of 128");
+      for (float v : f.rot_signs)
+        if (v != 1.0f && v != -1.0f) return fail(error, where + "rotation signs must be +-1");
     }
     for (const auto* v : {&L.ln1_gamma, &L.ln1_beta, &L.ln2_gamma, &L.ln2_beta})
       if (v->size() != h || !all_finite(*v)) return fail(error, where + "bad LayerNorm parameters");
@@ -177,6 +190,7 @@ bool Encoder::forward(const int32_t* ids, const int32_t* types, const size_t* st
   }
   if (n == 0) return true;
   try {
+    rot_.resize(n * std::max(f, h));  // a rotated input of any linear layer
     qkv_.resize(n * 3 * h);
     ctx_.resize(n * h);
     tmp_.resize(n * h);
@@ -199,16 +213,17 @@ bool Encoder::forward(const int32_t* ids, const int32_t* types, const size_t* st
   }
   const char* overflow = "non-finite activations (the model's weights overflow float32)";
   for (const EncoderLayer& L : layers_) {
-    if (!L.qkv.forward(x, n, qkv_.data())) return fail(error, overflow);
+    float* rot = rot_.data();
+    if (!L.qkv.forward(x, n, qkv_.data(), rot)) return fail(error, overflow);
     attention(start, n_seqs, key_valid);
-    if (!L.out.forward(ctx_.data(), n, tmp_.data())) return fail(error, overflow);
+    if (!L.out.forward(ctx_.data(), n, tmp_.data(), rot)) return fail(error, overflow);
     for_rows(n, [&](size_t i) {
       kt.f32_f32_layernorm(tmp_.data() + i * h, x + i * h, h, L.ln1_gamma.data(),
                            L.ln1_beta.data(), c.eps, x + i * h);
     });
-    if (!L.ffn_in.forward(x, n, ffn_.data())) return fail(error, overflow);
+    if (!L.ffn_in.forward(x, n, ffn_.data(), rot)) return fail(error, overflow);
     for_rows(n, [&](size_t i) { kt.f32_f32_gelu(ffn_.data() + i * f, f, c.gelu, ffn_.data() + i * f); });
-    if (!L.ffn_out.forward(ffn_.data(), n, tmp_.data())) return fail(error, overflow);
+    if (!L.ffn_out.forward(ffn_.data(), n, tmp_.data(), rot)) return fail(error, overflow);
     for_rows(n, [&](size_t i) {
       kt.f32_f32_layernorm(tmp_.data() + i * h, x + i * h, h, L.ln2_gamma.data(),
                            L.ln2_beta.data(), c.eps, x + i * h);
@@ -263,7 +278,8 @@ void write_linear(Writer* w, const EncoderLinear& f) {
   w->u32(f.w ? kInt8 : kInt4);
   w->u32(K);
   w->u32(N);
-  w->u32((f.bias.empty() ? 0 : 1) | (f.w && f.act_bits == 7 ? 4 : 0));
+  w->u32((f.bias.empty() ? 0 : 1) | (f.w && f.act_bits == 7 ? 4 : 0) | (f.rot_signs.empty() ? 0 : 8));
+  if (!f.rot_signs.empty()) w->floats(f.rot_signs);
   if (f.w) {
     w->floats(f.w_scale);
     std::vector<int8_t> b(K * N);  // K x N; the file holds W = B^T
@@ -299,8 +315,9 @@ bool read_linear(Reader* r, EncoderLinear* f, std::string* error) {
   if (!r->u32(&kind) || !r->u32(&K) || !r->u32(&N) || !r->u32(&flags))
     return fail(error, "truncated linear layer");
   if ((kind != kInt8 && kind != kInt4) || K == 0 || N == 0 || K > kMaxDim || N > kMaxDim ||
-      (flags & ~5u) || (kind == kInt4 && (flags & 4)))
+      (flags & ~13u) || (kind == kInt4 && (flags & 4)))
     return fail(error, "bad linear layer header");
+  if ((flags & 8) && !r->floats(&f->rot_signs, K)) return fail(error, "truncated rotation signs");
   if (kind == kInt8) {
     f->act_bits = flags & 4 ? 7 : 8;
     if (!r->floats(&f->w_scale, N)) return fail(error, "truncated weight scales");

@@ -25,6 +25,7 @@ constexpr float kErfcC[10] = {-1.26551223f, 1.00002368f, 0.37409196f, 0.09678418
 constexpr float kSqrtHalf = 0.707106781186547524f;        // 1 / sqrt 2
 constexpr float kSqrt2OverPi = 0.797884560802865356f;    // sqrt(2 / pi)
 constexpr float kGeluCubic = 0.044715f;
+constexpr float kInvSqrt128 = 0.0883883476483184405f;  // the Hadamard rotation's scale
 
 }  // namespace poly
 }  // namespace kernels

@@ -30,19 +30,20 @@ std::vector<float> floats(const py::handle& h, size_t n, const char* name) {
 }
 
 // ("int8", PackedB (K x N), w_scale (N), bias (N) or None, act_bits) or
-// ("int4", Int4Weights, bias (N) or None)
+// ("int4", Int4Weights, bias (N) or None), either followed by the rotation signs (K) or None
 EncoderLinear linear_from(const py::handle& h) {
   const auto t = py::cast<py::tuple>(h);
   EncoderLinear f;
   const auto kind = t.size() ? py::cast<std::string>(t[0]) : std::string();
-  py::handle bias;
-  if (kind == "int8" && t.size() == 5) {
+  py::handle bias, signs = py::none();
+  if ((kind == "int8" && t.size() == 6) || (kind == "int4" && t.size() == 4)) signs = t[t.size() - 1];
+  if (kind == "int8" && (t.size() == 5 || t.size() == 6)) {
     f.w = py::cast<std::shared_ptr<PackedB>>(t[1]);
     if (!f.w) throw py::value_error("int8 linear without weights");
     f.w_scale = floats(t[2], f.w->N, "w_scale");
     bias = t[3];
     f.act_bits = py::cast<int>(t[4]);
-  } else if (kind == "int4" && t.size() == 3) {
+  } else if (kind == "int4" && (t.size() == 3 || t.size() == 4)) {
     f.w4 = py::cast<std::shared_ptr<Int4Weights>>(t[1]);
     if (!f.w4) throw py::value_error("int4 linear without weights");
     bias = t[2];
@@ -50,6 +51,7 @@ EncoderLinear linear_from(const py::handle& h) {
     throw py::value_error("bad linear description '" + kind + "'");
   }
   if (!bias.is_none()) f.bias = floats(bias, f.out_features(), "bias");
+  if (!signs.is_none()) f.rot_signs = floats(signs, f.in_features(), "rotation signs");
   return f;
 }
 
@@ -196,6 +198,20 @@ void register_encoder(py::module_& m) {
     }
     return y;
   }, py::arg("x"), py::arg("form"));
+  m.def("hadamard", [](const in_array<float>& x, const in_array<float>& signs) {
+    py_arrays::require_ndim(x, 2, "x");
+    const size_t rows = x.shape(0), n = x.shape(1);
+    if (n % kHadamardBlock) throw py::value_error("x's rows must be a multiple of 128 long");
+    py_arrays::require_size(signs, static_cast<py::ssize_t>(n), "signs");
+    py::array_t<float> y({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(n)});
+    float* yp = y.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::copy(x.data(), x.data() + rows * n, yp);
+      for (size_t i = 0; i < rows; i++) active_kernels().f32_f32_hadamard(yp + i * n, n, signs.data());
+    }
+    return y;
+  }, py::arg("x"), py::arg("signs"));
   m.def("softmax", [](const in_array<float>& x) {
     py_arrays::require_ndim(x, 2, "x");
     const size_t rows = x.shape(0), n = x.shape(1);

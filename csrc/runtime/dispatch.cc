@@ -26,7 +26,8 @@ namespace {
 
 #define LOWBIT_TRANSFORMER_ENTRIES(isa)                                                        \
   kernels::f32_f32_layernorm__##isa, kernels::f32_f32_gelu__##isa,                             \
-      kernels::f32_f32_softmax__##isa, kernels::f32_f32_vecmat__##isa
+      kernels::f32_f32_softmax__##isa, kernels::f32_f32_vecmat__##isa,                         \
+      kernels::f32_f32_hadamard__##isa
 
 struct Entry {
   KernelTable table;

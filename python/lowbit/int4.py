@@ -27,7 +27,13 @@ groups' scales and zero points are round-to-nearest's, fixed before, so groups s
 This implementation is numpy (float64, LAPACK for the inverse); it takes seconds for a
 384 x 1536 layer. The accuracy study in ``bench/studies/minilm_4bit`` measured what it takes on
 a whole transformer: GPTQ with act-order, a random Hadamard rotation of the inputs and bit widths
-per matrix (not yet in lowbit).
+per matrix (the last not yet in lowbit).
+
+``rotate=True`` (``in_features`` a multiple of 128) quantizes ``W R`` instead of ``W``, with
+``R = diag(signs) blockdiag(H_128) / sqrt(128)`` (random signs, Walsh-Hadamard blocks of 128,
+orthogonal), and rotates each input row by ``R`` before the product, so ``y = (x R)(W R)^T + b``
+is the same layer with its outliers spread over each block ("incoherence processing", QuIP# and
+QuaRot); GPTQ then sees the rotated calibration inputs. The signs are held with the layer.
 """
 from __future__ import annotations
 
@@ -35,10 +41,18 @@ import numpy as np
 
 from . import _core
 from . import io as _io
-from ._checks import as_bias, as_float32, as_int, as_weight, check_finite
+from ._checks import as_bias, as_bool, as_float32, as_int, as_weight, check_finite
 from .quant import qparams
 
 METHODS = ("rtn", "gptq")
+#: the rotation's block (``rotate=True`` needs ``in_features`` a multiple of it)
+ROTATION_BLOCK = 128
+
+
+def rotation_signs(n: int) -> np.ndarray:
+    """The rotation's random signs for ``n`` inputs: float32 +-1, the same on every run (PCG64,
+    seed 0x10B17)."""
+    return np.where(np.random.Generator(np.random.PCG64(0x10B17)).random(n) < 0.5, -1.0, 1.0).astype(np.float32)
 
 
 def _group_ranges(w: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +160,9 @@ class Int4Linear:
     calibration : array_like of float, shape (n, in_features), optional
         The layer's inputs on calibration data (never the data you evaluate on); required by
         ``method="gptq"``, refused by ``"rtn"``.
+    rotate : bool, default False
+        Quantize the weight in a random Hadamard basis and rotate the inputs to match (see
+        :mod:`lowbit.int4`); ``in_features`` must be a multiple of 128.
 
     Attributes
     ----------
@@ -159,6 +176,8 @@ class Int4Linear:
         How the codes were chosen.
     bias : numpy.ndarray or None
         The float32 bias.
+    rotation : numpy.ndarray or None
+        With ``rotate=True``, the rotation's float32 signs ``(in_features,)``; else None.
 
     Raises
     ------
@@ -171,7 +190,8 @@ class Int4Linear:
         of the wrong shape, non-finite, or given to ``"rtn"``.
     """
 
-    def __init__(self, weight, bias=None, *, bits=4, group_size=32, method="rtn", calibration=None):
+    def __init__(self, weight, bias=None, *, bits=4, group_size=32, method="rtn", calibration=None,
+                 rotate=False):
         w = as_weight(weight)
         self.bits = as_int(bits, "bits", 2, 4)
         self.group_size = as_int(group_size, "group_size", 4, 4096)
@@ -182,6 +202,13 @@ class Int4Linear:
         self.method = method
         self.out_features, self.in_features = (int(s) for s in w.shape)
         self.bias = as_bias(bias, self.out_features)
+        self.rotation = None
+        if as_bool(rotate, "rotate"):
+            if self.in_features % ROTATION_BLOCK:
+                raise ValueError(f"rotate=True needs in_features a multiple of {ROTATION_BLOCK}, "
+                                 f"got {self.in_features}")
+            self.rotation = rotation_signs(self.in_features)
+            w = self._rotate(np.ascontiguousarray(w, np.float32))
         if method == "rtn":
             if calibration is not None:
                 raise ValueError("calibration is used by method='gptq' only; method='rtn' would ignore it")
@@ -194,8 +221,12 @@ class Int4Linear:
                 raise ValueError(f"calibration must have shape (n, {self.in_features}) with n > 0, "
                                  f"got {x.shape}")
             check_finite(x, "calibration")
-            arrays = quantize_gptq(w, x, self.bits, self.group_size)
+            arrays = quantize_gptq(w, self._rotate(x), self.bits, self.group_size)
         self._set(*arrays)
+
+    def _rotate(self, x: np.ndarray) -> np.ndarray:
+        """Rows of x (2-D float32, contiguous) times R; x itself without a rotation."""
+        return x if self.rotation is None else _core.hadamard(x, self.rotation)
 
     def _set(self, codes, zero, rel, col) -> None:
         self._w = _core.Int4Weights(np.ascontiguousarray(codes, np.uint8), np.ascontiguousarray(zero, np.uint8),
@@ -223,12 +254,15 @@ class Int4Linear:
         a = self.arrays()
         k, g = self.in_features, self.group_size
         s = a["row_scale"][:, None] * _expand(a["scale"].astype(np.float32), g, k)
-        return (s * (a["codes"].astype(np.float32) - _expand(a["zero_point"], g, k))).astype(np.float32)
+        w = (s * (a["codes"].astype(np.float32) - _expand(a["zero_point"], g, k))).astype(np.float32)
+        if self.rotation is not None:  # W = (W R) R^T, R^T = blockdiag(H_128) / sqrt(128) diag(signs)
+            w = _core.hadamard(w, np.ones(k, np.float32)) * self.rotation
+        return w
 
     @property
     def nbytes(self) -> int:
         """Bytes held: the packed codes, zero points, scales, row scales and bias."""
-        return int(self._w.nbytes + (0 if self.bias is None else self.bias.nbytes))
+        return int(self._w.nbytes + sum(a.nbytes for a in (self.bias, self.rotation) if a is not None))
 
     @property
     def bits_per_weight(self) -> float:
@@ -259,7 +293,7 @@ class Int4Linear:
         a = as_float32(x, "x")
         if a.ndim == 0 or a.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape (..., {self.in_features}), got {a.shape}")
-        x2 = np.ascontiguousarray(a.reshape(-1, self.in_features))
+        x2 = self._rotate(np.ascontiguousarray(a.reshape(-1, self.in_features)))
         y = self._w.forward(x2, self.bias)
         if y is None:
             check_finite(a, "x")
@@ -268,7 +302,7 @@ class Int4Linear:
     def __repr__(self) -> str:
         return (f"Int4Linear(in_features={self.in_features}, out_features={self.out_features}, "
                 f"bits={self.bits}, group_size={self.group_size}, method={self.method!r}, "
-                f"bits_per_weight={self.bits_per_weight:.3f}, nbytes={self.nbytes})")
+                f"{'rotate=True, ' if self.rotation is not None else ''}bits_per_weight={self.bits_per_weight:.3f}, nbytes={self.nbytes})")
 
 
 def _register() -> None:
@@ -277,7 +311,7 @@ def _register() -> None:
         a = layer.arrays()
         return {"codes": a["codes"], "zero_point": a["zero_point"], "scale": a["scale"].view(np.uint16),
                 "row_scale": a["row_scale"], "bias": layer.bias, "bits": layer.bits,
-                "group_size": layer.group_size, "method": layer.method}
+                "group_size": layer.group_size, "method": layer.method, "rotation": layer.rotation}
 
     def from_state(s):
         what = "Int4Linear"
@@ -300,8 +334,14 @@ def _register() -> None:
         bias = s.get("bias")
         if bias is not None:
             bias = _io.need_array(s, "bias", what, dtype=np.float32, shape=(n,))
+        rotation = s.get("rotation")  # absent in files written before rotate=
+        if rotation is not None:
+            rotation = _io.need_array(s, "rotation", what, dtype=np.float32, shape=(k,))
+            if k % ROTATION_BLOCK or not np.all(np.abs(rotation) == 1):
+                raise ValueError(f"{what}: rotation must hold +-1 for in_features a multiple of {ROTATION_BLOCK}")
         layer = Int4Linear.__new__(Int4Linear)
         layer.bits, layer.group_size, layer.method = bits, group, method
+        layer.rotation = rotation
         layer.out_features, layer.in_features = n, k
         layer.bias = as_bias(bias, n)
         layer._set(codes, zero, scale.view(np.float16), col)

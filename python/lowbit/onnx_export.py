@@ -32,6 +32,7 @@ import os
 
 import numpy as np
 
+from . import _core
 from .int4 import Int4Linear
 from .linear import QuantizedLinear
 from .models import as_model
@@ -104,6 +105,10 @@ class _Graph:
         if g < 16 or g & (g - 1):
             raise ValueError(f"{tag}: an Int4Linear with group_size={g} has no MatMulNBits form "
                              "(block_size must be a power of two >= 16)")
+        if layer.rotation is not None:  # x R first, R as a float MatMul (rows of R = e_i R)
+            k = layer.in_features
+            r = _core.hadamard(np.eye(k, dtype=np.float32), layer.rotation)
+            h = self.float_linear(h, r.T, None, f"{tag}_rot")
         a = layer.arrays()
         n, k = a["codes"].shape
         blocks = -(-k // g)

@@ -69,6 +69,30 @@ TEST(transformer_kernels_match_scalar) {
   });
 }
 
+TEST(hadamard_rotation_matches_scalar_and_is_orthogonal) {
+  std::mt19937 rng(8);
+  const KernelTable& ref = *kernel_table("scalar");
+  for (size_t n : {128, 384, 1536}) {
+    auto x = gaussian(n, rng), y = gaussian(n, rng);
+    std::vector<float> signs(n), ones(n, 1.0f);
+    for (auto& s : signs) s = rng() & 1 ? 1.0f : -1.0f;
+    std::vector<float> a = x, b = y;
+    ref.f32_f32_hadamard(a.data(), n, signs.data());
+    ref.f32_f32_hadamard(b.data(), n, signs.data());
+    double dot0 = 0, dot1 = 0;
+    for (size_t i = 0; i < n; i++) dot0 += double(x[i]) * y[i], dot1 += double(a[i]) * b[i];
+    CHECK(std::fabs(dot0 - dot1) < 1e-4 * n, "rotation changes x . y: %g vs %g", dot0, dot1);
+    std::vector<float> back = a;  // H H = 128 I: the unsigned transform twice undoes it
+    ref.f32_f32_hadamard(back.data(), n, ones.data());
+    for (size_t i = 0; i < n; i++) CHECK(std::fabs(back[i] * signs[i] - x[i]) < 1e-5f, "inverse n=%zu i=%zu", n, i);
+    for_each_simd([&](const KernelTable&, const KernelTable& s) {
+      std::vector<float> c = x;
+      s.f32_f32_hadamard(c.data(), n, signs.data());
+      CHECK(same(a, c), "%s hadamard n=%zu", s.isa, n);
+    });
+  }
+}
+
 TEST(transformer_references_are_accurate) {
   const KernelTable& k = *kernel_table("scalar");
   double worst_gelu = 0, worst_soft = 0, worst_ln = 0;

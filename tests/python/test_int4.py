@@ -83,6 +83,30 @@ def test_gptq_beats_round_to_nearest_on_held_out_inputs():
     assert lowbit.sqnr(ref, gptq(x_test)) > lowbit.sqnr(ref, rtn(x_test)) + 1.0
 
 
+def test_rotation_is_the_same_layer_with_outliers_spread(tmp_path):
+    rng = np.random.default_rng(9)
+    k, n = 256, 48
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    w[:, 5] *= 40.0  # an outlier input channel: round-to-nearest's worst case
+    x = rng.standard_normal((64, k)).astype(np.float32)
+    plain = lowbit.Int4Linear(w, group_size=64)
+    rot = lowbit.Int4Linear(w, group_size=64, rotate=True)
+    assert plain.rotation is None and rot.rotation.shape == (k,) and set(np.unique(rot.rotation)) == {-1.0, 1.0}
+    ref = x @ w.T
+    assert lowbit.sqnr(ref, rot(x)) > lowbit.sqnr(ref, plain(x)) + 3.0
+    # weight is W itself (un-rotated), within the 4-bit error; forward is (x R)(W R)^T
+    assert lowbit.sqnr(w, rot.weight) > 15
+    np.testing.assert_allclose(rot(x), x @ rot.weight.T, rtol=0, atol=0.05 * np.abs(ref).max())
+    assert rot.nbytes == plain.nbytes + 4 * k and "rotate=True" in repr(rot)
+    g = lowbit.Int4Linear(w, group_size=64, rotate=True, method="gptq", calibration=x)
+    assert lowbit.sqnr(ref, g(x)) > lowbit.sqnr(ref, rot(x))
+    lowbit.save(rot, tmp_path / "r.lowbit")
+    for back in (lowbit.load(tmp_path / "r.lowbit"), pickle.loads(pickle.dumps(rot))):
+        assert np.array_equal(back.rotation, rot.rotation) and back(x).tobytes() == rot(x).tobytes()
+    with pytest.raises(ValueError, match="multiple of 128"):
+        lowbit.Int4Linear(w[:, :200], rotate=True)
+
+
 def test_files_and_pickle_round_trip(tmp_path):
     w, b, rng = _layer_data(5, 20, 50)
     layer = lowbit.Int4Linear(w, b, bits=3, group_size=16)

@@ -108,6 +108,14 @@ def test_bad_input():
         export_onnx(nn.Sequential([nn.Linear(3, 2)]), 5)
 
 
+def test_rotated_int4_linear_exports_with_its_rotation():
+    rng = np.random.default_rng(12)
+    layer = lowbit.Int4Linear(rng.standard_normal((24, 256)).astype(np.float32), group_size=32, rotate=True)
+    x = rng.standard_normal((5, 256)).astype(np.float32)
+    got = _run(to_onnx([layer]), x)
+    assert lowbit.sqnr(layer(x), got) > 35  # int8 per-row (lowbit) vs float (MatMulNBits) activations
+
+
 def test_int4_linear_exports_as_matmulnbits_holding_its_codes(tmp_path):
     rng = np.random.default_rng(8)
     l1 = lowbit.Int4Linear(rng.standard_normal((40, 70)).astype(np.float32),

@@ -54,11 +54,11 @@ def build_model(rng):
     return nn.Sequential(layers)
 
 
-def build_encoder(rng, gelu):
-    """A random 2-block encoder (hidden 48, 4 heads), its linears int8 (one with 7-bit
-    activations) and 4-bit in groups."""
+def build_encoder(rng, gelu, rotate):
+    """A random 2-block encoder (4 heads), its linears int8 (one with 7-bit activations) and
+    4-bit in groups; with rotate, hidden 128 and the 4-bit layers' inputs rotated."""
     from lowbit.models import Encoder, Linear
-    h, f, V = 48, 80, 97
+    h, f, V = (128, 256, 97) if rotate else (48, 80, 97)
     cfg = dict(vocab=V, max_positions=40, type_vocab=2, hidden=h, heads=4, layers=2,
                intermediate=f, eps=1e-12, gelu=gelu)
     g = lambda *s: rng.standard_normal(s).astype(np.float32)
@@ -71,8 +71,8 @@ def build_encoder(rng, gelu):
     enc = Encoder(cfg, emb, blocks)
 
     def convert(name, lin):
-        if name == "1.ffn_out":
-            return lowbit.Int4Linear(lin.weight, lin.bias, group_size=16)
+        if name in ("1.ffn_out", "1.qkv"):
+            return lowbit.Int4Linear(lin.weight, lin.bias, group_size=16, rotate=rotate)
         return lowbit.QuantizedLinear(lin.weight, lin.bias, act_bits=7 if name == "0.ffn_in" else 8)
 
     return enc.with_linears(convert)
@@ -80,8 +80,8 @@ def build_encoder(rng, gelu):
 
 def check_encoders(exe, rng, tmp) -> int:
     failures = 0
-    for gelu in (0, 1):
-        enc = build_encoder(rng, gelu)
+    for gelu, rotate in ((0, False), (1, True)):
+        enc = build_encoder(rng, gelu, rotate)
         path = os.path.join(tmp, "encoder.lbrt")
         lowbit.export_runtime(enc, path)
         ids = rng.integers(0, 97, (3, 11)).astype(np.int64)

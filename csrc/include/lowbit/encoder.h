@@ -18,7 +18,8 @@
 // hidden] | f32 ln_gamma[hidden] | f32 ln_beta[hidden] | per layer: linear qkv (N = 3 hidden),
 // linear out (hidden), f32 ln1_gamma, ln1_beta [hidden], linear ffn_in (intermediate), linear
 // ffn_out (hidden), f32 ln2_gamma, ln2_beta [hidden] | u32 CRC-32 (zlib's) of every byte before it.
-//   linear = u32 kind (1 int8, 4 int4) | u32 K | u32 N | u32 flags (1: bias, 4: 7-bit activations)
+//   linear = u32 kind (1 int8, 4 int4) | u32 K | u32 N | u32 flags (1: bias, 4: 7-bit activations,
+//     8: inputs rotated) | f32 signs[K] (+-1) if flag 8
 //     kind 1: f32 w_scale[N] | i8 codes[N * K] (W, row-major)
 //     kind 4: u32 group | f32 col_scale[N] | u8 zero[N * ceil(K / group)] | u16 scale (binary16)
 //             [N * ceil(K / group)] | u8 codes[N * K] (values 0..15, row-major)
@@ -42,17 +43,21 @@ struct EncoderConfig {
   int gelu = 0;  // 0: erf form, 1: tanh form
 };
 
-// y = x W^T + b on quantized weights: int8 (w, w_scale per output) or 4-bit groups (w4).
+// y = x W^T + b on quantized weights: int8 (w, w_scale per output) or 4-bit groups (w4). With
+// rot_signs (K values +-1, K a multiple of 128), the weights are those of W R and each input row
+// is rotated by R (the f32_f32_hadamard kernel) first, so y = (x R)(W R)^T + b.
 struct EncoderLinear {
   std::shared_ptr<const PackedB> w;   // int8: B = W^T (K x N)
   std::vector<float> w_scale;         // int8: N
   int act_bits = 8;                   // int8: activation codes of 8 or 7 bits
   std::shared_ptr<const Int4Weights> w4;
   std::vector<float> bias;            // N or empty
+  std::vector<float> rot_signs;       // K or empty
   size_t in_features() const { return w ? w->K : w4 ? w4->K : 0; }
   size_t out_features() const { return w ? w->N : w4 ? w4->N : 0; }
   size_t nbytes() const;
-  bool forward(const float* x, size_t M, float* y) const;  // false if x holds NaN or Inf
+  // false if x holds NaN or Inf; scratch holds M x K floats when the inputs are rotated
+  bool forward(const float* x, size_t M, float* y, float* scratch) const;
 };
 
 struct EncoderLayer {
@@ -93,7 +98,7 @@ class Encoder {
   std::vector<float> word_, position_, type_, ln_gamma_, ln_beta_;
   std::vector<EncoderLayer> layers_;
   // activations, grown to the largest call: qkv (n x 3h), ctx (n x h), tmp (n x h), ffn (n x f)
-  std::vector<float> qkv_, ctx_, tmp_, ffn_;
+  std::vector<float> qkv_, ctx_, tmp_, ffn_, rot_;  // rot_: rotated inputs (n x intermediate)
   std::vector<std::vector<float>> scratch_;  // per worker: K^T, V and a row of scores
 };
 

@@ -253,6 +253,13 @@ using f32_f32_softmax_fn = void (*)(float* x, size_t n);
 // increasing j (attention's scores q K^T with m = K^T, and its context P V with m = V).
 using f32_f32_vecmat_fn = void (*)(const float* p, size_t n, const float* m, size_t ldm,
                                    size_t cols, float* out);
+// Random Hadamard rotation of a row in place (the incoherence processing of QuIP# / QuaRot), n a
+// multiple of 128: x = x * signs (elementwise), then per block of 128 the fast Walsh-Hadamard
+// transform (stages h = 1, 2, 4, ..., 64: for i in the block with i & h == 0, (x[i], x[i + h]) =
+// (x[i] + x[i + h], x[i] - x[i + h])), then x = x * (1 / sqrt(128)). Orthogonal: applied to the
+// rows of W and of the inputs x, it leaves x W^T unchanged.
+using f32_f32_hadamard_fn = void (*)(float* x, size_t n, const float* signs);
+constexpr size_t kHadamardBlock = 128;
 
 struct KernelTable {
   const char* isa;
@@ -296,6 +303,7 @@ struct KernelTable {
   f32_f32_gelu_fn f32_f32_gelu;
   f32_f32_softmax_fn f32_f32_softmax;
   f32_f32_vecmat_fn f32_f32_vecmat;
+  f32_f32_hadamard_fn f32_f32_hadamard;
 };
 
 #define LOWBIT_DECLARE_QUANT_KERNELS(isa)                                                          \
@@ -337,7 +345,8 @@ struct KernelTable {
                                 float, float*);                                                   \
   void f32_f32_gelu__##isa(const float*, size_t, int, float*);                                    \
   void f32_f32_softmax__##isa(float*, size_t);                                                    \
-  void f32_f32_vecmat__##isa(const float*, size_t, const float*, size_t, size_t, float*);
+  void f32_f32_vecmat__##isa(const float*, size_t, const float*, size_t, size_t, float*);          \
+  void f32_f32_hadamard__##isa(float*, size_t, const float*);
 
 namespace kernels {
 LOWBIT_DECLARE_QUANT_KERNELS(scalar)

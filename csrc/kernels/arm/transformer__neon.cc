@@ -165,5 +165,28 @@ void f32_f32_vecmat__neon(const float* p, size_t n, const float* m, size_t ldm, 
   }
 }
 
+void f32_f32_hadamard__neon(float* x, size_t n, const float* signs) {
+  const uint32x4_t odd = {0, ~0u, 0, ~0u}, high = {0, 0, ~0u, ~0u};
+  for (size_t b = 0; b < n; b += kHadamardBlock) {
+    float32x4_t v[32];
+    for (int j = 0; j < 32; j++) {
+      // signs, then stages h = 1, 2 inside each vector: (u + w, u - w) with w the partner lane
+      float32x4_t a = vmulq_f32(vld1q_f32(x + b + 4 * j), vld1q_f32(signs + b + 4 * j));
+      float32x4_t t = vrev64q_f32(a);  // lanes 1 0 3 2
+      a = vbslq_f32(odd, vsubq_f32(t, a), vaddq_f32(a, t));
+      t = vextq_f32(a, a, 2);          // lanes 2 3 0 1
+      v[j] = vbslq_f32(high, vsubq_f32(t, a), vaddq_f32(a, t));
+    }
+    for (int h = 1; h < 32; h *= 2)  // stages h = 4 .. 64: whole vectors
+      for (int j = 0; j < 32; j++)
+        if ((j & h) == 0) {
+          const float32x4_t u = v[j], w = v[j + h];
+          v[j] = vaddq_f32(u, w);
+          v[j + h] = vsubq_f32(u, w);
+        }
+    for (int j = 0; j < 32; j++) vst1q_f32(x + b + 4 * j, vmulq_f32(v[j], dup(kInvSqrt128)));
+  }
+}
+
 }  // namespace kernels
 }  // namespace lowbit

@@ -97,5 +97,18 @@ void f32_f32_vecmat__scalar(const float* p, size_t n, const float* m, size_t ldm
   }
 }
 
+void f32_f32_hadamard__scalar(float* x, size_t n, const float* signs) {
+  for (size_t i = 0; i < n; i++) x[i] = x[i] * signs[i];
+  for (size_t b = 0; b < n; b += kHadamardBlock)
+    for (size_t h = 1; h < kHadamardBlock; h *= 2)
+      for (size_t i = b; i < b + kHadamardBlock; i++)
+        if ((i & h) == 0) {
+          const float u = x[i], v = x[i + h];
+          x[i] = u + v;
+          x[i + h] = u - v;
+        }
+  for (size_t i = 0; i < n; i++) x[i] = x[i] * kInvSqrt128;
+}
+
 }  // namespace kernels
 }  // namespace lowbit
