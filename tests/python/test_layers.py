@@ -20,7 +20,7 @@ LAYERS = [
     {"models"},                                                              # inference models
     {"deploy", "onnx_export"},                                               # export
     {"nn", "distill"},                                                       # learning
-    {"tools", "dask"},                                                       # CLI, reports, Dask
+    {"tools", "dask", "torch"},                                              # CLI, reports, Dask
 ]
 RANK = {name: r for r, names in enumerate(LAYERS) for name in names}
 EXEMPT = {"__init__", "__main__"}  # the package's public face re-exports every layer
