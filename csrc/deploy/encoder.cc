@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "byte_reader.h"
 #include "lowbit/model.h"  // crc32
 #include "lowbit/parallel.h"
 #include "lowbit/runtime.h"
@@ -250,28 +251,7 @@ struct Writer {
   void floats(const std::vector<float>& v) { raw(v.data(), v.size() * 4); }
 };
 
-struct Reader {
-  const uint8_t* p;
-  size_t left;
-  bool take(void* out, size_t n) {
-    if (n > left) return false;
-    std::memcpy(out, p, n);
-    p += n;
-    left -= n;
-    return true;
-  }
-  bool u32(size_t* v) {
-    uint32_t x;
-    if (!take(&x, 4)) return false;
-    *v = x;
-    return true;
-  }
-  bool floats(std::vector<float>* v, uint64_t n) {  // n in 64 bits: no wrap on 32-bit hosts
-    if (n > left / 4) return false;
-    v->resize(static_cast<size_t>(n));
-    return take(v->data(), 4 * n);
-  }
-};
+using Reader = ByteReader;
 
 void write_linear(Writer* w, const EncoderLinear& f) {
   const size_t K = f.in_features(), N = f.out_features();

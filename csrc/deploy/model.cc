@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "byte_reader.h"
 #include "lowbit/quant.h"
 
 namespace lowbit {
@@ -33,20 +34,7 @@ constexpr uint32_t kVersion = 2;  // reads 1 and 2
 constexpr uint32_t kLinear = 1, kRelu = 2, kCodebook = 3;
 constexpr uint32_t kMaxDim = 1u << 20;  // features per layer, at most
 
-// Bounds-checked little-endian reader.
-struct Reader {
-  const uint8_t* p;
-  size_t left;
-  bool take(void* out, size_t n) {
-    if (n > left) return false;
-    std::memcpy(out, p, n);
-    p += n;
-    left -= n;
-    return true;
-  }
-  bool u32(uint32_t* v) { return take(v, 4); }
-  bool f32(float* v) { return take(v, 4); }
-};
+using Reader = ByteReader;
 
 bool fail(std::string* error, const std::string& msg) {
   if (error) *error = msg;

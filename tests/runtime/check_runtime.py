@@ -78,6 +78,20 @@ def build_encoder(rng, gelu, rotate):
     return enc.with_linears(convert)
 
 
+def compare(exe, args, out, want, label, detail="") -> int:
+    """Runs lowbit_infer with args, compares the .npy it writes to `out` with `want` byte for
+    byte, prints the verdict; 1 on a failure, else 0."""
+    r = subprocess.run(exe + args, capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"{label}: runtime failed: {r.stderr.strip()}")
+        return 1
+    got = np.load(out, allow_pickle=False)
+    same = got.shape == want.shape and got.tobytes() == want.tobytes()
+    diff = np.abs(got - want).max() if got.shape == want.shape else "shape"
+    print(f"{label}: {'bit-exact' if same else 'DIFFERENT'} ({detail}max |diff| {diff})")
+    return 0 if same else 1
+
+
 def check_encoders(exe, rng, tmp) -> int:
     failures = 0
     for gelu, rotate in ((0, False), (1, True)):
@@ -92,17 +106,10 @@ def check_encoders(exe, rng, tmp) -> int:
             np.save(os.path.join(tmp, "ids.npy"), ids)
             np.save(os.path.join(tmp, "mask.npy"), mask)
             args = [path, os.path.join(tmp, "ids.npy"), os.path.join(tmp, "h.npy")]
-            r = subprocess.run(exe + args + ([os.path.join(tmp, "mask.npy")] if with_mask else []),
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"encoder gelu={gelu} mask={with_mask}: runtime failed: {r.stderr.strip()}")
-                failures += 1
-                continue
-            got = np.load(os.path.join(tmp, "h.npy"), allow_pickle=False)
             want = lowbit.deploy.runtime_reference(enc, (ids, mask if with_mask else None))
-            same = got.shape == want.shape and got.tobytes() == want.tobytes()
-            print(f"encoder gelu={gelu} mask={with_mask}: {'bit-exact' if same else 'DIFFERENT'}")
-            failures += not same
+            failures += compare(exe, args + ([os.path.join(tmp, "mask.npy")] if with_mask else []),
+                                os.path.join(tmp, "h.npy"), want,
+                                f"encoder gelu={gelu} rotate={rotate} mask={with_mask}")
     return failures
 
 
@@ -121,18 +128,9 @@ def main() -> int:
         for rows in (1, 7, 300):
             x = (rng.standard_normal((rows, 64)) * 2).astype(np.float32)
             np.save(os.path.join(tmp, "x.npy"), x)
-            r = subprocess.run(exe + [path, os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"rows={rows}: runtime failed: {r.stderr.strip()}")
-                failures += 1
-                continue
-            got = np.load(os.path.join(tmp, "y.npy"), allow_pickle=False)
-            want = lowbit.deploy.runtime_reference(model, x)
-            same = got.shape == want.shape and got.tobytes() == want.tobytes()
-            print(f"rows={rows}: {'bit-exact' if same else 'DIFFERENT'} ({size} byte model, "
-                  f"max |diff| {np.abs(got - want).max() if got.shape == want.shape else 'shape'})")
-            failures += not same
+            failures += compare(exe, [path, os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")],
+                                os.path.join(tmp, "y.npy"), lowbit.deploy.runtime_reference(model, x),
+                                f"rows={rows}", f"{size} byte model, ")
         failures += check_encoders(exe, rng, tmp)
     print(f"{7 - failures} passed, {failures} failed")
     return 1 if failures else 0
