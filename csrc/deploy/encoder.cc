@@ -65,7 +65,8 @@ bool EncoderLinear::forward(const float* x, size_t M, float* y, float* scratch) 
 }
 
 size_t Encoder::weight_bytes() const {
-  size_t n = (word_.size() + position_.size() + type_.size() + 2 * cfg_.hidden) * sizeof(float);
+  size_t n = (word_.size() + word_scale_.size() + position_.size() + type_.size() + 2 * cfg_.hidden) *
+                 sizeof(float) + word_q_.size();
   for (const EncoderLayer& L : layers_)
     n += L.qkv.nbytes() + L.out.nbytes() + L.ffn_in.nbytes() + L.ffn_out.nbytes() +
          4 * cfg_.hidden * sizeof(float);
@@ -75,10 +76,13 @@ size_t Encoder::weight_bytes() const {
 bool Encoder::build(const EncoderConfig& cfg, std::vector<float> word, std::vector<float> position,
                     std::vector<float> type, std::vector<float> ln_gamma,
                     std::vector<float> ln_beta, std::vector<EncoderLayer> layers,
-                    std::string* error) {
+                    std::string* error, std::vector<int8_t> word_codes,
+                    std::vector<float> word_scale) {
   *this = Encoder();
   cfg_ = cfg;
   word_ = std::move(word);
+  word_q_ = std::move(word_codes);
+  word_scale_ = std::move(word_scale);
   position_ = std::move(position);
   type_ = std::move(type);
   ln_gamma_ = std::move(ln_gamma);
@@ -99,10 +103,15 @@ bool Encoder::build_checked(std::string* error) {
     return fail(error, "bad encoder configuration (sizes, or hidden not a multiple of heads)");
   if (!(c.eps > 0.0f) || !std::isfinite(c.eps) || (c.gelu != 0 && c.gelu != 1))
     return fail(error, "bad encoder configuration (eps or gelu form)");
-  if (word_.size() != c.vocab * h || position_.size() != c.max_positions * h ||
+  const bool int8_words = word_.empty();
+  if ((int8_words ? word_q_.size() != c.vocab * h || word_scale_.size() != c.vocab
+                  : word_.size() != c.vocab * h || !word_q_.empty() || !word_scale_.empty()) ||
+      position_.size() != c.max_positions * h ||
       type_.size() != c.type_vocab * h || ln_gamma_.size() != h || ln_beta_.size() != h)
     return fail(error, "embedding tables do not match the configuration");
-  if (!all_finite(word_) || !all_finite(position_) || !all_finite(type_) ||
+  for (float v : word_scale_)
+    if (!(v >= 0.0f)) return fail(error, "bad word embedding scale");
+  if (!all_finite(word_) || !all_finite(word_scale_) || !all_finite(position_) || !all_finite(type_) ||
       !all_finite(ln_gamma_) || !all_finite(ln_beta_))
     return fail(error, "non-finite embedding or LayerNorm parameter");
   if (layers_.size() != c.layers) return fail(error, "layer count does not match the configuration");
@@ -204,11 +213,18 @@ bool Encoder::forward(const int32_t* ids, const int32_t* types, const size_t* st
   for (size_t s = 0; s < n_seqs; s++) {
     for_rows(start[s + 1] - start[s], [&](size_t pos) {
       const size_t i = start[s] + pos;
-      const float* w = word_.data() + static_cast<size_t>(ids[i]) * h;
+      const size_t id = static_cast<size_t>(ids[i]);
       const float* p = position_.data() + pos * h;
       const float* t = type_.data() + static_cast<size_t>(types ? types[i] : 0) * h;
       float* xi = x + i * h;
-      for (size_t k = 0; k < h; k++) xi[k] = (w[k] + t[k]) + p[k];
+      if (word_q_.empty()) {
+        const float* w = word_.data() + id * h;
+        for (size_t k = 0; k < h; k++) xi[k] = (w[k] + t[k]) + p[k];
+      } else {
+        const int8_t* q = word_q_.data() + id * h;
+        const float s = word_scale_[id];
+        for (size_t k = 0; k < h; k++) xi[k] = (static_cast<float>(q[k]) * s + t[k]) + p[k];
+      }
       kt.f32_f32_layernorm(xi, nullptr, h, ln_gamma_.data(), ln_beta_.data(), c.eps, xi);
     });
   }
@@ -346,7 +362,14 @@ std::vector<uint8_t> Encoder::save() const {
     w.u32(v);
   w.f32(c.eps);
   w.u32(static_cast<uint32_t>(c.gelu));
-  for (const auto* v : {&word_, &position_, &type_, &ln_gamma_, &ln_beta_}) w.floats(*v);
+  w.u32(word_q_.empty() ? 0 : 1);
+  if (word_q_.empty()) {
+    w.floats(word_);
+  } else {
+    w.floats(word_scale_);
+    w.raw(word_q_.data(), word_q_.size());
+  }
+  for (const auto* v : {&position_, &type_, &ln_gamma_, &ln_beta_}) w.floats(*v);
   for (const EncoderLayer& L : layers_) {
     write_linear(&w, L.qkv);
     write_linear(&w, L.out);
@@ -370,7 +393,7 @@ bool Encoder::load(const uint8_t* data, size_t size, std::string* error) {
     std::memcpy(&stored, data + size - 4, 4);
     if (crc32(data, size - 4) != stored) return fail(error, "checksum mismatch: corrupt or truncated file");
     Reader r{data + 4, size - 8};
-    size_t version, gelu;
+    size_t version, gelu, word_kind = 2;
     EncoderConfig c;
     r.u32(&version);
     if (version != kVersion)
@@ -379,6 +402,7 @@ bool Encoder::load(const uint8_t* data, size_t size, std::string* error) {
     r.u32(&c.heads), r.u32(&c.layers), r.u32(&c.intermediate);
     r.take(&c.eps, 4);
     r.u32(&gelu);
+    r.u32(&word_kind);
     c.gelu = gelu > 1 ? 2 : static_cast<int>(gelu);
     cfg_ = c;
     if (c.hidden == 0 || c.hidden > kMaxDim || c.vocab > (1u << 24) || c.max_positions > (1u << 20) ||
@@ -386,7 +410,14 @@ bool Encoder::load(const uint8_t* data, size_t size, std::string* error) {
       return fail(error, "bad encoder configuration");
     const size_t h = c.hidden;
     const uint64_t h64 = h;
-    if (!r.floats(&word_, c.vocab * h64) || !r.floats(&position_, c.max_positions * h64) ||
+    if (word_kind > 1) return fail(error, "bad word embedding kind");
+    bool words = word_kind == 0 ? r.floats(&word_, c.vocab * h64) : r.floats(&word_scale_, c.vocab);
+    if (words && word_kind == 1) {
+      if (c.vocab * h64 > r.left) return fail(error, "truncated embeddings");
+      word_q_.resize(static_cast<size_t>(c.vocab * h64));
+      words = r.take(word_q_.data(), word_q_.size());
+    }
+    if (!words || !r.floats(&position_, c.max_positions * h64) ||
         !r.floats(&type_, c.type_vocab * h64) || !r.floats(&ln_gamma_, h) || !r.floats(&ln_beta_, h))
       return fail(error, "truncated embeddings");
     layers_.resize(c.layers);

@@ -107,12 +107,25 @@ void register_encoder(py::module_& m) {
               L.ln2_beta = floats(t[7], h, "ln2_beta");
               ls.push_back(std::move(L));
             }
+            // word: float32 (vocab, hidden), or (int8 codes (vocab, hidden), float32 scales (vocab,))
+            std::vector<float> wf, ws;
+            std::vector<int8_t> wq;
+            if (py::isinstance<py::tuple>(word)) {
+              const auto t = py::cast<py::tuple>(word);
+              if (t.size() != 2) throw py::value_error("word must be an array or (codes, scales)");
+              const auto codes = py::cast<in_array<int8_t>>(t[0]);
+              py_arrays::require_size(codes, static_cast<py::ssize_t>(c.vocab * h), "word codes");
+              wq.assign(codes.data(), codes.data() + codes.size());
+              ws = floats(t[1], c.vocab, "word scales");
+            } else {
+              wf = floats(word, c.vocab * h, "word");
+            }
             auto e = std::make_unique<PyEncoder>();
             std::string err;
-            if (!e->enc.build(c, floats(word, c.vocab * h, "word"),
-                              floats(position, c.max_positions * h, "position"),
+            if (!e->enc.build(c, std::move(wf), floats(position, c.max_positions * h, "position"),
                               floats(type, c.type_vocab * h, "type"), floats(ln_gamma, h, "ln_gamma"),
-                              floats(ln_beta, h, "ln_beta"), std::move(ls), &err))
+                              floats(ln_beta, h, "ln_beta"), std::move(ls), &err, std::move(wq),
+                              std::move(ws)))
               throw py::value_error(err);
             return e;
           },

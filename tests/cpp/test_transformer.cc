@@ -162,8 +162,14 @@ bool tiny_encoder(std::mt19937& rng, int gelu, Encoder* e, std::string* err) {
     L.ln1_beta = gaussian(24, rng);
     L.ln2_beta = gaussian(24, rng);
   }
-  return e->build(c, gaussian(50 * 24, rng), gaussian(16 * 24, rng), gaussian(2 * 24, rng),
-                  std::vector<float>(24, 1.0f), gaussian(24, rng), std::move(layers), err);
+  if (gelu == 0)
+    return e->build(c, gaussian(50 * 24, rng), gaussian(16 * 24, rng), gaussian(2 * 24, rng),
+                    std::vector<float>(24, 1.0f), gaussian(24, rng), std::move(layers), err);
+  std::vector<int8_t> codes(50 * 24);  // the tanh form with int8 word embeddings
+  for (auto& v : codes) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  std::vector<float> scales(50, 0.01f);
+  return e->build(c, {}, gaussian(16 * 24, rng), gaussian(2 * 24, rng), std::vector<float>(24, 1.0f),
+                  gaussian(24, rng), std::move(layers), err, std::move(codes), std::move(scales));
 }
 
 }  // namespace

@@ -151,6 +151,21 @@ def test_quantized_encoder_runs_as_one_plan_close_to_float(folder, scheme, optio
         lowbit.set_num_threads(before)
 
 
+def test_word_embeddings_held_in_int8_or_float(folder):
+    path, _ = folder
+    enc = from_pretrained(path)
+    q8 = lowbit.quantize_model(enc, None, scheme="int8")
+    qf = lowbit.quantize_model(enc, None, scheme="int8", embeddings="float32")
+    assert isinstance(q8.embeddings["word"], lowbit.QTensor) and isinstance(qf.embeddings["word"], np.ndarray)
+    assert qf.nbytes - q8.nbytes > 0.6 * enc.embeddings["word"].nbytes
+    assert q8.plan().weight_bytes == q8.nbytes or abs(q8.plan().weight_bytes - q8.nbytes) < 0.02 * q8.nbytes
+    ids, mask = _inputs(np.random.default_rng(11))
+    a, b = q8(ids, mask), qf(ids, mask)
+    assert _cos(a[mask != 0], b[mask != 0]).min() > 0.999
+    assert _cos(q8._numpy_forward(ids.astype(np.int32), mask.astype(np.int32), None)[mask != 0],
+                a[mask != 0]).min() > 0.999
+
+
 def test_gptq_and_codebook_schemes(folder):
     path, _ = folder
     enc = from_pretrained(path)
@@ -236,6 +251,8 @@ def test_refusals(folder):
             model.encode(["no tokenizer here"])
     with pytest.raises(ValueError, match="scheme"):
         lowbit.quantize_model(enc, None, scheme="int3")
+    with pytest.raises(ValueError, match="embeddings"):
+        lowbit.quantize_model(enc, None, embeddings="int4")
     with pytest.raises(ValueError, match="quantized already"):
         lowbit.quantize_model(q, None)
     with pytest.raises(ValueError, match="config.json"):

@@ -12,10 +12,15 @@
 // context = P V; LayerNorm, GELU and softmax are the transformer kernels of lowbit/kernels.h.
 // A sequence with no valid key attends to all its tokens (as a -inf-free additive mask does).
 //
+// The word embeddings are float32, or int8 codes with one float32 scale per row (a token's
+// vector is scale * codes, computed in float32 as the embedding is gathered).
+//
 // File format (little-endian) "LBTE" | u32 version 1 | u32 vocab | u32 max_positions | u32
 // type_vocab | u32 hidden | u32 heads | u32 layers | u32 intermediate | f32 eps | u32 gelu (0 erf, 1
-// tanh) | f32 word[vocab * hidden] | f32 position[max_positions * hidden] | f32 type[type_vocab *
-// hidden] | f32 ln_gamma[hidden] | f32 ln_beta[hidden] | per layer: linear qkv (N = 3 hidden),
+// tanh) | u32 word kind (0 float32, 1 int8 per row) | kind 0: f32 word[vocab * hidden], kind 1:
+// f32 word_scale[vocab] | i8 word_codes[vocab * hidden] | f32 position[max_positions * hidden] |
+// f32 type[type_vocab * hidden] | f32 ln_gamma[hidden] | f32 ln_beta[hidden] | per layer: linear
+// qkv (N = 3 hidden),
 // linear out (hidden), f32 ln1_gamma, ln1_beta [hidden], linear ffn_in (intermediate), linear
 // ffn_out (hidden), f32 ln2_gamma, ln2_beta [hidden] | u32 CRC-32 (zlib's) of every byte before it.
 //   linear = u32 kind (1 int8, 4 int4) | u32 K | u32 N | u32 flags (1: bias, 4: 7-bit activations,
@@ -68,10 +73,13 @@ struct EncoderLayer {
 class Encoder {
  public:
   // Checks every shape against cfg and takes the weights (the embedding tables are row-major
-  // (rows, hidden)). Returns false with a message in *error if anything does not fit. Never throws.
+  // (rows, hidden)). The word embeddings are `word` (float32), or, when `word` is empty,
+  // word_codes (int8, vocab x hidden) with word_scale (vocab). Returns false with a message in
+  // *error if anything does not fit. Never throws.
   bool build(const EncoderConfig& cfg, std::vector<float> word, std::vector<float> position,
              std::vector<float> type, std::vector<float> ln_gamma, std::vector<float> ln_beta,
-             std::vector<EncoderLayer> layers, std::string* error);
+             std::vector<EncoderLayer> layers, std::string* error,
+             std::vector<int8_t> word_codes = {}, std::vector<float> word_scale = {});
   // Parses a file ("LBTE", above); false with a message for anything that is not a complete,
   // uncorrupted file. Never throws.
   bool load(const uint8_t* data, size_t size, std::string* error);
@@ -96,6 +104,8 @@ class Encoder {
   void attention(const size_t* start, size_t n_seqs, const uint8_t* key_valid);
   EncoderConfig cfg_;
   std::vector<float> word_, position_, type_, ln_gamma_, ln_beta_;
+  std::vector<int8_t> word_q_;      // int8 word embeddings (word_ empty then) ...
+  std::vector<float> word_scale_;   // ... and their row scales
   std::vector<EncoderLayer> layers_;
   // activations, grown to the largest call: qkv (n x 3h), ctx (n x h), tmp (n x h), ffn (n x f)
   std::vector<float> qkv_, ctx_, tmp_, ffn_, rot_;  // rot_: rotated inputs (n x intermediate)
