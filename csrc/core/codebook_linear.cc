@@ -68,6 +68,31 @@ CodebookLinearPlan::CodebookLinearPlan(const float* centroids, size_t k, size_t 
     else
       codes16_.assign(static_cast<const uint16_t*>(codes), static_cast<const uint16_t*>(codes) + out * groups);
   }
+  tw_ = nibbles_ ? 16 : std::max<size_t>(k, 16) * dim;
+  if (bias) bias_.assign(bias, bias + out);
+}
+
+CodebookLinearPlan::CodebookLinearPlan(PerRow, const int16_t* qtables, const float* scales,
+                                       size_t k, const uint8_t* codes, size_t out, size_t in,
+                                       const float* bias, bool precise)
+    : in_(in), out_(out), kp_((in + 63) / 64 * 64), dim_(1), k_(k), nibbles_(k <= 16),
+      precise_(precise || !nibbles_), per_row_(true), tw_(k <= 16 ? 16 : k) {
+  row_scales_.assign(scales, scales + out);
+  if (nibbles_ && !precise_) {
+    qc8_.assign(out * 16, 0);
+    for (size_t o = 0; o < out; o++)
+      for (size_t e = 0; e < k; e++) qc8_[o * 16 + e] = static_cast<int8_t>(qtables[o * k + e]);
+  } else {
+    qc_.assign(out * tw_, 0);
+    for (size_t o = 0; o < out; o++)
+      for (size_t e = 0; e < k; e++) qc_[o * tw_ + e] = qtables[o * k + e];
+  }
+  if (nibbles_) {
+    packed_.assign(out * kp_ / 2, 0);
+    for (size_t o = 0; o < out; o++) pack_cb4_row(codes + o * in, in, kp_, &packed_[o * kp_ / 2]);
+  } else {
+    codes8_.assign(codes, codes + out * in);
+  }
   if (bias) bias_.assign(bias, bias + out);
 }
 
@@ -95,12 +120,38 @@ void CodebookLinearPlan::codes(void* out) const {
 
 size_t CodebookLinearPlan::nbytes() const {
   return packed_.size() + codes8_.size() + codes16_.size() * 2 + qc8_.size() + qc_.size() * 2 +
-         sizeof(float) + bias_.size() * sizeof(float);
+         (per_row_ ? row_scales_.size() : 1) * sizeof(float) + bias_.size() * sizeof(float) +
+         (sp_ptr_.size() + sp_col_.size()) * sizeof(int32_t) +
+         (sp_val_.size() + sp_delta_.size()) * sizeof(float);
+}
+
+void CodebookLinearPlan::set_outliers(const int32_t* indptr, const int32_t* cols,
+                                      const float* values, size_t nnz) {
+  sp_ptr_.assign(indptr, indptr + out_ + 1);
+  sp_col_.assign(cols, cols + nnz);
+  sp_val_.assign(values, values + nnz);
+  sp_delta_.resize(nnz);  // what each outlier adds to the dense product
+  for (size_t o = 0; o < out_; o++)
+    for (int32_t j = sp_ptr_[o]; j < sp_ptr_[o + 1]; j++)
+      sp_delta_[j] = sp_val_[j] - dense_weight(o, static_cast<size_t>(sp_col_[j]));
+}
+
+float CodebookLinearPlan::dense_weight(size_t row, size_t col) const {
+  size_t code;
+  if (nibbles_) {
+    const size_t u = col / 64, w = col % 64;
+    code = (packed_[row * kp_ / 2 + u * 32 + w % 32] >> (4 * (w / 32))) & 15;
+  } else {
+    code = codes16_.empty() ? codes8_[row * in_ + col] : codes16_[row * in_ + col];
+  }
+  const size_t t = (per_row_ ? row * tw_ : 0) + code;
+  const float q = qc8_.empty() ? static_cast<float>(qc_[t]) : static_cast<float>(qc8_[t]);
+  return q * (per_row_ ? row_scales_[row] : w_scale_);
 }
 
 template <typename Code>
-void CodebookLinearPlan::decode_row(const Code* codes, size_t groups, int16_t* dst) const {
-  const int16_t* q = qc_.data();
+void CodebookLinearPlan::decode_row(const Code* codes, size_t groups, const int16_t* q,
+                                    int16_t* dst) const {
   switch (dim_) {
     case 1:
       for (size_t g = 0; g < groups; g++) dst[g] = q[codes[g]];
@@ -141,6 +192,8 @@ bool CodebookLinearPlan::forward(const float* x, size_t M, float* y, Workspace* 
     ws->x16.resize(M * kp_);
   }
   if (ws->xs.size() < M) ws->xs.resize(M);
+  const bool sparse = !sp_val_.empty();
+  const float* delta = sp_delta_.data();
   const size_t tile = nibbles_ ? 0 : chunk * kp_;
   if (ws->tiles.size() < workers * tile) ws->tiles.resize(workers * tile);
   ws->quantized.reset(grid.mblocks);
@@ -180,7 +233,15 @@ bool CodebookLinearPlan::forward(const float* x, size_t M, float* y, Workspace* 
       const double s = static_cast<double>(xs[r + i]) * wsc;
       float* yr = y + (r + i) * out_ + c;
       for (size_t j = 0; j < cn; j++) {
-        float v = static_cast<float>(static_cast<double>(acc[i * cn + j]) * s);
+        // per_row_: the scale of output row c + j (the product in the same order as above)
+        const double sj = per_row_ ? static_cast<double>(xs[r + i]) * row_scales_[c + j] : s;
+        double d = static_cast<double>(acc[i * cn + j]) * sj;
+        if (sparse) {
+          const float* xr = x + (r + i) * in_;
+          for (int32_t t = sp_ptr_[c + j]; t < sp_ptr_[c + j + 1]; t++)
+            d += static_cast<double>(xr[sp_col_[t]]) * delta[t];
+        }
+        float v = static_cast<float>(d);
         if (!bias_.empty()) v += bias_[c + j];
         yr[j] = v;
       }
@@ -199,17 +260,28 @@ bool CodebookLinearPlan::forward(const float* x, size_t M, float* y, Workspace* 
       if (!nibbles_) {  // decode this chunk's weight rows to int16, zero padded to kp
         for (size_t o = 0; o < cn; o++) {
           int16_t* dst = tile_buf + o * kp_;
+          const int16_t* table = qc_.data() + (per_row_ ? (c + o) * tw_ : 0);
           if (codes8_.empty())
-            decode_row(codes16_.data() + (c + o) * groups, groups, dst);
+            decode_row(codes16_.data() + (c + o) * groups, groups, table, dst);
           else
-            decode_row(codes8_.data() + (c + o) * groups, groups, dst);
+            decode_row(codes8_.data() + (c + o) * groups, groups, table, dst);
           std::fill(dst + in_, dst + kp_, int16_t{0});
         }
       }
       for (size_t r = m0; r < m1; r += kStrip) {
         const size_t rn = std::min(kStrip, m1 - r);
         int64_t acc[kStrip * kMaxChunk];
-        if (nibbles_ && int8_path)
+        if (nibbles_ && per_row_) {  // one call per output row, with that row's own table
+          for (size_t o = 0; o < cn; o++) {
+            const uint8_t* wr = packed_.data() + (c + o) * kp_ / 2;
+            if (int8_path)
+              kt.s8cb4_s64_gemm(rn, 1, kp_, x8 + r * kp_, kp_, wr, kp_ / 2,
+                                qc8_.data() + (c + o) * 16, acc + o, cn);
+            else
+              kt.s16cb4_s64_gemm(rn, 1, kp_, x16 + r * kp_, kp_, wr, kp_ / 2,
+                                 qc_.data() + (c + o) * 16, acc + o, cn);
+          }
+        } else if (nibbles_ && int8_path)
           kt.s8cb4_s64_gemm(rn, cn, kp_, x8 + r * kp_, kp_, packed_.data() + c * kp_ / 2, kp_ / 2,
                             qc8_.data(), acc, cn);
         else if (nibbles_)

@@ -9,6 +9,7 @@
 
 #include "arrays.h"
 #include "lowbit/codebook_linear.h"
+#include "lowbit/kernels.h"
 #include "lowbit/kmeans.h"
 
 namespace lowbit {
@@ -188,6 +189,44 @@ std::shared_ptr<CodebookLinearPlan> make_plan(const in_array<float>& centroids, 
   return std::make_shared<CodebookLinearPlan>(c, k, dim, cp, out, in, bp, precise);
 }
 
+// Per-row tables (CodebookLinear(per_row=True)): qtables (out, k) int16, already quantized
+// (|q| <= 127 for the int8 4-bit path, else kCbMaxQ), scales (out,) finite, codes
+// out * in uint8 below k.
+std::shared_ptr<CodebookLinearPlan> make_per_row_plan(const in_array<int16_t>& qtables,
+                                                      const in_array<float>& scales,
+                                                      const in_array<uint8_t>& codes, size_t out,
+                                                      size_t in,
+                                                      const std::optional<in_array<float>>& bias,
+                                                      bool precise) {
+  py_arrays::require_ndim(qtables, 2, "qtables");
+  const size_t k = qtables.shape(1);
+  if (k < 2 || k > 256) throw py::value_error("per-row tables must have 2..256 entries");
+  if (out == 0 || in == 0 || static_cast<size_t>(qtables.shape(0)) != out)
+    throw py::value_error("qtables must have out_features rows");
+  py_arrays::require_size(scales, static_cast<py::ssize_t>(out), "scales");
+  if (static_cast<size_t>(codes.size()) != out * in)
+    throw py::value_error("codes must hold out_features * in_features codes");
+  const int qmax = (k <= 16 && !precise) ? 127 : kCbMaxQ;
+  const int16_t* q = qtables.data();
+  for (size_t i = 0; i < out * k; i++)
+    if (q[i] > qmax || q[i] < -qmax)
+      throw py::value_error("qtables entries must be within +-" + std::to_string(qmax));
+  for (size_t i = 0; i < out; i++)
+    if (!std::isfinite(scales.data()[i])) throw py::value_error("scales must be finite");
+  if (max_code(codes.data(), out * in) >= k)
+    throw py::value_error("codes must be smaller than k=" + std::to_string(k));
+  const float* bp = nullptr;
+  if (bias) {
+    py_arrays::require_size(*bias, static_cast<py::ssize_t>(out), "bias");
+    bp = bias->data();
+  }
+  const float* sp = scales.data();
+  const uint8_t* cp = codes.data();
+  py::gil_scoped_release release;
+  return std::make_shared<CodebookLinearPlan>(CodebookLinearPlan::PerRow{}, q, sp, k, cp, out, in,
+                                              bp, precise);
+}
+
 }  // namespace
 
 void register_kmeans(py::module_& m) {
@@ -206,6 +245,43 @@ void register_kmeans(py::module_& m) {
       m, "CodebookLinearPlan", "a codebook weight prepared for the codebook GEMM kernels")
       .def(py::init(&make_plan), py::arg("centroids"), py::arg("codes"), py::arg("out_features"),
            py::arg("in_features"), py::arg("bias") = py::none(), py::arg("precise") = false)
+      .def_static("make_per_row", &make_per_row_plan, py::arg("qtables"), py::arg("scales"),
+                  py::arg("codes"), py::arg("out_features"), py::arg("in_features"),
+                  py::arg("bias") = py::none(), py::arg("precise") = false,
+                  "a plan with one quantized table and one scale per output row")
+      // Outliers: CSR by output row (checked here: the forward indexes with them).
+      .def("set_outliers", [](CodebookLinearPlan& p, const in_array<int32_t>& indptr,
+                              const in_array<int32_t>& cols, const in_array<float>& values) {
+        const size_t out = p.out_features(), nnz = static_cast<size_t>(values.size());
+        if (p.dim() != 1) throw py::value_error("outliers need dim 1");
+        py_arrays::require_size(indptr, static_cast<py::ssize_t>(out + 1), "indptr");
+        py_arrays::require_size(cols, static_cast<py::ssize_t>(nnz), "indices");
+        const int32_t* ip = indptr.data();
+        if (ip[0] != 0 || static_cast<size_t>(ip[out]) != nnz)
+          throw py::value_error("indptr must run from 0 to the number of values");
+        for (size_t o = 0; o < out; o++)
+          if (ip[o + 1] < ip[o]) throw py::value_error("indptr must not decrease");
+        for (size_t j = 0; j < nnz; j++) {
+          if (cols.data()[j] < 0 || static_cast<size_t>(cols.data()[j]) >= p.in_features())
+            throw py::value_error("indices must be in 0..in_features-1");
+          if (!std::isfinite(values.data()[j])) throw py::value_error("values must be finite");
+        }
+        p.set_outliers(ip, cols.data(), values.data(), nnz);
+      }, py::arg("indptr"), py::arg("indices"), py::arg("values"))
+      .def_property_readonly("outliers", [](const CodebookLinearPlan& p) {
+        const auto& a = p.outlier_indptr();
+        const auto& b = p.outlier_cols();
+        const auto& v = p.outlier_values();
+        return py::make_tuple(py::array_t<int32_t>(static_cast<py::ssize_t>(a.size()), a.data()),
+                              py::array_t<int32_t>(static_cast<py::ssize_t>(b.size()), b.data()),
+                              py::array_t<float>(static_cast<py::ssize_t>(v.size()), v.data()));
+      }, "(indptr, indices, values) of the outliers (empty arrays when none)")
+      .def_property_readonly("per_row", &CodebookLinearPlan::per_row)
+      .def_property_readonly("table_width", &CodebookLinearPlan::table_width)
+      .def_property_readonly("row_scales", [](const CodebookLinearPlan& p) {
+        const std::vector<float>& s = p.row_scales();
+        return py::array_t<float>(static_cast<py::ssize_t>(s.size()), s.data());
+      })
       .def_property_readonly("in_features", &CodebookLinearPlan::in_features)
       .def_property_readonly("out_features", &CodebookLinearPlan::out_features)
       .def_property_readonly("nbytes", &CodebookLinearPlan::nbytes)

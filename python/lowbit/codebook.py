@@ -18,7 +18,8 @@ import math
 import numpy as np
 
 from . import _core
-from ._checks import as_bias, as_bool, as_float32, as_int, as_shape, as_weight, check_finite
+from ._checks import (as_bias, as_bool, as_float32, as_int, as_number, as_shape, as_weight,
+                      check_finite)
 
 __all__ = ["Codebook", "kmeans", "ProductCodes", "product_quantize", "CodebookLinear",
            "compression_ratio"]
@@ -497,6 +498,97 @@ def product_quantize(x, m, *, bits=8, iters=25, seed=0, max_points_per_centroid=
     return ProductCodes(r["centroids"], codes, a.shape, bits, inertia=r["inertia"])
 
 
+def _moments(calibration, in_features: int) -> np.ndarray:
+    """E[x_k^2] of each input channel over the calibration rows (float64, in_features)."""
+    a = as_float32(calibration, "calibration")
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != in_features:
+        raise ValueError(f"calibration must have shape (n, {in_features}) with n > 0, got {a.shape}")
+    check_finite(a, "calibration")
+    return np.mean(np.square(a, dtype=np.float64), axis=0)
+
+
+def _split_outliers(w: np.ndarray, m, fraction: float):
+    """The mask of weights to cluster and the CSR (indptr, indices, values) of the
+    floor(fraction * size) weights of largest |w| * sqrt(m) (ties: the first in row-major order)."""
+    score = np.abs(w.astype(np.float64))
+    if m is not None:
+        score *= np.sqrt(m)[None]
+    n = int(math.floor(fraction * w.size))
+    keep = np.ones(w.shape, bool)
+    if n == 0:
+        return keep, None
+    idx = np.sort(np.argsort(-score.reshape(-1), kind="stable")[:n])
+    rows, cols = np.divmod(idx, w.shape[1])
+    keep.reshape(-1)[idx] = False
+    indptr = np.zeros(w.shape[0] + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=w.shape[0]), out=indptr[1:])
+    return keep, (indptr, cols.astype(np.int32), w.reshape(-1)[idx].astype(np.float32))
+
+
+def _weighted_lloyd(x: np.ndarray, wt: np.ndarray, c: np.ndarray, iters: int) -> np.ndarray:
+    """Weighted 1-D Lloyd on every row of x (R, n) with per-value weights wt from the sorted
+    centroids c (R, k): exact prefix sums over the sorted values, float64; a centroid without
+    weight stays where it is."""
+    R, n = x.shape
+    order = np.argsort(x, axis=1, kind="stable")
+    xs = np.take_along_axis(x, order, 1).astype(np.float64)
+    ws = np.take_along_axis(wt, order, 1).astype(np.float64)
+    zero = np.zeros((R, 1))
+    cw = np.concatenate([zero, np.cumsum(ws, 1)], 1)
+    cx = np.concatenate([zero, np.cumsum(ws * xs, 1)], 1)
+    c = c.astype(np.float64)
+    ends = (np.zeros((R, 1), np.int64), np.full((R, 1), n, np.int64))
+    for _ in range(iters):
+        t = (c[:, 1:] + c[:, :-1]) / 2
+        b = np.concatenate([ends[0], np.stack([np.searchsorted(xs[r], t[r]) for r in range(R)]),
+                            ends[1]], 1)
+        sw = np.diff(np.take_along_axis(cw, b, 1), axis=1)
+        sx = np.diff(np.take_along_axis(cx, b, 1), axis=1)
+        new = np.sort(np.where(sw > 0, sx / np.where(sw > 0, sw, 1.0), c), axis=1)
+        if np.array_equal(new, c):
+            break
+        c = new
+    return c.astype(np.float32)
+
+
+def _cluster_rows(w, keep, sens, k, iters, init, seed) -> np.ndarray:
+    """Sorted (R, k) float32 centroids of each row of w (R, n): lowbit's 1-D k-means of the
+    row's kept values (all its distinct values when it has at most k), then, with sens, weighted
+    Lloyd steps (weights sens, 0 for values not kept)."""
+    R = w.shape[0]
+    cents = np.zeros((R, k), np.float32)
+    code = _INITS[init]
+    for r in range(R):
+        v = np.ascontiguousarray(w[r][keep[r]])
+        u = np.unique(v)
+        if u.size <= k:
+            if u.size:
+                cents[r, :u.size], cents[r, u.size:] = u, u[-1]
+        else:
+            cents[r] = np.sort(_core.kmeans(v, 1, k, iters, code, seed, 0)["centroids"][:, 0])
+    if sens is not None:
+        cents = _weighted_lloyd(w, np.where(keep, sens, 0.0), cents, iters)
+    return cents
+
+
+def _nearest(w: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """Code of the nearest entry of each row's sorted table (R, k) for every value of w (R, n)."""
+    codes = np.empty(w.shape, np.uint8 if tables.shape[1] <= 256 else np.uint16)
+    mids = (tables[:, 1:].astype(np.float64) + tables[:, :-1]) / 2
+    for r in range(w.shape[0]):
+        codes[r] = np.searchsorted(mids[r], w[r], side="right")
+    return codes
+
+
+def _quantize_tables(cents: np.ndarray, qmax: int):
+    """Per-row symmetric quantization of the tables (as the plan does the shared one):
+    scale max|c| / qmax (1 for zeros), entries round-half-even(c / scale)."""
+    mx = np.abs(cents).max(1)
+    scales = np.where(mx > 0, mx / np.float32(qmax), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(cents / scales[:, None]), -qmax, qmax).astype(np.int16)
+    return q, scales
+
+
 class CodebookLinear:
     """A float linear layer y = x W^T + b whose weight is a k-means codebook.
 
@@ -536,6 +628,29 @@ class CodebookLinear:
         fastest. ``"int16"``: 13 bits, within about 1e-4 of it, e.g. to run a fine-tuned
         shared-weight model faithfully. The decoded-tile path (k > 16 or dim > 1) is always
         13-bit.
+    per_row : bool, default False
+        One codebook of ``k`` centroids (2..256) per output row, clustered per row (1-D
+        k-means), each row's table quantized with its own scale: rows of very different scales
+        each get centroids of their own. The 4-bit path (``k <= 16``) runs the lookup kernel once
+        per output row with that row's table; held: the 4-bit codes, a table (int8, or int16 for
+        ``activations="int16"`` and ``k > 16``) and a float32 scale per row. ``dim`` must be 1.
+    calibration : array_like of float, shape (n, in_features), optional
+        The layer's inputs on calibration data (never the data you evaluate on). Each weight
+        ``w[o, i]`` then counts in the clustering with the weight ``E[x_i^2]``, the second
+        moment of its input channel over the ``n`` rows (SqueezeLLM's sensitivity weighting: the
+        diagonal approximation of the Fisher / Hessian of the layer's output error, since
+        ``E[(x (w - q))^2] = sum_i E[x_i^2] (w_i - q_i)^2`` for uncorrelated channels): lowbit's
+        1-D k-means first, then weighted Lloyd steps (at most ``iters``) from its centroids. A
+        channel that is always 0 weighs nothing. ``dim`` must be 1.
+    outliers : float, default 0.0
+        In [0, 1): the fraction ``f`` of weights kept exactly (``floor(f * size)`` of them):
+        those of largest ``|w[o, i]| * sqrt(E[x_i^2])`` (``|w|`` without ``calibration``), held as
+        float32 in a sparse side matrix (CSR by output row: float32 values, int32 column indices,
+        ``out_features + 1`` int32 row pointers, and per outlier the float32 difference from the
+        dense weight there that the forward adds, all counted in ``nbytes``) and left out of the
+        clustering. The forward adds their exact contribution (``x @ S^T``, in double, minus what
+        the dense codes give at those positions, which hold each row's entry nearest zero);
+        :meth:`weight` equals the original weight there. ``dim`` must be 1.
 
     Attributes
     ----------
@@ -547,23 +662,64 @@ class CodebookLinear:
         float32 ``(out_features,)``, or None.
     activations : str
         ``"int8"`` or ``"int16"``.
+    per_row : bool
+        Whether every output row has its own codebook.
+    outliers : float
+        The fraction of weights held exactly in the sparse side matrix (0.0: none).
+    calibrated : bool
+        Whether the clustering was weighted by calibration statistics.
 
     Raises
     ------
     TypeError
-        If ``weight`` or ``bias`` is not a floating-point array, or an argument has the wrong
-        type.
+        If ``weight``, ``bias`` or ``calibration`` is not a floating-point array, or an
+        argument has the wrong type.
     ValueError
         If ``weight`` is not a non-empty finite 2-D array, ``bias`` does not have shape
-        ``(out_features,)``, ``activations`` or ``init`` is unknown, or the clustering
-        refuses its arguments (see :func:`kmeans`).
+        ``(out_features,)``, ``activations`` or ``init`` is unknown, the clustering
+        refuses its arguments (see :func:`kmeans`), ``calibration`` is not ``(n,
+        in_features)`` with ``n > 0`` or holds NaN/Inf, ``outliers`` is not in [0, 1), ``k``
+        is above 256 with ``per_row``, or ``dim`` is not 1 with ``per_row``, ``calibration`` or
+        ``outliers``.
+
+    Notes
+    -----
+    :func:`lowbit.export_runtime` and :func:`lowbit.export_onnx` refuse layers with
+    ``per_row=True`` or outliers (not implemented); ``lowbit.save`` / ``lowbit.load`` and pickle
+    keep them. Results are the same for every thread count and kernel set.
     """
 
     def __init__(self, weight, bias=None, *, k=16, dim=1, seed=0, iters=25, init="auto",
-                 activations="int8"):
+                 activations="int8", per_row=False, calibration=None, outliers=0.0):
         w = as_weight(weight)
         activations = _check_activations(activations)
-        self._setup(kmeans(w, k, dim=dim, iters=iters, init=init, seed=seed), bias, activations)
+        per_row = as_bool(per_row, "per_row")
+        fraction = as_number(outliers, "outliers", 0.0, 1.0, hi_open=True)
+        m = None if calibration is None else _moments(calibration, w.shape[1])
+        if not (per_row or m is not None or fraction > 0):
+            self._setup(kmeans(w, k, dim=dim, iters=iters, init=init, seed=seed), bias, activations)
+            return
+        if as_int(dim, "dim", 1, 2**31) != 1:
+            raise ValueError(f"dim must be 1 with per_row, calibration or outliers, got dim={dim}")
+        k = as_int(k, "k", 2, 256 if per_row else _MAX_K)
+        iters, seed = as_int(iters, "iters", 1, 10**6), _as_seed(seed)
+        _check_init(init)
+        keep, sparse = _split_outliers(w, m, fraction)
+        sens = None if m is None else np.broadcast_to(m, w.shape)
+        if per_row:
+            cents = _cluster_rows(w, keep, sens, k, iters, init, seed)
+            qt, scales = _quantize_tables(cents, 127 if k <= 16 and activations == "int8" else 4095)
+            codes = _nearest(w, qt * scales[:, None])
+            codes[~keep] = np.abs(qt).argmin(1)[np.nonzero(~keep)[0]]  # nearest zero: see Notes
+            self._setup_rows(qt, scales, codes, bias, activations, sparse)
+        else:
+            flat = (lambda a: None if a is None else a.reshape(1, -1))
+            cents = _cluster_rows(flat(w), flat(keep), flat(sens), k, iters, init, seed)
+            codes = _nearest(flat(w), cents).reshape(w.shape)
+            codes[~keep] = np.abs(cents[0]).argmin()
+            packed = _pack_nibbles(codes) if k <= 16 else codes
+            self._setup(Codebook(cents[0], packed, w.shape), bias, activations, sparse)
+        self.calibrated = m is not None
 
     @classmethod
     def from_codebook(cls, codebook: Codebook, bias=None, *, activations="int8") -> "CodebookLinear":
@@ -603,22 +759,61 @@ class CodebookLinear:
         layer._setup(codebook, bias, activations)
         return layer
 
-    def _setup(self, codebook: Codebook, bias, activations: str) -> None:
+    def _setup(self, codebook: Codebook, bias, activations: str, sparse=None) -> None:
         # The plan (codes in the kernels' layout) is the only copy of the codes kept; `codebook`
         # is rebuilt from it on request, so the layer's resident weight bytes are `nbytes`.
         self._centroids, self._shape = codebook.centroids, codebook.shape
         self._history, self._inertia = codebook.history, codebook.inertia
-        self.activations = activations
+        self.activations, self.per_row, self.outliers, self.calibrated = activations, False, 0.0, False
         self.out_features, self.in_features = (int(s) for s in codebook.shape)
         self.bias = as_bias(bias, self.out_features)
         codes = np.ascontiguousarray(codebook.codes().reshape(-1))
         self._plan = _core.CodebookLinearPlan(codebook.centroids, codes, self.out_features,
                                               self.in_features, self.bias,
                                               activations == "int16")
+        self._set_sparse(sparse)
+
+    def _setup_rows(self, qtables, scales, codes, bias, activations: str, sparse) -> None:
+        # per_row: the plan holds the quantized tables, the scales and the codes; nothing else is kept.
+        self.activations, self.per_row, self.outliers, self.calibrated = activations, True, 0.0, False
+        self.out_features, self.in_features = (int(s) for s in codes.shape)
+        self._shape, self._k = (self.out_features, self.in_features), int(qtables.shape[1])
+        self.bias = as_bias(bias, self.out_features)
+        self._plan = _core.CodebookLinearPlan.make_per_row(
+            qtables, scales, np.ascontiguousarray(codes.reshape(-1)), self.out_features,
+            self.in_features, self.bias, activations == "int16")
+        self._set_sparse(sparse)
+
+    def _set_sparse(self, sparse) -> None:
+        if sparse is not None and sparse[2].size:
+            self._plan.set_outliers(*sparse)
+            self.outliers = sparse[2].size / (self.out_features * self.in_features)
+
+    @property
+    def sparse(self):
+        """The outliers kept exactly, in CSR by output row: ``(indptr, indices, values)``,
+        int32 ``(out_features + 1,)``, int32 ``(nnz,)`` and float32 ``(nnz,)`` (new arrays;
+        empty when there are none)."""
+        return self._plan.outliers
+
+    @property
+    def centroids(self) -> np.ndarray:
+        """The centroids as the forward uses them: per_row, float32 ``(out_features, k)``, each
+        row's table entries times its scale (the weight of code ``j`` in row ``o`` is
+        ``centroids[o, j]``); otherwise the codebook's float32 ``(k, dim)``."""
+        if not self.per_row:
+            return self._centroids
+        q = self._plan.qcentroids.reshape(self.out_features, -1)[:, :self.k]
+        return (q * self._plan.row_scales[:, None]).astype(np.float32)
 
     @property
     def codebook(self) -> Codebook:
-        """The layer's Codebook (centroids, indices, history), rebuilt from the plan on each access."""
+        """The layer's Codebook (centroids, indices, history), rebuilt from the plan on each
+        access. A per_row layer has one codebook per row and raises ValueError (see
+        :attr:`centroids` and :meth:`weight`)."""
+        if self.per_row:
+            raise ValueError("a per_row CodebookLinear has one codebook per output row, not one "
+                             "Codebook (see centroids and weight())")
         codes = self._plan.codes()
         bits = _index_bits(self._centroids.shape[0])
         if bits == 4:
@@ -629,18 +824,20 @@ class CodebookLinear:
 
     @property
     def k(self) -> int:
-        """Number of centroids of the codebook."""
-        return int(self._centroids.shape[0])
+        """Number of centroids of the codebook (of each row's table, per_row)."""
+        return int(self._k) if self.per_row else int(self._centroids.shape[0])
 
     @property
     def dim(self) -> int:
         """Weights per centroid (1: scalar weight sharing)."""
-        return int(self._centroids.shape[1])
+        return 1 if self.per_row else int(self._centroids.shape[1])
 
     @property
     def nbytes(self) -> int:
         """Bytes the forward uses: weight codes (4-bit packed when k <= 16 and dim == 1) +
-        quantized centroids (int8 / int16) + scale + bias."""
+        quantized centroids (int8 / int16; per_row, a table and a float32 scale per row) + scale
+        + bias + outliers (float32 values, int32 column indices and out_features + 1 int32 row
+        pointers)."""
         return int(self._plan.nbytes)
 
     def weight(self) -> np.ndarray:
@@ -651,7 +848,15 @@ class CodebookLinear:
         numpy.ndarray
             The decoded float32 weight ``(out_features, in_features)``.
         """
-        return self.codebook.decode()
+        if self.per_row:
+            c = self._plan.codes().reshape(self._shape)
+            w = np.take_along_axis(self.centroids, c.astype(np.intp), 1)
+        else:
+            w = self.codebook.decode()
+        indptr, cols, values = self.sparse
+        if values.size:
+            w[np.repeat(np.arange(self.out_features), np.diff(indptr)), cols] = values
+        return w
 
     def __call__(self, x, *, relu=False) -> np.ndarray:
         """Apply the layer.
@@ -685,8 +890,12 @@ class CodebookLinear:
         return y.reshape(lead + (self.out_features,))
 
     def __repr__(self) -> str:
+        extra = (", per_row=True" if self.per_row else "") + \
+            (", calibrated=True" if self.calibrated else "") + \
+            (f", outliers={self.sparse[2].size}" if self.outliers else "")
         return (f"CodebookLinear(in_features={self.in_features}, out_features={self.out_features}, "
-                f"k={self.k}, dim={self.dim}, activations={self.activations!r}, nbytes={self.nbytes})")
+                f"k={self.k}, dim={self.dim}{extra}, activations={self.activations!r}, "
+                f"nbytes={self.nbytes})")
 
 
 def _check_activations(activations) -> str:
@@ -735,16 +944,58 @@ def _register_io() -> None:
 
     def cl_from(s):
         what = "CodebookLinear"
-        cb = _io.need(s, "codebook", Codebook, what)
         bias = s.get("bias")
         if bias is not None:
             bias = _io.need_array(s, "bias", what, dtype=np.float32)
         act = s.get("activations", "int8")
-        return rebuild(what, lambda: CodebookLinear.from_codebook(cb, bias, activations=act))
+        sparse = None
+        if "sparse_values" in s:  # outliers (absent from older files)
+            sparse = tuple(np.ascontiguousarray(_io.need_array(s, f"sparse_{n}", what, dtype=t))
+                           for n, t in (("indptr", np.int32), ("indices", np.int32),
+                                        ("values", np.float32)))
+        calibrated = bool(s.get("calibrated", False))
+        if not s.get("per_row", False):
+            cb = _io.need(s, "codebook", Codebook, what)
+            layer = rebuild(what, lambda: CodebookLinear.from_codebook(cb, bias, activations=act))
+            if sparse is not None:
+                rebuild(what, lambda: layer._set_sparse(sparse))
+        else:
+            qt = _io.need_array(s, "qtables", what, dtype=np.int16)
+            scales = _io.need_array(s, "scales", what, dtype=np.float32)
+            shape = _io.need_shape(s, "shape", what)
+            codes = _io.need_array(s, "codes", what, dtype=np.uint8)
 
-    _io.register("CodebookLinear", CodebookLinear,
-                 lambda layer: {"codebook": layer.codebook, "bias": layer.bias,
-                                "activations": layer.activations}, cl_from)
+            def make():
+                if len(shape) != 2 or qt.ndim != 2 or qt.shape[0] != shape[0] or 0 in shape:
+                    raise ValueError(f"qtables {qt.shape} do not fit shape {shape}")
+                n = shape[0] * shape[1]
+                c = _unpack_nibbles(codes.reshape(-1), n) if qt.shape[1] <= 16 else codes
+                if c.size != n:
+                    raise ValueError(f"codes must hold {n} codes")
+                layer = CodebookLinear.__new__(CodebookLinear)
+                layer._setup_rows(np.ascontiguousarray(qt), np.ascontiguousarray(scales),
+                                  c.reshape(shape), bias, _check_activations(act), sparse)
+                return layer
+            layer = rebuild(what, make)
+        layer.calibrated = calibrated
+        return layer
+
+    def cl_state(layer):
+        st = {"bias": layer.bias, "activations": layer.activations}
+        if layer.per_row:
+            codes = layer._plan.codes()
+            st.update(per_row=True, shape=list(layer._shape), scales=layer._plan.row_scales,
+                      qtables=layer._plan.qcentroids.reshape(layer.out_features, -1)[:, :layer.k],
+                      codes=_pack_nibbles(codes) if layer.k <= 16 else codes)
+        else:
+            st["codebook"] = layer.codebook
+        if layer.outliers:
+            st.update(zip(("sparse_indptr", "sparse_indices", "sparse_values"), layer.sparse))
+        if layer.calibrated:
+            st["calibrated"] = True
+        return st
+
+    _io.register("CodebookLinear", CodebookLinear, cl_state, cl_from)
 
 
 _register_io()

@@ -66,6 +66,10 @@ def runtime_layers(model) -> list:
             raise ValueError(f"layer {i} ({type(layer).__name__}) cannot be exported: the runtime runs "
                              "lowbit.QuantizedLinear, lowbit.CodebookLinear and ReLU layers (quantize "
                              "Linear layers first, e.g. with lowbit.quantize_model)")
+        if isinstance(layer, CodebookLinear) and (layer.per_row or layer.outliers):
+            raise ValueError(f"layer {i} (CodebookLinear with per_row=True or outliers) cannot be "
+                             "exported: the runtime format holds one codebook per layer and no "
+                             "outliers")
         out.append(layer)
     if not any(isinstance(l, _DENSE) for l in out):
         raise ValueError("model has no QuantizedLinear or CodebookLinear layer to export")
@@ -119,7 +123,8 @@ def export_runtime(model, path) -> int:
         ``.layers``) or a list of layers:
         :class:`lowbit.QuantizedLinear` (dynamic or static activations),
         :class:`lowbit.CodebookLinear` (k-means codebook weights, stored as packed codes and
-        centroids) and ReLU layers (Dropout, an identity at inference, is left out). The first
+        centroids; not one with ``per_row=True`` or outliers, which is refused) and ReLU
+        layers (Dropout, an identity at inference, is left out). The first
         layer must be a QuantizedLinear or CodebookLinear, and shapes must chain: each layer's
         ``in_features`` equals the previous ``out_features``.
     path : str or path-like
@@ -137,7 +142,8 @@ def export_runtime(model, path) -> int:
     ValueError
         If a layer cannot be exported (quantize Linear layers first, e.g. with
         :func:`lowbit.quantize_model`; an encoder's must all be dynamic QuantizedLinear or
-        Int4Linear), there is no QuantizedLinear or CodebookLinear layer,
+        Int4Linear; a CodebookLinear must have one codebook per layer and no outliers),
+        there is no QuantizedLinear or CodebookLinear layer,
         the first layer is not one, or the shapes do not chain.
     """
     data = runtime_bytes(model)

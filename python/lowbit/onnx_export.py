@@ -15,7 +15,9 @@
   (row scale x group scale) as they are: the graph holds the 4-bit weight, and ONNX Runtime runs
   it with float activations where lowbit quantizes them to int8 per row;
 - layers with a decoded float weight (BinaryLinear, CodebookLinear: anything with `decode()` or a
-  `weight_b`) are exported as float MatMul of that weight.
+  `weight_b`) are exported as float MatMul of that weight;
+- a `CodebookLinear` with per-row codebooks (`per_row=True`) or outliers (`outliers > 0`) is
+  refused (ValueError): export is not implemented for those forms.
 
 Executed as written (float QDQ semantics), the graph computes what lowbit's unfused
 QuantizedModel computes. Runtimes that fuse Q/DQ into integer kernels (ONNX Runtime at its
@@ -33,6 +35,7 @@ import os
 import numpy as np
 
 from . import _core
+from .codebook import CodebookLinear
 from .int4 import Int4Linear
 from .linear import QuantizedLinear
 from .models import as_model
@@ -175,6 +178,9 @@ def to_onnx(model, *, opset=17, input_name="x", output_name="y", batch="batch"):
                        f"{tag}_ln", axis=-1, epsilon=float(layer.eps))
         elif isinstance(layer, nn.Softmax):
             h = g.node("Softmax", [h], f"{tag}_softmax", axis=-1)
+        elif isinstance(layer, CodebookLinear) and (layer.per_row or layer.outliers):
+            raise ValueError(f"layer {i} (CodebookLinear with per_row=True or outliers) has no ONNX "
+                             "export: only one codebook per layer without outliers is exported")
         elif hasattr(layer, "weight_b") or hasattr(layer, "decode") or hasattr(layer, "codebook"):
             w = _decoded_weight(layer)
             h = g.float_linear(h, w, getattr(layer, "bias", None), tag)
@@ -229,7 +235,9 @@ def export_onnx(model, path, *, opset=17, input_name="x", output_name="y"):
       block_size = its group size, a power of two >= 16) holding its 4-bit codes, zero points
       and scales; ONNX Runtime runs it on float activations (lowbit on int8 ones);
     - layers with a decoded float weight (BinaryLinear, CodebookLinear: anything with
-      ``decode()`` or a ``weight_b``) are exported as float MatMul of that weight.
+      ``decode()`` or a ``weight_b``) are exported as float MatMul of that weight;
+    - a :class:`lowbit.CodebookLinear` with ``per_row=True`` or outliers is refused
+      (ValueError: not implemented).
 
     Parameters
     ----------
@@ -258,8 +266,9 @@ def export_onnx(model, path, *, opset=17, input_name="x", output_name="y"):
         If ``path`` is not a str or os.PathLike.
     ValueError
         If ``opset`` is not an integer >= 17, the model's input width is unknown, a layer has
-        no ONNX form, a QuantizedLinear has ``act_bits`` other than 8, or an Int4Linear a
-        group size MatMulNBits cannot take.
+        no ONNX form (a CodebookLinear with ``per_row=True`` or outliers has none), a
+        QuantizedLinear has ``act_bits`` other than 8, or an Int4Linear a group size
+        MatMulNBits cannot take.
 
     Notes
     -----

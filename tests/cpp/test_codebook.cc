@@ -220,3 +220,81 @@ TEST(codebook_linear_grid_matches_integer_reference) {
   set_isa(supported_isas().back());
   set_num_threads(2);
 }
+
+// Per-row tables (CodebookLinear(per_row=True)) and outliers in a sparse side matrix, against an
+// integer reference written here: acc with each row's own table, y = float(double(acc) *
+// (double(x_scale) * double(row_scale)) + sum_j double(x[col_j]) * delta_j) + bias, delta_j =
+// value_j - table entry * row scale at that position (float). Bit for bit on every kernel set
+// and thread count.
+TEST(codebook_linear_per_row_and_outliers_match_reference) {
+  std::mt19937 rng(20);
+  struct Case { size_t k; bool precise; size_t out, in; bool sparse; };
+  const Case cases[] = {{16, false, 150, 200, false}, {16, false, 70, 130, true},
+                        {16, true, 33, 100, true}, {40, false, 21, 70, true}, {200, true, 9, 64, false}};
+  for (const Case& cs : cases) {
+    const int qmax = (cs.k <= 16 && !cs.precise) ? 127 : kCbMaxQ;
+    std::vector<int16_t> qt(cs.out * cs.k);
+    for (auto& q : qt) q = int16_t(int(rng() % (2 * qmax + 1)) - qmax);
+    std::vector<float> scales(cs.out);
+    for (auto& s : scales) s = std::exp(gaussian(1, rng)[0] * 3.0f) * 1e-3f;
+    std::vector<uint8_t> codes(cs.out * cs.in);
+    for (auto& c : codes) c = uint8_t(rng() % cs.k);
+    auto bias = gaussian(cs.out, rng);
+    CodebookLinearPlan plan(CodebookLinearPlan::PerRow{}, qt.data(), scales.data(), cs.k,
+                            codes.data(), cs.out, cs.in, bias.data(), cs.precise);
+    CHECK(plan.per_row() && plan.precise() == (cs.precise || cs.k > 16), "flags");
+    std::vector<int32_t> ptr(cs.out + 1, 0), cols;
+    std::vector<float> vals;
+    if (cs.sparse) {
+      for (size_t o = 0; o < cs.out; o++) {
+        for (size_t i = 0; i < cs.in; i++)
+          if (rng() % 50 == 0) {
+            cols.push_back(int32_t(i));
+            vals.push_back(gaussian(1, rng)[0] * 10.0f);
+          }
+        ptr[o + 1] = int32_t(cols.size());
+      }
+      plan.set_outliers(ptr.data(), cols.data(), vals.data(), vals.size());
+    }
+    CHECK(plan.nbytes() == (cs.k <= 16 ? cs.out * ((cs.in + 63) / 64 * 32) : cs.out * cs.in) +
+                               cs.out * (cs.k <= 16 ? 16 * (cs.precise ? 2 : 1) : 2 * cs.k) +
+                               8 * cs.out + (cs.sparse ? 4 * (cs.out + 1) + 8 * vals.size() : 0),
+          "nbytes %zu", plan.nbytes());
+    CodebookLinearPlan::Workspace ws;
+    for (size_t M : {70, 1, 5}) {
+      auto x = gaussian(M * cs.in, rng);
+      std::vector<float> want(M * cs.out), y(M * cs.out);
+      for (size_t r = 0; r < M; r++) {
+        const float* xr = &x[r * cs.in];
+        float mx = 0.0f;
+        for (size_t i = 0; i < cs.in; i++) mx = std::max(mx, std::fabs(xr[i]));
+        const float s = mx > 0.0f ? mx / float(qmax) : 1.0f;
+        std::vector<int64_t> q(cs.in);
+        for (size_t i = 0; i < cs.in; i++)
+          q[i] = int64_t(std::min<float>(float(qmax), std::max<float>(-qmax, std::nearbyint(xr[i] / s))));
+        for (size_t o = 0; o < cs.out; o++) {
+          int64_t acc = 0;
+          for (size_t i = 0; i < cs.in; i++) acc += q[i] * qt[o * cs.k + codes[o * cs.in + i]];
+          double d = double(acc) * (double(s) * double(scales[o]));
+          if (cs.sparse)
+            for (int32_t j = ptr[o]; j < ptr[o + 1]; j++) {
+              const float dense = float(qt[o * cs.k + codes[o * cs.in + cols[j]]]) * scales[o];
+              d += double(xr[cols[j]]) * double(vals[j] - dense);
+            }
+          want[r * cs.out + o] = float(d) + bias[o];
+        }
+      }
+      for (const auto& isa : supported_isas())
+        for (int t : {1, 2, 3}) {
+          set_isa(isa);
+          set_num_threads(t);
+          CHECK(plan.forward(x.data(), M, y.data(), &ws), "finite");
+          CHECK(std::memcmp(y.data(), want.data(), y.size() * 4) == 0,
+                "%s threads=%d k=%zu precise=%d sparse=%d M=%zu", isa.c_str(), t, cs.k,
+                int(cs.precise), int(cs.sparse), M);
+        }
+    }
+  }
+  set_isa(supported_isas().back());
+  set_num_threads(2);
+}

@@ -491,3 +491,126 @@ def test_codebook_linear_keeps_only_the_plan(k, dim, shape):
     np.testing.assert_array_equal(got.centroids, cb.centroids)
     assert (got.shape, got.history, got.inertia) == (cb.shape, cb.history, cb.inertia)
     np.testing.assert_array_equal(layer.weight(), cb.decode())
+
+
+# ---- per_row, calibration, outliers ---------------------------------------------------------
+
+def _scaled_rows(out=48, inn=192, seed=0):
+    """A layer whose rows have very different scales (about 1e-3 to 1e3 apart)."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((out, inn)) * np.exp(rng.uniform(-3.5, 3.5, (out, 1)))).astype(np.float32)
+
+
+def _skewed_inputs(n, inn, seed):
+    """Inputs where a tenth of the channels are 30x larger (the same channels for every seed)."""
+    big = np.random.default_rng(99).random(inn) < 0.1
+    x = np.random.default_rng(seed).standard_normal((n, inn))
+    return (x * np.where(big, 30.0, 1.0)).astype(np.float32)
+
+
+def _snr(ref, approx):
+    return 10 * math.log10(float(np.sum(ref.astype(np.float64) ** 2)) / sse(ref, approx))
+
+
+@pytest.mark.parametrize("k", [16, 40])
+def test_per_row_beats_one_codebook_and_runs_on_the_kernels(k):
+    w = _scaled_rows()
+    one, rows = lowbit.CodebookLinear(w, k=k), lowbit.CodebookLinear(w, k=k, per_row=True)
+    assert rows.per_row and rows.k == k and rows.dim == 1 and rows.centroids.shape == (48, k)
+    assert _snr(w, rows.weight()) > _snr(w, one.weight()) + 3
+    x = gaussian((7, 192), 1)
+    y = rows(x)
+    assert _snr(x @ rows.weight().T, y) > 35  # int8 / int16 activations on the layer's own weight
+    # held: 4-bit codes (k <= 16) or a byte per code, a table and a float32 scale per row
+    codes = 48 * 192 // 2 if k <= 16 else 48 * 192
+    table = 48 * 16 if k <= 16 else 48 * k * 2
+    assert rows.nbytes == codes + table + 48 * 4
+    with pytest.raises(ValueError, match="one codebook per output row"):
+        rows.codebook
+
+
+def test_calibration_weighting_lowers_output_error_on_held_out_inputs():
+    big = np.random.default_rng(99).random(160) < 0.1  # the large channels of _skewed_inputs
+    w = gaussian((64, 160), 3) * np.where(big, 0.1, 1.0).astype(np.float32)  # there small weights
+    calib, test = _skewed_inputs(512, 160, 1), _skewed_inputs(512, 160, 2)
+    for per_row in (False, True):
+        plain = lowbit.CodebookLinear(w, k=8, per_row=per_row, activations="int16")
+        cal = lowbit.CodebookLinear(w, k=8, per_row=per_row, calibration=calib, activations="int16")
+        assert cal.calibrated and not plain.calibrated
+        ref = test @ w.T
+        assert _snr(ref, cal(test)) > _snr(ref, plain(test)) + 2
+
+
+def test_outliers_reduce_error_and_are_kept_exactly():
+    w = gaussian((40, 128), 5)
+    w[np.random.default_rng(6).random(w.shape) < 0.01] *= 25  # heavy tails
+    x = gaussian((16, 128), 7)
+    for per_row in (False, True):
+        base = lowbit.CodebookLinear(w, per_row=per_row, activations="int16")
+        lay = lowbit.CodebookLinear(w, per_row=per_row, outliers=0.02, activations="int16")
+        indptr, cols, values = lay.sparse
+        assert values.size == int(0.02 * w.size) and lay.outliers == values.size / w.size
+        rows = np.repeat(np.arange(40), np.diff(indptr))
+        np.testing.assert_array_equal(lay.weight()[rows, cols], w[rows, cols])
+        assert np.all(np.abs(w[rows, cols]).min() >= np.delete(np.abs(w).ravel(), rows * 128 + cols).max())
+        assert _snr(x @ w.T, lay(x)) > _snr(x @ w.T, base(x)) + 1
+        assert _snr(x @ lay.weight().T, lay(x)) > 60
+        assert lay.nbytes == base.nbytes + values.size * 12 + 41 * 4  # value, delta, column; row pointers
+        assert "outliers=" in repr(lay) and ("per_row=True" in repr(lay)) == per_row
+
+
+def test_new_forms_same_on_every_isa_and_thread_count(threads):
+    from conftest import ISAS, using_isa
+    w, calib = gaussian((33, 130), 8), _skewed_inputs(64, 130, 9)
+    x = gaussian((9, 130), 10)
+    kinds = [dict(per_row=True), dict(per_row=True, k=40), dict(per_row=True, activations="int16"),
+             dict(calibration=calib, outliers=0.01), dict(per_row=True, calibration=calib, outliers=0.01)]
+    ref = None
+    for isa in ISAS:
+        for t in (1, 2, 3):
+            with using_isa(isa):
+                lowbit.set_num_threads(t)
+                got = [(l.weight(), l(x), l(x[:1])) for l in (lowbit.CodebookLinear(w, **o) for o in kinds)]
+            if ref is None:
+                ref = got
+            for a, b in zip(ref, got):
+                for u, v in zip(a, b):
+                    np.testing.assert_array_equal(u, v)
+
+
+def test_new_forms_round_trip_files_and_pickle(tmp_path):
+    import pickle
+    w, calib, x = _scaled_rows(20, 70), _skewed_inputs(32, 70, 1), gaussian((5, 70), 2)
+    bias = gaussian((20,), 3)
+    for opts in (dict(per_row=True), dict(per_row=True, k=100, activations="int16"),
+                 dict(per_row=True, calibration=calib, outliers=0.03), dict(outliers=0.05)):
+        lay = lowbit.CodebookLinear(w, bias, **opts)
+        lowbit.save(lay, tmp_path / "l.lowbit")
+        for back in (lowbit.load(tmp_path / "l.lowbit"), pickle.loads(pickle.dumps(lay))):
+            assert repr(back) == repr(lay) and back.nbytes == lay.nbytes
+            assert (back.per_row, back.outliers, back.calibrated) == (lay.per_row, lay.outliers, lay.calibrated)
+            np.testing.assert_array_equal(back.weight(), lay.weight())
+            np.testing.assert_array_equal(back(x), lay(x))
+
+
+def test_new_forms_refusals_and_inputs_untouched(tmp_path):
+    w, calib = gaussian((8, 64), 1), gaussian((10, 64), 2)
+    w0, c0 = w.copy(), calib.copy()
+    lay = lowbit.CodebookLinear(w, per_row=True, calibration=calib, outliers=0.1)
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_array_equal(calib, c0)
+    bad = [(dict(per_row=1), TypeError, "per_row"), (dict(outliers="x"), TypeError, "outliers"),
+           (dict(outliers=1.0), ValueError, "outliers"), (dict(outliers=-0.1), ValueError, "outliers"),
+           (dict(calibration=calib[:, :5]), ValueError, "calibration"),
+           (dict(calibration=calib.astype(int)), TypeError, "calibration"),
+           (dict(calibration=np.full((3, 64), np.nan, np.float32)), ValueError, "calibration"),
+           (dict(per_row=True, k=300), ValueError, "k"), (dict(per_row=True, dim=2), ValueError, "dim")]
+    for opts, err, name in bad:
+        with pytest.raises(err, match=name):
+            lowbit.CodebookLinear(w, **opts)
+    for l in (lay, lowbit.CodebookLinear(w, outliers=0.1)):
+        with pytest.raises(ValueError, match="CodebookLinear with per_row"):
+            lowbit.export_runtime([l], tmp_path / "m.lbrt")
+        pytest.importorskip("onnx")
+        with pytest.raises(ValueError, match="CodebookLinear with per_row"):
+            lowbit.export_onnx([l], tmp_path / "m.onnx")

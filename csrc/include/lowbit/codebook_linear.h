@@ -21,11 +21,23 @@ namespace lowbit {
 // weights are decoded inside the multiply (s16s16_s64_gemm), in 13 bits. The forward runs on the
 // int8 GEMM's task grid and threads (csrc/core/gemm_grid.h), each tile's exact sums turned into
 // floats as soon as the kernel has made them.
+//
+// Per-row tables (the PerRow constructor; lowbit.CodebookLinear(per_row=True)): every output
+// row c has its own table of k <= 256 entries, already quantized, and its own scale, so that
+// y[., c] = acc * x_scale * row_scale[c] + b[c]. With k <= 16 the 4-bit path runs one kernel call
+// per output row with that row's table (the kernels take one table a call); above, the row's
+// int16 weights are decoded from its own table inside the multiply.
 class CodebookLinearPlan {
  public:
+  struct PerRow {};  // tag of the per-row constructor
   // codes: out * (in / dim) codes, uint8 when k <= 256 else uint16 (unpacked).
   CodebookLinearPlan(const float* centroids, size_t k, size_t dim, const void* codes, size_t out,
                      size_t in, const float* bias, bool precise);
+  // Per-row tables: qtables holds out rows of k quantized entries (|q| <= 127 when k <= 16 and
+  // not precise, else |q| <= kCbMaxQ; the caller checks), scales out floats, codes out * in
+  // uint8 codes (< k, unpacked), dim 1.
+  CodebookLinearPlan(PerRow, const int16_t* qtables, const float* scales, size_t k,
+                     const uint8_t* codes, size_t out, size_t in, const float* bias, bool precise);
   // Scratch memory of forward(). A workspace that has served a call with M rows (at the
   // current thread count) serves every call with at most M rows without allocating.
   struct Workspace {
@@ -47,26 +59,50 @@ class CodebookLinearPlan {
   size_t dim() const { return dim_; }
   bool nibbles() const { return nibbles_; }
   bool precise() const { return precise_; }
+  bool per_row() const { return per_row_; }
+  // Entries per table as held: 16 on the 4-bit path, else max(k, 16) * dim (one shared table)
+  // or k (per row).
+  size_t table_width() const { return tw_; }
+  const std::vector<float>& row_scales() const { return row_scales_; }  // per_row only
   float weight_scale() const { return w_scale_; }
-  std::vector<int16_t> qcentroids() const;  // the quantized centroids the kernels use
+  // The quantized centroids the kernels use (per_row: out tables of table_width() entries).
+  std::vector<int16_t> qcentroids() const;
   // The codes as given to the constructor (out * in / dim, uint8 when k <= 256 else uint16),
   // read back from the plan's own layout: the plan is the only copy a layer needs to keep.
   void codes(void* out) const;
-  size_t nbytes() const;  // weights as stored + table + bias
+  size_t nbytes() const;  // weights as stored + table(s) + scale(s) + bias + outliers
+  // Outliers (lowbit.CodebookLinear(outliers=f)), dim 1 only: a sparse side matrix S in CSR by
+  // output row (indptr: out + 1 offsets from 0 to nnz, non-decreasing; cols < in), holding those
+  // weights exactly. The forward adds, per output, sum_j x[col_j] * (value_j - dense_j) in double
+  // (dense_j the codebook's weight at that position, its table entry times its scale), in the
+  // order of S, to the dense result before the bias. The caller checks the arrays.
+  void set_outliers(const int32_t* indptr, const int32_t* cols, const float* values, size_t nnz);
+  const std::vector<int32_t>& outlier_indptr() const { return sp_ptr_; }
+  const std::vector<int32_t>& outlier_cols() const { return sp_col_; }
+  const std::vector<float>& outlier_values() const { return sp_val_; }
+  // The codebook's float weight at (row, col) (dim 1): table entry times scale.
+  float dense_weight(size_t row, size_t col) const;
 
  private:
   template <typename Code>
-  void decode_row(const Code* codes, size_t groups, int16_t* dst) const;  // int16 weights of a row
+  void decode_row(const Code* codes, size_t groups, const int16_t* table,
+                  int16_t* dst) const;  // int16 weights of a row
 
   size_t in_, out_, kp_, dim_, k_;
-  bool nibbles_, precise_;
-  float w_scale_;
-  std::vector<int8_t> qc8_;       // nibbles_ && !precise_: the 16-entry int8 table
-  std::vector<int16_t> qc_;       // otherwise: k * dim (at least 16) int16 centroids
+  bool nibbles_, precise_, per_row_ = false;
+  size_t tw_ = 16;
+  float w_scale_ = 1.0f;
+  std::vector<float> row_scales_;  // per_row_: one scale per output row
+  std::vector<int8_t> qc8_;       // nibbles_ && !precise_: the 16-entry int8 table(s)
+  std::vector<int16_t> qc_;       // otherwise: k * dim (at least 16) int16 centroids, or the
+                                  // per-row tables (out * tw_)
   std::vector<uint8_t> packed_;   // nibbles_: out * kp / 2 bytes in the kernel's 4-bit layout
   std::vector<uint8_t> codes8_;   // otherwise: out * (in / dim) codes (k <= 256)
   std::vector<uint16_t> codes16_; //            (k > 256)
   std::vector<float> bias_;
+  std::vector<int32_t> sp_ptr_, sp_col_;  // outliers: CSR by output row (empty: none)
+  std::vector<float> sp_val_;
+  std::vector<float> sp_delta_;  // per outlier: its exact value minus the dense weight there
 };
 
 // Packs one row of 4-bit codes (`in` codes, padded with code 0 to kp) into the layout of

@@ -454,14 +454,18 @@ def quantize_encoder(encoder, calibration_data=None, *, scheme="int8", embedding
     encoder, each sentence weighing the same (:meth:`Encoder.linear_inputs` with
     ``per_sentence=True``). ``rotate=True`` with ``method="gptq"``, group 64, was the study's
     best uniform 4-bit recipe on all-MiniLM-L6-v2 (``bench/studies/minilm_4bit``).
-    ``scheme="codebook"``: :class:`lowbit.CodebookLinear` (options: its keyword arguments).
+    ``scheme="codebook"``: :class:`lowbit.CodebookLinear` (options: its keyword arguments, e.g.
+    ``k``, ``per_row``, ``outliers``); with ``calibration_data``, each layer gets its own inputs
+    on it (sentence-balanced, as for GPTQ) as ``calibration``: the clustering is weighted by
+    their per-channel second moments.
 
     Parameters
     ----------
     encoder : Encoder
         A float encoder (e.g. from :func:`from_pretrained`); it is not modified.
     calibration_data : list of str, tuple of arrays or None
-        Sentences or ``(input_ids, attention_mask)``; needed by ``method="gptq"`` only.
+        Sentences or ``(input_ids, attention_mask)``; needed by ``method="gptq"``, used by
+        ``scheme="codebook"`` (calibration-weighted clustering) when given.
     scheme : {"int8", "int4", "codebook"}, default "int8"
         The layer every linear becomes.
     embeddings : {"int8", "float32"}, default "int8"
@@ -498,6 +502,11 @@ def quantize_encoder(encoder, calibration_data=None, *, scheme="int8", embedding
             raise ValueError("calibration_data is needed for method='gptq' (sentences or "
                              "(input_ids, attention_mask))")
         inputs = encoder.linear_inputs(calibration_data, per_sentence=True)
+    if scheme == "codebook" and calibration_data is not None:
+        if "calibration" in options:
+            raise TypeError("calibration is taken from calibration_data for scheme='codebook'; "
+                            "do not pass it as an option")
+        inputs = encoder.linear_inputs(calibration_data, per_sentence=True)
 
     def convert(name, lin):
         w, b = lin.weight, lin.bias
@@ -505,7 +514,7 @@ def quantize_encoder(encoder, calibration_data=None, *, scheme="int8", embedding
             return QuantizedLinear(w, b, **options)
         if scheme == "int4":
             return Int4Linear(w, b, calibration=None if inputs is None else inputs[name], **options)
-        return CodebookLinear(w, b, **options)
+        return CodebookLinear(w, b, calibration=None if inputs is None else inputs[name], **options)
 
     out = encoder.with_linears(convert)
     if embeddings == "int8":
