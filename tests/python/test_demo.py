@@ -17,6 +17,8 @@ def test_demo_runs_end_to_end(tmp_path):
                 "4-bit codebook"):
         assert row in out
     assert "finished in" in out
+    if "accuracy against size and latency:" in out:  # matplotlib installed
+        assert (tmp_path / "lowbit_demo_tradeoffs.png").stat().st_size > 10_000
 
 
 def test_bench_rejects_unknown_names():

@@ -6,6 +6,7 @@ latency per batch against the numpy float32 models. Writes a PNG of the training
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -75,7 +76,7 @@ def compress(model, kind: str):
 
 
 def run_demo(quick: bool = False, seed: int = 0, curves: str = "lowbit_demo_curves.png",
-             progress: bool = True) -> int:
+             progress: bool = True, tradeoffs: str = "lowbit_demo_tradeoffs.png") -> int:
     t_start = time.perf_counter()
     xtr, xte, ytr, yte = load_digits_split()
     info = lowbit.cpu_info()
@@ -108,6 +109,11 @@ def run_demo(quick: bool = False, seed: int = 0, curves: str = "lowbit_demo_curv
         print(f"\ntraining curves: {curves}")
     except ImportError as e:
         print(f"\n(no PNG of the training curves: {e})")
+    try:
+        plot_tradeoffs(rows, len(xte), tradeoffs)
+        print(f"accuracy against size and latency: {tradeoffs}")
+    except ImportError as e:
+        print(f"(no PNG of the trade-offs: {e})")
     print("latency: median of 21 runs, numpy's BLAS and lowbit on one thread each; speed-up = float "
           "time / compressed time")
     print(f"finished in {time.perf_counter() - t_start:.1f} s")
@@ -150,6 +156,36 @@ def compare(teacher, student, hard, xte, yte) -> list:
             rows.append((name, label, accuracy(q, xte, yte), b, base_bytes / b, lat, base_lat / lat,
                          one, base_one / one))
     return rows
+
+
+def plot_tradeoffs(rows, batch: int, path) -> None:
+    """A PNG of every variant's test accuracy against its size and its latency (batch and one
+    image): the table as a picture, up and to the left is better. Needs matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("the trade-off plot needs matplotlib: pip install matplotlib") from None
+    fig = Figure(figsize=(13, 4.2))
+    axes = fig.subplots(1, 3, sharey=True)
+    markers = {"float32 (numpy)": "o", "int8 QuantizedLinear": "s", "int8, 7-bit operands": "D",
+               "4-bit codebook (k=16)": "^"}
+    colors = {}
+    for name, ver, acc, size, _, lat, _, one, _ in rows:
+        c = colors.setdefault(name, f"C{len(colors)}")
+        for ax, x in zip(axes, (size / 1024, lat * 1e3, one * 1e3)):
+            ax.scatter(x, 100 * acc, marker=markers.get(ver, "x"), color=c, s=60,
+                       label=f"{name}: {ver}")
+    for ax, xl in zip(axes, ("size (KiB, log)", f"latency, batch of {batch} (ms, log)",
+                             "latency, 1 image (ms, log)")):
+        ax.set_xscale("log")
+        ax.set_xlabel(xl)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle("lowbit demo on digits: accuracy against size and latency (up and left is better)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.savefig(os.fspath(path), dpi=100)
 
 
 def format_table(rows, batch: int) -> str:
