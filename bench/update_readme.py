@@ -31,6 +31,7 @@ BLOCKS = {
     "bench-memory": (["lowbit", "bench", "memory"], False),
     "bench-fourbit": (["lowbit", "bench", "fourbit"], False),
     "bench-dask": (["lowbit", "bench", "dask", "--repeat", "3"], False),
+    "bench-models": (["lowbit", "bench", "models"], False),
 }
 
 

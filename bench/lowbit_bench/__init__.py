@@ -25,6 +25,7 @@ REGISTRY = {
     "memory": "memory",  # peak RSS of inference, float vs int8 vs codebook (fresh processes)
     "fourbit": "fourbit",  # 4-bit layers vs lowbit int8 and ONNX Runtime's MatMulNBits
     "dask": "dask_soft",  # soft targets on 1- and 2-worker Dask clusters vs one process
+    "models": "models",  # whole models: demo MLPs, MiniLM vs PyTorch / ONNX Runtime int8
 }
 
 

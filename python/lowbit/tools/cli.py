@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     s.set_defaults(fn=_demo)
     s = sub.add_parser("bench", help="kernel benchmarks against the installed peers, as ratios")
     s.add_argument("which", nargs="*", default=[],
-                   help="which benchmarks: quant, peak, gemm, kmeans, train, nonlinear, memory, fourbit, dask "
+                   help="which benchmarks: quant, peak, gemm, kmeans, train, nonlinear, memory, fourbit, dask, models "
                         "(default: all available)")
     s.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     s.add_argument("--repeat", type=int, default=7, help="timed repetitions (median is reported)")
