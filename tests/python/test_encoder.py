@@ -142,6 +142,11 @@ def test_quantized_encoder_runs_as_one_plan_close_to_float(folder, scheme, optio
     pooled = np.stack([y[b, mask[b] != 0].mean(0) for b in range(4)])
     pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
     assert np.abs(e - pooled).max() < 1e-5
+    # a row with no valid token (user-made masks) embeds as zeros, wherever it is
+    empty = mask.copy()
+    empty[-1] = 0
+    e2 = q.encode((ids, empty))
+    assert np.array_equal(e2[-1], np.zeros(H, np.float32)) and np.abs(e2[:-1] - e[:-1]).max() < 1e-6
     # threads change nothing
     before = lowbit.cpu_info()["threads"]
     lowbit.set_num_threads(1 if before > 1 else 2)

@@ -368,8 +368,10 @@ class Encoder:
             w = valid[..., None].astype(np.float32)
             return (x * w).sum(1) / np.maximum(w.sum(1), 1.0)
         y = self.plan().forward(ids[valid], None, start, None)
-        sums = np.add.reduceat(y, start[:-1], axis=0) if len(y) else np.zeros((len(ids), y.shape[1]), np.float32)
-        sums[lengths == 0] = 0.0
+        sums = np.zeros((len(ids), y.shape[1]), np.float32)
+        some = lengths > 0  # reduceat over the non-empty sentences only (an empty one adds 0)
+        if some.any():
+            sums[some] = np.add.reduceat(y, start[:-1][some], axis=0)
         return sums / np.maximum(lengths, 1)[:, None].astype(np.float32)
 
     # ---- sizes ---------------------------------------------------------------------------------
