@@ -20,6 +20,18 @@ namespace {
 
 const std::vector<size_t> kCounts = {0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000};
 
+// The activations' rule, written out: symmetric per row, s = max|x| / qmax (1 if all zero),
+// q = clamp(round_half_even(x / s)).
+std::vector<int64_t> quantize_row_ref(const float* xr, size_t n, int qmax, float* s) {
+  float mx = 0.0f;
+  for (size_t i = 0; i < n; i++) mx = std::max(mx, std::fabs(xr[i]));
+  *s = mx > 0.0f ? mx / float(qmax) : 1.0f;
+  std::vector<int64_t> q(n);
+  for (size_t i = 0; i < n; i++)
+    q[i] = int64_t(std::min<float>(float(qmax), std::max<float>(-qmax, std::nearbyint(xr[i] / *s))));
+  return q;
+}
+
 }  // namespace
 
 TEST(lookups_match_scalar_and_table) {
@@ -189,12 +201,8 @@ TEST(codebook_linear_grid_matches_integer_reference) {
       std::vector<float> want(M * cs.out), y(M * cs.out);
       for (size_t r = 0; r < M; r++) {
         const float* xr = &x[r * cs.in];
-        float mx = 0.0f;
-        for (size_t i = 0; i < cs.in; i++) mx = std::max(mx, std::fabs(xr[i]));
-        const float s = mx > 0.0f ? mx / float(qmax) : 1.0f;
-        std::vector<int64_t> q(cs.in);
-        for (size_t i = 0; i < cs.in; i++)
-          q[i] = int64_t(std::min<float>(float(qmax), std::max<float>(-qmax, std::nearbyint(xr[i] / s))));
+        float s;
+        const std::vector<int64_t> q = quantize_row_ref(xr, cs.in, qmax, &s);
         const double scale = double(s) * double(plan.weight_scale());
         for (size_t o = 0; o < cs.out; o++) {
           int64_t acc = 0;
@@ -258,7 +266,7 @@ TEST(codebook_linear_per_row_and_outliers_match_reference) {
     }
     CHECK(plan.nbytes() == (cs.k <= 16 ? cs.out * ((cs.in + 63) / 64 * 32) : cs.out * cs.in) +
                                cs.out * (cs.k <= 16 ? 16 * (cs.precise ? 2 : 1) : 2 * cs.k) +
-                               8 * cs.out + (cs.sparse ? 4 * (cs.out + 1) + 8 * vals.size() : 0),
+                               8 * cs.out + (cs.sparse ? 4 * (cs.out + 1) + 12 * vals.size() : 0),
           "nbytes %zu", plan.nbytes());
     CodebookLinearPlan::Workspace ws;
     for (size_t M : {70, 1, 5}) {
@@ -266,12 +274,8 @@ TEST(codebook_linear_per_row_and_outliers_match_reference) {
       std::vector<float> want(M * cs.out), y(M * cs.out);
       for (size_t r = 0; r < M; r++) {
         const float* xr = &x[r * cs.in];
-        float mx = 0.0f;
-        for (size_t i = 0; i < cs.in; i++) mx = std::max(mx, std::fabs(xr[i]));
-        const float s = mx > 0.0f ? mx / float(qmax) : 1.0f;
-        std::vector<int64_t> q(cs.in);
-        for (size_t i = 0; i < cs.in; i++)
-          q[i] = int64_t(std::min<float>(float(qmax), std::max<float>(-qmax, std::nearbyint(xr[i] / s))));
+        float s;
+        const std::vector<int64_t> q = quantize_row_ref(xr, cs.in, qmax, &s);
         for (size_t o = 0; o < cs.out; o++) {
           int64_t acc = 0;
           for (size_t i = 0; i < cs.in; i++) acc += q[i] * qt[o * cs.k + codes[o * cs.in + i]];
