@@ -234,8 +234,15 @@ def test_exported_encoder_file_and_pickle(folder, tmp_path):
     bad[len(bad) // 3] ^= 1
     with pytest.raises(ValueError, match="checksum"):
         lowbit._core.Encoder(bytes(bad))
-    again = pickle.loads(pickle.dumps(q))
-    assert again(ids, mask).tobytes() == y.tobytes()
+    # lowbit's file format, which pickle goes through too (no code runs on loading)
+    lowbit.save(q, tmp_path / "enc.lowbit")
+    data = pickle.dumps(q)
+    assert b"lowbit.io" in data and b"_from_pickle" in data
+    for again in (lowbit.load(tmp_path / "enc.lowbit"), pickle.loads(data)):
+        assert isinstance(again.embeddings["word"], lowbit.QTensor) and again.compiled
+        assert again(ids, mask).tobytes() == y.tobytes()
+    with pytest.raises(ValueError):
+        lowbit.io.loads(lowbit.io.dumps(q)[:-10])
 
 
 def test_refusals(folder):
@@ -258,6 +265,10 @@ def test_refusals(folder):
         lowbit.quantize_model(enc, None, scheme="int3")
     with pytest.raises(ValueError, match="embeddings"):
         lowbit.quantize_model(enc, None, embeddings="int4")
+    with pytest.raises(TypeError, match="layers"):
+        lowbit.models.Encoder(enc.config, enc.embeddings, [dict(enc.layers[0], out=print)] * 2)
+    with pytest.raises(ValueError, match="heads"):
+        lowbit.models.Encoder(dict(enc.config, heads=0), enc.embeddings, enc.layers)
     with pytest.raises(ValueError, match="quantized already"):
         lowbit.quantize_model(q, None)
     with pytest.raises(ValueError, match="config.json"):

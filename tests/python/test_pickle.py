@@ -28,6 +28,22 @@ def _float_model():
                           nn.Softmax()])
 
 
+def _encoder():
+    """A small quantized transformer encoder (int8 embeddings and linears, one 4-bit)."""
+    from lowbit.models import Encoder, Linear
+    rng = _rng(9)
+    g = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    lin = lambda o, i: Linear(g(o, i), g(o))  # noqa: E731
+    enc = Encoder(dict(vocab=11, max_positions=6, type_vocab=2, hidden=8, heads=2, layers=1,
+                       intermediate=12, eps=1e-12, gelu=1),
+                  dict(word=g(11, 8), position=g(6, 8), type=g(2, 8), ln_gamma=g(8), ln_beta=g(8)),
+                  [dict(qkv=lin(24, 8), out=lin(8, 8), ffn_in=lin(12, 8), ffn_out=lin(8, 12),
+                        ln1_gamma=g(8), ln1_beta=g(8), ln2_gamma=g(8), ln2_beta=g(8))])
+    q = lowbit.quantize_model(enc, None, scheme="int8")
+    q.layers[0]["ffn_out"] = lowbit.Int4Linear(enc.layers[0]["ffn_out"].weight, group_size=4)
+    return q
+
+
 @functools.lru_cache(maxsize=1)
 def _objects():
     """(type name in the file format, object, function giving the arrays to compare)."""
@@ -62,6 +78,7 @@ def _objects():
         ("ProductCodes", lowbit.product_quantize(_x(16, 4, 300), 4, bits=4), lambda p: p.decode()),
         ("CodebookLinear", lowbit.CodebookLinear(w, b, k=16), call16),
         ("Int4Linear", lowbit.Int4Linear(w, b, bits=3, group_size=8), call16),
+        ("Encoder", _encoder(), lambda e: e(np.array([[1, 4, 10, 0], [3, 3, 2, 7]]), [[1, 1, 1, 0], [1] * 4])),
         ("nn.Linear", nn.Linear(16, 12, seed=5), call16),
         ("nn.ReLU", nn.ReLU(), call16),
         ("nn.GELU", nn.GELU(approximate="none"), call16),

@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from .. import _core
+from .. import io as _io
 from .._checks import as_int
 from ..codebook import CodebookLinear
 from ..int4 import Int4Linear
@@ -23,6 +24,8 @@ GELU_FORMS = {"gelu": 0, "gelu_python": 0, "gelu_new": 1, "gelu_pytorch_tanh": 1
 #: the four linear layers of an encoder block, as :attr:`Encoder.layers` names them
 LINEARS = ("qkv", "out", "ffn_in", "ffn_out")
 _NORMS = ("ln1_gamma", "ln1_beta", "ln2_gamma", "ln2_beta")
+#: the layers an encoder's linear layers may be
+_LAYERS = (Linear, QuantizedLinear, Int4Linear, CodebookLinear)
 #: config.json keys -> Encoder.config keys
 _CONFIG = {"vocab_size": "vocab", "max_position_embeddings": "max_positions",
            "type_vocab_size": "type_vocab", "hidden_size": "hidden", "num_attention_heads": "heads",
@@ -83,6 +86,9 @@ class Encoder:
                                  "intermediate", "eps", "gelu")}
         c = self.config
         h = c["hidden"]
+        small = [k for k in _CONFIG.values() if c[k] < 1]
+        if small:
+            raise ValueError(f"config: {', '.join(small)} must be at least 1")
         if h % c["heads"] or len(layers) != c["layers"] or c["gelu"] not in (0, 1):
             raise ValueError("config: hidden must be a multiple of heads, layers the number of "
                              "blocks given, gelu 0 or 1")
@@ -108,6 +114,9 @@ class Encoder:
             d = {}
             for k in LINEARS:
                 lin = blk[k]
+                if not isinstance(lin, _LAYERS):
+                    raise TypeError(f"layers[{i}][{k!r}] must be a lowbit Linear, QuantizedLinear, "
+                                    f"Int4Linear or CodebookLinear, got {type(lin).__name__}")
                 if (lin.in_features, lin.out_features) != sizes[k]:
                     raise ValueError(f"layers[{i}][{k!r}] must map {sizes[k][0]} to {sizes[k][1]} "
                                      f"features, got {lin.in_features} -> {lin.out_features}")
@@ -158,12 +167,6 @@ class Encoder:
             self._plan = _core.Encoder.from_parts(self.config, word, e["position"], e["type"],
                                                   e["ln_gamma"], e["ln_beta"], blocks)
         return self._plan
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_plan"] = None  # rebuilt on first use
-        state["_tokenizer"] = None
-        return state
 
     # ---- inputs --------------------------------------------------------------------------------
     def _ids(self, input_ids, attention_mask, token_type_ids):
@@ -603,3 +606,32 @@ def from_pretrained(folder, *, max_length=None) -> Encoder:
     tok = os.path.join(folder, "tokenizer.json")
     return Encoder(config, emb, blocks, tokenizer=tok if os.path.isfile(tok) else None,
                    max_length=max_length)
+
+
+def _register_io() -> None:
+    """Encoder in lowbit.save / lowbit.load, and so in pickle (the file format's bytes: loading
+    builds only lowbit's registered types from plain data)."""
+    what = "Encoder"
+
+    def to_state(e):
+        return {"config": dict(e.config), "embeddings": dict(e.embeddings),
+                "layers": [dict(b) for b in e.layers], "tokenizer": e.tokenizer_path,
+                "max_length": e.max_length}
+
+    def from_state(s):
+        config = _io.need(s, "config", dict, what)
+        embeddings = _io.need(s, "embeddings", dict, what)
+        layers = _io.need(s, "layers", list, what)
+        tokenizer = s.get("tokenizer")
+        if tokenizer is not None and not isinstance(tokenizer, str):
+            raise ValueError(f"{what}: tokenizer must be a path or None")
+        try:
+            return Encoder(config, embeddings, layers, tokenizer=tokenizer,
+                           max_length=_io.need(s, "max_length", int, what))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{what}: malformed state ({e})") from None
+
+    _io.register(what, Encoder, to_state, from_state)
+
+
+_register_io()
