@@ -167,24 +167,41 @@ void f32_f32_vecmat__neon(const float* p, size_t n, const float* m, size_t ldm, 
 
 void f32_f32_hadamard__neon(float* x, size_t n, const float* signs) {
   const uint32x4_t odd = {0, ~0u, 0, ~0u}, high = {0, 0, ~0u, ~0u};
+  const float32x4_t scale = dup(kInvSqrt128);
+  // (u, w) = (u + w, u - w) for whole vectors, in place
+  auto bfly = [](float32x4_t& u, float32x4_t& w) {
+    const float32x4_t a = u;
+    u = vaddq_f32(a, w);
+    w = vsubq_f32(a, w);
+  };
+  auto bfly_mem = [](float* u, float* w, float32x4_t s, bool scaled) {
+    const float32x4_t a = vld1q_f32(u), c = vld1q_f32(w);
+    vst1q_f32(u, scaled ? vmulq_f32(vaddq_f32(a, c), s) : vaddq_f32(a, c));
+    vst1q_f32(w, scaled ? vmulq_f32(vsubq_f32(a, c), s) : vsubq_f32(a, c));
+  };
   for (size_t b = 0; b < n; b += kHadamardBlock) {
-    float32x4_t v[32];
-    for (int j = 0; j < 32; j++) {
-      // signs, then stages h = 1, 2 inside each vector: (u + w, u - w) with w the partner lane
-      float32x4_t a = vmulq_f32(vld1q_f32(x + b + 4 * j), vld1q_f32(signs + b + 4 * j));
-      float32x4_t t = vrev64q_f32(a);  // lanes 1 0 3 2
-      a = vbslq_f32(odd, vsubq_f32(t, a), vaddq_f32(a, t));
-      t = vextq_f32(a, a, 2);          // lanes 2 3 0 1
-      v[j] = vbslq_f32(high, vsubq_f32(t, a), vaddq_f32(a, t));
+    float* blk = x + b;
+#pragma GCC unroll 1  // one group of 8 vectors at a time (unrolled, GCC 12 spills them)
+    for (size_t q = 0; q < 128; q += 32) {  // stages h = 1 .. 16 on 8 vectors in registers
+      float32x4_t v[8];
+      for (int j = 0; j < 8; j++) {
+        // signs, then stages h = 1, 2 inside each vector: (u + w, u - w), w the partner lane
+        float32x4_t a = vmulq_f32(vld1q_f32(blk + q + 4 * j), vld1q_f32(signs + b + q + 4 * j));
+        float32x4_t t = vrev64q_f32(a);  // lanes 1 0 3 2
+        a = vbslq_f32(odd, vsubq_f32(t, a), vaddq_f32(a, t));
+        t = vextq_f32(a, a, 2);          // lanes 2 3 0 1
+        v[j] = vbslq_f32(high, vsubq_f32(t, a), vaddq_f32(a, t));
+      }
+      bfly(v[0], v[1]), bfly(v[2], v[3]), bfly(v[4], v[5]), bfly(v[6], v[7]);  // h = 4
+      bfly(v[0], v[2]), bfly(v[1], v[3]), bfly(v[4], v[6]), bfly(v[5], v[7]);  // h = 8
+      bfly(v[0], v[4]), bfly(v[1], v[5]), bfly(v[2], v[6]), bfly(v[3], v[7]);  // h = 16
+      for (int j = 0; j < 8; j++) vst1q_f32(blk + q + 4 * j, v[j]);
     }
-    for (int h = 1; h < 32; h *= 2)  // stages h = 4 .. 64: whole vectors
-      for (int j = 0; j < 32; j++)
-        if ((j & h) == 0) {
-          const float32x4_t u = v[j], w = v[j + h];
-          v[j] = vaddq_f32(u, w);
-          v[j + h] = vsubq_f32(u, w);
-        }
-    for (int j = 0; j < 32; j++) vst1q_f32(x + b + 4 * j, vmulq_f32(v[j], dup(kInvSqrt128)));
+    for (size_t q = 0; q < 128; q += 64)  // h = 32
+#pragma GCC unroll 2
+      for (size_t j = 0; j < 32; j += 4) bfly_mem(blk + q + j, blk + q + 32 + j, scale, false);
+#pragma GCC unroll 2
+    for (size_t j = 0; j < 64; j += 4) bfly_mem(blk + j, blk + 64 + j, scale, true);  // h = 64, scaled
   }
 }
 

@@ -179,25 +179,34 @@ void f32_f32_vecmat__avx2(const float* p, size_t n, const float* m, size_t ldm, 
 void f32_f32_hadamard__avx2(float* x, size_t n, const float* signs) {
   const __m256 scale = _mm256_set1_ps(kInvSqrt128);
   for (size_t b = 0; b < n; b += kHadamardBlock) {
-    __m256 v[16];
-    for (int j = 0; j < 16; j++) {
-      // signs, then stages h = 1, 2, 4 inside each vector: (u + w, u - w) with w the partner lane
-      __m256 a = _mm256_mul_ps(_mm256_loadu_ps(x + b + 8 * j), _mm256_loadu_ps(signs + b + 8 * j));
-      __m256 t = _mm256_permute_ps(a, 0xB1);  // lanes 1 0 3 2 ...
-      a = _mm256_blend_ps(_mm256_add_ps(a, t), _mm256_sub_ps(t, a), 0xAA);
-      t = _mm256_permute_ps(a, 0x4E);         // lanes 2 3 0 1 ...
-      a = _mm256_blend_ps(_mm256_add_ps(a, t), _mm256_sub_ps(t, a), 0xCC);
-      t = _mm256_permute2f128_ps(a, a, 1);    // halves swapped
-      v[j] = _mm256_blend_ps(_mm256_add_ps(a, t), _mm256_sub_ps(t, a), 0xF0);
+    float* blk = x + b;
+    for (size_t half = 0; half < 128; half += 64) {  // stages h = 1 .. 32, 8 vectors in registers
+      __m256 v[8];
+      for (int j = 0; j < 8; j++) {
+        // signs, then stages h = 1, 2, 4 inside each vector: (u + w, u - w), w the partner lane
+        __m256 a = _mm256_mul_ps(_mm256_loadu_ps(blk + half + 8 * j),
+                                 _mm256_loadu_ps(signs + b + half + 8 * j));
+        __m256 t = _mm256_permute_ps(a, 0xB1);  // lanes 1 0 3 2 ...
+        a = _mm256_blend_ps(_mm256_add_ps(a, t), _mm256_sub_ps(t, a), 0xAA);
+        t = _mm256_permute_ps(a, 0x4E);         // lanes 2 3 0 1 ...
+        a = _mm256_blend_ps(_mm256_add_ps(a, t), _mm256_sub_ps(t, a), 0xCC);
+        t = _mm256_permute2f128_ps(a, a, 1);    // halves swapped
+        v[j] = _mm256_blend_ps(_mm256_add_ps(a, t), _mm256_sub_ps(t, a), 0xF0);
+      }
+      for (int h = 1; h < 8; h *= 2)  // stages h = 8, 16, 32: whole vectors
+        for (int j = 0; j < 8; j++)
+          if ((j & h) == 0) {
+            const __m256 u = v[j], w = v[j + h];
+            v[j] = _mm256_add_ps(u, w);
+            v[j + h] = _mm256_sub_ps(u, w);
+          }
+      for (int j = 0; j < 8; j++) _mm256_storeu_ps(blk + half + 8 * j, v[j]);
     }
-    for (int h = 1; h < 16; h *= 2)  // stages h = 8 .. 64: whole vectors
-      for (int j = 0; j < 16; j++)
-        if ((j & h) == 0) {
-          const __m256 u = v[j], w = v[j + h];
-          v[j] = _mm256_add_ps(u, w);
-          v[j + h] = _mm256_sub_ps(u, w);
-        }
-    for (int j = 0; j < 16; j++) _mm256_storeu_ps(x + b + 8 * j, _mm256_mul_ps(v[j], scale));
+    for (int j = 0; j < 8; j++) {  // stage h = 64 across the halves, then the scale
+      const __m256 u = _mm256_loadu_ps(blk + 8 * j), w = _mm256_loadu_ps(blk + 64 + 8 * j);
+      _mm256_storeu_ps(blk + 8 * j, _mm256_mul_ps(_mm256_add_ps(u, w), scale));
+      _mm256_storeu_ps(blk + 64 + 8 * j, _mm256_mul_ps(_mm256_sub_ps(u, w), scale));
+    }
   }
 }
 
