@@ -210,24 +210,23 @@ bool Encoder::forward(const int32_t* ids, const int32_t* types, const size_t* st
   }
   const KernelTable& kt = active_kernels();
   float* x = out;  // the hidden states live in the output
-  for (size_t s = 0; s < n_seqs; s++) {
-    for_rows(start[s + 1] - start[s], [&](size_t pos) {
-      const size_t i = start[s] + pos;
-      const size_t id = static_cast<size_t>(ids[i]);
-      const float* p = position_.data() + pos * h;
-      const float* t = type_.data() + static_cast<size_t>(types ? types[i] : 0) * h;
-      float* xi = x + i * h;
-      if (word_q_.empty()) {
-        const float* w = word_.data() + id * h;
-        for (size_t k = 0; k < h; k++) xi[k] = (w[k] + t[k]) + p[k];
-      } else {
-        const int8_t* q = word_q_.data() + id * h;
-        const float s = word_scale_[id];
-        for (size_t k = 0; k < h; k++) xi[k] = (static_cast<float>(q[k]) * s + t[k]) + p[k];
-      }
-      kt.f32_f32_layernorm(xi, nullptr, h, ln_gamma_.data(), ln_beta_.data(), c.eps, xi);
-    });
-  }
+  for_rows(n, [&](size_t i) {  // one region for every token: its sequence by binary search
+    const size_t seq = static_cast<size_t>(std::upper_bound(start, start + n_seqs + 1, i) - start) - 1;
+    const size_t pos = i - start[seq];
+    const size_t id = static_cast<size_t>(ids[i]);
+    const float* p = position_.data() + pos * h;
+    const float* t = type_.data() + static_cast<size_t>(types ? types[i] : 0) * h;
+    float* xi = x + i * h;
+    if (word_q_.empty()) {
+      const float* w = word_.data() + id * h;
+      for (size_t k = 0; k < h; k++) xi[k] = (w[k] + t[k]) + p[k];
+    } else {
+      const int8_t* q = word_q_.data() + id * h;
+      const float s = word_scale_[id];
+      for (size_t k = 0; k < h; k++) xi[k] = (static_cast<float>(q[k]) * s + t[k]) + p[k];
+    }
+    kt.f32_f32_layernorm(xi, nullptr, h, ln_gamma_.data(), ln_beta_.data(), c.eps, xi);
+  });
   const char* overflow = "non-finite activations (the model's weights overflow float32)";
   for (const EncoderLayer& L : layers_) {
     float* rot = rot_.data();
