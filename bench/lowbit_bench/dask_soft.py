@@ -12,6 +12,9 @@ soft targets at T = 4 (batches of 4096 rows):
     of one worker process with one thread;
   * ``cluster, 2 workers``: the same on two worker processes with one thread each.
 
+Both clusters start with the Dask settings ``LEAN`` (the worker profiler off, slower system
+monitors and ticks; docs/dask.rst, "Dask's own overhead"): on two cores Dask's idle
+housekeeping otherwise takes a twelfth of the machine from the two workers and none from the one.
 The cluster runs write the shards (``out=``, .npy files in a temporary directory) and include
 shipping the teacher to the workers. Rounds are interleaved (the order rotates each round);
 rows/s is the median over the rounds, with the spread ``(max - min) / median``; rows per CPU
@@ -47,17 +50,29 @@ W1 = "cluster, 1 worker"
 W2 = "cluster, 2 workers"
 
 
-def _cluster(n: int):
+#: Dask settings of both clusters (docs/dask.rst, "Dask's own overhead"): measured idle, a
+#: 2-worker LocalCluster with Dask's defaults took 0.17 of the 2 cores (each worker's statistical
+#: profiler sampling every 10 ms, 500 ms system monitors, 20 ms event-loop ticks), 0.05 with these.
+LEAN = {"distributed.worker.profile.enabled": False,
+        "distributed.admin.system-monitor.interval": "2s",
+        "distributed.admin.tick.interval": "500ms"}
+
+
+def _cluster(n: int, config: dict):
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=40)
+    with dask.config.set(config):  # the worker processes inherit it at their start
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=40)
     return cluster, Client(cluster, set_as_default=False)
 
 
-def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool = True) -> dict:
+def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool = True,
+            config: dict = LEAN) -> dict:
     """{"timings": {name: [seconds per round]}, "cpu": {name: [CPU seconds per round]}, "rows":
-    rows, "checked": bool} for the three ways, interleaved over ``repeat`` rounds."""
+    rows, "checked": bool} for the three ways, interleaved over ``repeat`` rounds; the clusters
+    start with the Dask settings ``config`` (``{}``: Dask's defaults)."""
     import dask.array as da
     from distributed import wait
 
@@ -74,7 +89,7 @@ def measure(rows: int = ROWS, chunk: int = CHUNK, repeat: int = 3, check: bool =
                                                    dtype=np.float32)
     x = xd.compute(scheduler="sync")
     dist = Distiller(teacher, lowbit.nn.MLP([SIZES[0], 8, SIZES[-1]], seed=1), temperature=T)
-    clusters = {W1: _cluster(1), W2: _cluster(2)}
+    clusters = {W1: _cluster(1, config), W2: _cluster(2, config)}
     tmp = tempfile.mkdtemp(prefix="lowbit-bench-dask-")
     try:
         persisted = {}
@@ -173,6 +188,8 @@ def main(threads=(1,), repeat=3, quick=False) -> int:
     print("\n".join(header))
     print(f"timing: median of {repeat} interleaved rounds; the cluster runs write .npy shards and "
           f"ship the teacher; outputs checked equal: {m['checked']}")
+    print("clusters: LocalCluster, 1-thread worker processes, Dask settings "
+          + ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in LEAN.items()))
     rows_out = [(name, f"{s[name]['rows_s']:,.0f}", f"{s[name]['best']:,.0f}",
                  f"{s[name]['rows_s'] / s[ONE]['rows_s']:.2f}x", f"{s[name]['spread']:.1%}",
                  f"{s[name]['rows_cpu_s']:,.0f}", f"{s[name]['rows_cpu_s'] / s[ONE]['rows_cpu_s']:.2f}x")
