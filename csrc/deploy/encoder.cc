@@ -9,6 +9,7 @@
 #include <new>
 
 #include "byte_reader.h"
+#include "lowbit/binary16.h"
 #include "lowbit/model.h"  // crc32
 #include "lowbit/parallel.h"
 #include "lowbit/runtime.h"
@@ -40,6 +41,18 @@ void for_rows(size_t n, F f) {
   });
 }
 
+// Whether w holds a vocab x h table in exactly one form, with its sizes.
+bool word_fits(const WordEmbeddings& w, size_t vocab, size_t h) {
+  const size_t n = vocab * h;
+  const bool f = w.kind == WordEmbeddings::kFloat, q8 = w.kind == WordEmbeddings::kInt8Rows,
+             q4 = w.kind == WordEmbeddings::kInt4Groups;
+  if (q4 && (w.group < 2 || w.group % 2 || h % w.group)) return false;
+  const size_t groups = q4 ? n / w.group : 0;
+  return (f || q8 || q4) && w.f32.size() == (f ? n : 0) && w.q8.size() == (q8 ? n : 0) &&
+         w.row_scale.size() == (q8 ? vocab : 0) && w.q4.size() == (q4 ? n / 2 : 0) &&
+         w.g_scale.size() == groups && w.g_zero.size() == groups;
+}
+
 }  // namespace
 
 size_t EncoderLinear::nbytes() const {
@@ -64,25 +77,50 @@ bool EncoderLinear::forward(const float* x, size_t M, float* y, float* scratch) 
   return int4_linear(x, M, *w4, b, y);
 }
 
+size_t WordEmbeddings::nbytes() const {
+  return (f32.size() + row_scale.size()) * sizeof(float) + q8.size() + q4.size() +
+         g_scale.size() * sizeof(uint16_t) + g_zero.size();
+}
+
+void WordEmbeddings::row(size_t id, size_t h, float* out) const {
+  switch (kind) {
+    case kFloat:
+      std::memcpy(out, f32.data() + id * h, h * sizeof(float));
+      return;
+    case kInt8Rows: {
+      const int8_t* q = q8.data() + id * h;
+      const float s = row_scale[id];
+      for (size_t k = 0; k < h; k++) out[k] = static_cast<float>(q[k]) * s;
+      return;
+    }
+    case kInt4Groups: {
+      const uint8_t* q = q4.data() + id * h / 2;
+      const size_t g0 = id * (h / group);
+      for (size_t k = 0; k < h; k++) {
+        const int u = k % 2 ? q[k / 2] >> 4 : q[k / 2] & 15;
+        const size_t g = g0 + k / group;
+        out[k] = static_cast<float>(u - g_zero[g]) * half_to_float(g_scale[g]);
+      }
+      return;
+    }
+  }
+}
+
 size_t Encoder::weight_bytes() const {
-  size_t n = (word_.size() + word_scale_.size() + position_.size() + type_.size() + 2 * cfg_.hidden) *
-                 sizeof(float) + word_q_.size();
+  size_t n = word_.nbytes() + (position_.size() + type_.size() + 2 * cfg_.hidden) * sizeof(float);
   for (const EncoderLayer& L : layers_)
     n += L.qkv.nbytes() + L.out.nbytes() + L.ffn_in.nbytes() + L.ffn_out.nbytes() +
          4 * cfg_.hidden * sizeof(float);
   return n;
 }
 
-bool Encoder::build(const EncoderConfig& cfg, std::vector<float> word, std::vector<float> position,
+bool Encoder::build(const EncoderConfig& cfg, WordEmbeddings word, std::vector<float> position,
                     std::vector<float> type, std::vector<float> ln_gamma,
                     std::vector<float> ln_beta, std::vector<EncoderLayer> layers,
-                    std::string* error, std::vector<int8_t> word_codes,
-                    std::vector<float> word_scale) {
+                    std::string* error) {
   *this = Encoder();
   cfg_ = cfg;
   word_ = std::move(word);
-  word_q_ = std::move(word_codes);
-  word_scale_ = std::move(word_scale);
   position_ = std::move(position);
   type_ = std::move(type);
   ln_gamma_ = std::move(ln_gamma);
@@ -103,16 +141,17 @@ bool Encoder::build_checked(std::string* error) {
     return fail(error, "bad encoder configuration (sizes, or hidden not a multiple of heads)");
   if (!(c.eps > 0.0f) || !std::isfinite(c.eps) || (c.gelu != 0 && c.gelu != 1))
     return fail(error, "bad encoder configuration (eps or gelu form)");
-  const bool int8_words = word_.empty();
-  if ((int8_words ? word_q_.size() != c.vocab * h || word_scale_.size() != c.vocab
-                  : word_.size() != c.vocab * h || !word_q_.empty() || !word_scale_.empty()) ||
-      position_.size() != c.max_positions * h ||
+  if (!word_fits(word_, c.vocab, h) || position_.size() != c.max_positions * h ||
       type_.size() != c.type_vocab * h || ln_gamma_.size() != h || ln_beta_.size() != h)
     return fail(error, "embedding tables do not match the configuration");
-  for (float v : word_scale_)
+  for (float v : word_.row_scale)
     if (!(v >= 0.0f)) return fail(error, "bad word embedding scale");
-  if (!all_finite(word_) || !all_finite(word_scale_) || !all_finite(position_) || !all_finite(type_) ||
-      !all_finite(ln_gamma_) || !all_finite(ln_beta_))
+  for (uint16_t v : word_.g_scale)
+    if (v & 0x8000u || (v & 0x7c00u) == 0x7c00u) return fail(error, "bad word embedding scale");
+  for (uint8_t v : word_.g_zero)
+    if (v > 15) return fail(error, "bad word embedding zero point");
+  if (!all_finite(word_.f32) || !all_finite(word_.row_scale) || !all_finite(position_) ||
+      !all_finite(type_) || !all_finite(ln_gamma_) || !all_finite(ln_beta_))
     return fail(error, "non-finite embedding or LayerNorm parameter");
   if (layers_.size() != c.layers) return fail(error, "layer count does not match the configuration");
   for (size_t i = 0; i < layers_.size(); i++) {
@@ -217,14 +256,8 @@ bool Encoder::forward(const int32_t* ids, const int32_t* types, const size_t* st
     const float* p = position_.data() + pos * h;
     const float* t = type_.data() + static_cast<size_t>(types ? types[i] : 0) * h;
     float* xi = x + i * h;
-    if (word_q_.empty()) {
-      const float* w = word_.data() + id * h;
-      for (size_t k = 0; k < h; k++) xi[k] = (w[k] + t[k]) + p[k];
-    } else {
-      const int8_t* q = word_q_.data() + id * h;
-      const float s = word_scale_[id];
-      for (size_t k = 0; k < h; k++) xi[k] = (static_cast<float>(q[k]) * s + t[k]) + p[k];
-    }
+    word_.row(id, h, xi);
+    for (size_t k = 0; k < h; k++) xi[k] = (xi[k] + t[k]) + p[k];
     kt.f32_f32_layernorm(xi, nullptr, h, ln_gamma_.data(), ln_beta_.data(), c.eps, xi);
   });
   const char* overflow = "non-finite activations (the model's weights overflow float32)";
@@ -305,6 +338,35 @@ void write_linear(Writer* w, const EncoderLinear& f) {
   if (!f.bias.empty()) w->floats(f.bias);
 }
 
+// The word embeddings of kind `kind` for vocab x h; false with a message if truncated or unknown
+// (the values are checked by build_checked).
+bool read_words(Reader* r, size_t vocab, size_t h, size_t kind, WordEmbeddings* w, std::string* error) {
+  const uint64_t n = static_cast<uint64_t>(vocab) * h;
+  auto bytes = [&](auto* v, uint64_t count) {  // count elements into v, if the file has them
+    if (count > r->left / sizeof((*v)[0])) return false;
+    v->resize(static_cast<size_t>(count));
+    return r->take(v->data(), v->size() * sizeof((*v)[0]));
+  };
+  bool ok;
+  switch (kind) {
+    case WordEmbeddings::kFloat:
+      ok = r->floats(&w->f32, n);
+      break;
+    case WordEmbeddings::kInt8Rows:
+      ok = r->floats(&w->row_scale, vocab) && bytes(&w->q8, n);
+      break;
+    case WordEmbeddings::kInt4Groups:
+      if (!r->u32(&w->group)) return fail(error, "truncated embeddings");
+      if (w->group < 2 || w->group % 2 || h % w->group) return fail(error, "bad word embedding group size");
+      ok = bytes(&w->g_scale, n / w->group) && bytes(&w->g_zero, n / w->group) && bytes(&w->q4, n / 2);
+      break;
+    default:
+      return fail(error, "bad word embedding kind");
+  }
+  w->kind = static_cast<WordEmbeddings::Kind>(kind);
+  return ok ? true : fail(error, "truncated embeddings");
+}
+
 bool read_linear(Reader* r, EncoderLinear* f, std::string* error) {
   size_t kind, K, N, flags;
   if (!r->u32(&kind) || !r->u32(&K) || !r->u32(&N) || !r->u32(&flags))
@@ -361,12 +423,21 @@ std::vector<uint8_t> Encoder::save() const {
     w.u32(v);
   w.f32(c.eps);
   w.u32(static_cast<uint32_t>(c.gelu));
-  w.u32(word_q_.empty() ? 0 : 1);
-  if (word_q_.empty()) {
-    w.floats(word_);
-  } else {
-    w.floats(word_scale_);
-    w.raw(word_q_.data(), word_q_.size());
+  w.u32(word_.kind);
+  switch (word_.kind) {
+    case WordEmbeddings::kFloat:
+      w.floats(word_.f32);
+      break;
+    case WordEmbeddings::kInt8Rows:
+      w.floats(word_.row_scale);
+      w.raw(word_.q8.data(), word_.q8.size());
+      break;
+    case WordEmbeddings::kInt4Groups:
+      w.u32(word_.group);
+      w.raw(word_.g_scale.data(), word_.g_scale.size() * sizeof(uint16_t));
+      w.raw(word_.g_zero.data(), word_.g_zero.size());
+      w.raw(word_.q4.data(), word_.q4.size());
+      break;
   }
   for (const auto* v : {&position_, &type_, &ln_gamma_, &ln_beta_}) w.floats(*v);
   for (const EncoderLayer& L : layers_) {
@@ -409,14 +480,8 @@ bool Encoder::load(const uint8_t* data, size_t size, std::string* error) {
       return fail(error, "bad encoder configuration");
     const size_t h = c.hidden;
     const uint64_t h64 = h;
-    if (word_kind > 1) return fail(error, "bad word embedding kind");
-    bool words = word_kind == 0 ? r.floats(&word_, c.vocab * h64) : r.floats(&word_scale_, c.vocab);
-    if (words && word_kind == 1) {
-      if (c.vocab * h64 > r.left) return fail(error, "truncated embeddings");
-      word_q_.resize(static_cast<size_t>(c.vocab * h64));
-      words = r.take(word_q_.data(), word_q_.size());
-    }
-    if (!words || !r.floats(&position_, c.max_positions * h64) ||
+    if (!read_words(&r, c.vocab, h, word_kind, &word_, error)) return false;
+    if (!r.floats(&position_, c.max_positions * h64) ||
         !r.floats(&type_, c.type_vocab * h64) || !r.floats(&ln_gamma_, h) || !r.floats(&ln_beta_, h))
       return fail(error, "truncated embeddings");
     layers_.resize(c.layers);

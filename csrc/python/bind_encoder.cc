@@ -107,25 +107,44 @@ void register_encoder(py::module_& m) {
               L.ln2_beta = floats(t[7], h, "ln2_beta");
               ls.push_back(std::move(L));
             }
-            // word: float32 (vocab, hidden), or (int8 codes (vocab, hidden), float32 scales (vocab,))
-            std::vector<float> wf, ws;
-            std::vector<int8_t> wq;
+            // word: float32 (vocab, hidden); (int8 codes (vocab, hidden), float32 scales
+            // (vocab,)); or (group, packed 4-bit codes (vocab * hidden / 2,) uint8, binary16
+            // scales as uint16 and zero points as uint8 (vocab * hidden / group,))
+            WordEmbeddings wd;
             if (py::isinstance<py::tuple>(word)) {
               const auto t = py::cast<py::tuple>(word);
-              if (t.size() != 2) throw py::value_error("word must be an array or (codes, scales)");
-              const auto codes = py::cast<in_array<int8_t>>(t[0]);
-              py_arrays::require_size(codes, static_cast<py::ssize_t>(c.vocab * h), "word codes");
-              wq.assign(codes.data(), codes.data() + codes.size());
-              ws = floats(t[1], c.vocab, "word scales");
+              if (t.size() == 2) {
+                wd.kind = WordEmbeddings::kInt8Rows;
+                const auto codes = py::cast<in_array<int8_t>>(t[0]);
+                py_arrays::require_size(codes, static_cast<py::ssize_t>(c.vocab * h), "word codes");
+                wd.q8.assign(codes.data(), codes.data() + codes.size());
+                wd.row_scale = floats(t[1], c.vocab, "word scales");
+              } else if (t.size() == 4) {
+                wd.kind = WordEmbeddings::kInt4Groups;
+                wd.group = py::cast<size_t>(t[0]);
+                if (wd.group < 2 || wd.group % 2 || h % wd.group)
+                  throw py::value_error("word group must be even and divide hidden");
+                const size_t groups = c.vocab * h / wd.group;
+                const auto codes = py::cast<in_array<uint8_t>>(t[1]);
+                const auto scale = py::cast<in_array<uint16_t>>(t[2]);
+                const auto zero = py::cast<in_array<uint8_t>>(t[3]);
+                py_arrays::require_size(codes, static_cast<py::ssize_t>(c.vocab * h / 2), "word codes");
+                py_arrays::require_size(scale, static_cast<py::ssize_t>(groups), "word scales");
+                py_arrays::require_size(zero, static_cast<py::ssize_t>(groups), "word zero points");
+                wd.q4.assign(codes.data(), codes.data() + codes.size());
+                wd.g_scale.assign(scale.data(), scale.data() + scale.size());
+                wd.g_zero.assign(zero.data(), zero.data() + zero.size());
+              } else {
+                throw py::value_error("word must be an array, (codes, scales) or (group, codes, scales, zeros)");
+              }
             } else {
-              wf = floats(word, c.vocab * h, "word");
+              wd.f32 = floats(word, c.vocab * h, "word");
             }
             auto e = std::make_unique<PyEncoder>();
             std::string err;
-            if (!e->enc.build(c, std::move(wf), floats(position, c.max_positions * h, "position"),
+            if (!e->enc.build(c, std::move(wd), floats(position, c.max_positions * h, "position"),
                               floats(type, c.type_vocab * h, "type"), floats(ln_gamma, h, "ln_gamma"),
-                              floats(ln_beta, h, "ln_beta"), std::move(ls), &err, std::move(wq),
-                              std::move(ws)))
+                              floats(ln_beta, h, "ln_beta"), std::move(ls), &err))
               throw py::value_error(err);
             return e;
           },

@@ -142,7 +142,9 @@ EncoderLinear int8_linear(size_t K, size_t N, std::mt19937& rng, bool small = fa
   return f;
 }
 
-bool tiny_encoder(std::mt19937& rng, int gelu, Encoder* e, std::string* err) {
+// words: 0 float32, 1 int8 per row, 2 4-bit groups of 6, 3 `given`
+bool tiny_encoder(std::mt19937& rng, int gelu, int words, Encoder* e, std::string* err,
+                  const WordEmbeddings* given = nullptr) {
   EncoderConfig c;
   c.vocab = 50, c.max_positions = 16, c.type_vocab = 2, c.hidden = 24, c.heads = 3, c.layers = 2;
   c.intermediate = 40, c.gelu = gelu;
@@ -162,24 +164,82 @@ bool tiny_encoder(std::mt19937& rng, int gelu, Encoder* e, std::string* err) {
     L.ln1_beta = gaussian(24, rng);
     L.ln2_beta = gaussian(24, rng);
   }
-  if (gelu == 0)
-    return e->build(c, gaussian(50 * 24, rng), gaussian(16 * 24, rng), gaussian(2 * 24, rng),
-                    std::vector<float>(24, 1.0f), gaussian(24, rng), std::move(layers), err);
-  std::vector<int8_t> codes(50 * 24);  // the tanh form with int8 word embeddings
-  for (auto& v : codes) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
-  std::vector<float> scales(50, 0.01f);
-  return e->build(c, {}, gaussian(16 * 24, rng), gaussian(2 * 24, rng), std::vector<float>(24, 1.0f),
-                  gaussian(24, rng), std::move(layers), err, std::move(codes), std::move(scales));
+  WordEmbeddings w;
+  if (words == 3) {
+    w = *given;
+  } else if (words == 0) {
+    w.f32 = gaussian(50 * 24, rng);
+  } else if (words == 1) {
+    w.kind = WordEmbeddings::kInt8Rows;
+    w.q8.resize(50 * 24);
+    for (auto& v : w.q8) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    w.row_scale.assign(50, 0.01f);
+  } else {
+    w.kind = WordEmbeddings::kInt4Groups;
+    w.group = 6;
+    w.q4.resize(50 * 24 / 2);
+    for (auto& v : w.q4) v = static_cast<uint8_t>(rng());
+    w.g_zero.resize(50 * 4);
+    for (auto& v : w.g_zero) v = rng() % 16;
+    w.g_scale.assign(50 * 4, 0x2400);  // binary16 0.015625
+  }
+  return e->build(c, std::move(w), gaussian(16 * 24, rng), gaussian(2 * 24, rng),
+                  std::vector<float>(24, 1.0f), gaussian(24, rng), std::move(layers), err);
 }
 
 }  // namespace
 
+TEST(encoder_int4_word_embeddings_are_scale_times_code_minus_zero) {
+  WordEmbeddings q;  // 50 x 24 in groups of 6, every code and zero point drawn
+  q.kind = WordEmbeddings::kInt4Groups;
+  q.group = 6;
+  std::mt19937 draw(11);
+  q.q4.resize(50 * 12);
+  for (auto& v : q.q4) v = static_cast<uint8_t>(draw());
+  q.g_zero.resize(50 * 4);
+  for (auto& v : q.g_zero) v = draw() % 16;
+  q.g_scale.resize(50 * 4);
+  const uint16_t halves[4] = {0x2400, 0x3c00, 0x0001, 0x3555};  // 2^-6, 1, 2^-24, ~0.333
+  for (auto& v : q.g_scale) v = halves[draw() % 4];
+  WordEmbeddings f;  // the same table in float, decoded here from the format's definition
+  f.f32.resize(50 * 24);
+  for (size_t i = 0; i < 50 * 24; i++) {
+    const int u = (q.q4[i / 2] >> (4 * (i % 2))) & 15, z = q.g_zero[i / 6];
+    const uint16_t hb = q.g_scale[i / 6];
+    const double s = hb == 0x2400 ? 0.015625 : hb == 0x3c00 ? 1.0 : hb == 0x0001 ? std::ldexp(1.0, -24)
+                                                                           : 1365.0 / 4096.0;
+    f.f32[i] = static_cast<float>((u - z) * s);  // exact: a 5-bit integer times an 11-bit scale
+  }
+  std::mt19937 r1(3), r2(3);
+  Encoder a, b;
+  std::string err;
+  CHECK(tiny_encoder(r1, 0, 3, &a, &err, &q), "%s", err.c_str());
+  CHECK(tiny_encoder(r2, 0, 3, &b, &err, &f), "%s", err.c_str());
+  std::vector<int32_t> ids(50);
+  for (int32_t i = 0; i < 50; i++) ids[i] = i;
+  const size_t start[5] = {0, 16, 32, 48, 50};
+  std::vector<float> ya(50 * 24), yb(50 * 24);
+  CHECK(a.forward(ids.data(), nullptr, start, 4, nullptr, ya.data(), &err), "%s", err.c_str());
+  CHECK(b.forward(ids.data(), nullptr, start, 4, nullptr, yb.data(), &err), "%s", err.c_str());
+  CHECK(same(ya, yb), "4-bit word embeddings differ from their float values");
+  WordEmbeddings bad = q;
+  bad.g_zero[7] = 16;
+  CHECK(!tiny_encoder(r1, 0, 3, &a, &err, &bad) && err.find("zero") != std::string::npos, "zero point 16 accepted");
+  bad = q;
+  bad.g_scale[3] = 0x7c00;  // +inf
+  CHECK(!tiny_encoder(r1, 0, 3, &a, &err, &bad) && err.find("scale") != std::string::npos, "infinite scale accepted");
+  bad = q;
+  bad.group = 5;
+  CHECK(!tiny_encoder(r1, 0, 3, &a, &err, &bad), "odd group accepted");
+}
+
 TEST(encoder_file_round_trip_and_batch_independence) {
   std::mt19937 rng(5);
-  for (int gelu : {0, 1}) {
+  for (int words : {0, 1, 2}) {
+    const int gelu = words == 1;  // the tanh form with int8 word embeddings
     Encoder e, f;
     std::string err;
-    CHECK(tiny_encoder(rng, gelu, &e, &err), "build: %s", err.c_str());
+    CHECK(tiny_encoder(rng, gelu, words, &e, &err), "build: %s", err.c_str());
     const std::vector<uint8_t> bytes = e.save();
     CHECK(f.load(bytes.data(), bytes.size(), &err), "load: %s", err.c_str());
     CHECK(f.save() == bytes, "save(load(bytes)) == bytes");

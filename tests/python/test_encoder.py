@@ -171,6 +171,64 @@ def test_word_embeddings_held_in_int8_or_float(folder):
                 a[mask != 0]).min() > 0.999
 
 
+def test_word_embeddings_in_4bit_groups(folder, tmp_path):
+    path, _ = folder
+    enc = from_pretrained(path)
+    q4 = lowbit.quantize_model(enc, None, scheme="int8", embeddings="int4", embedding_group_size=8)
+    word = q4.embeddings["word"]
+    assert isinstance(word, lowbit.models.Int4Embedding) and word.group_size == 8
+    assert word.nbytes == V * H // 2 + 3 * V * H // 8 and abs(q4.plan().weight_bytes - q4.nbytes) < 0.02 * q4.nbytes
+    # the plan gathers exactly Int4Embedding's values: the same encoder with them as a float table
+    qf = lowbit.models.Encoder(q4.config, dict(q4.embeddings, word=word.dequantize()), q4.layers)
+    ids, mask = _inputs(np.random.default_rng(12))
+    y = q4(ids, mask)
+    assert y.tobytes() == qf(ids, mask).tobytes()
+    ref = enc(ids, mask)
+    assert _cos(y[mask != 0], ref[mask != 0]).min() > 0.99
+    # the runtime file and lowbit's file format keep it
+    lowbit.export_runtime(q4, tmp_path / "enc.lbrt")
+    loaded = lowbit._core.Encoder((tmp_path / "enc.lbrt").read_bytes())
+    start = np.arange(5, dtype=np.int64) * ids.shape[1]
+    got = loaded.forward(ids.ravel().astype(np.int32), None, start, (mask.ravel() != 0).astype(np.uint8))
+    assert got.tobytes() == y.reshape(-1, H).tobytes()
+    again = lowbit.io.loads(lowbit.io.dumps(q4))
+    assert isinstance(again.embeddings["word"], lowbit.models.Int4Embedding)
+    assert again(ids, mask).tobytes() == y.tobytes()
+    wrong = lowbit.models.Int4Embedding(np.ones((V + 1, H), np.float32), 8)
+    with pytest.raises(ValueError, match="shape"):
+        lowbit.models.Encoder(q4.config, dict(q4.embeddings, word=wrong), q4.layers)
+
+
+def test_int4_embedding_quantizes_each_group_over_its_range():
+    rng = np.random.default_rng(3)
+    t = rng.standard_normal((9, 24)).astype(np.float32)
+    t[4] = 0.0  # an all-zero row
+    t[5, :6] = 7.0  # a constant group
+    before = t.copy()
+    e = lowbit.models.Int4Embedding(t, group_size=6)
+    assert np.array_equal(t, before)
+    assert e.int_repr().max() <= 15 and e.zero.max() <= 15 and e.scale.dtype == np.float16
+    d = e.dequantize()
+    assert np.all(d[4] == 0) and np.allclose(d[5, :6], 7.0, rtol=2e-3)
+    step = np.repeat(e.scale.astype(np.float32), 6, axis=1)
+    assert np.all(np.abs(d - t) <= step * 0.5 + 1e-6 + step * 0.01)  # within half a step (scale rounded to binary16)
+    # values: scale * (code - zero) in float32, from the packed codes
+    codes = e.int_repr().reshape(9, 4, 6).astype(np.float32)
+    assert np.array_equal(d, ((codes - e.zero[..., None]) * e.scale.astype(np.float32)[..., None]).reshape(9, 24))
+    assert np.array_equal(e.rows([[1, 2], [8, 0]]), d[[[1, 2], [8, 0]]])
+    assert e.bits_per_value == 4 + 24 / 6
+    with pytest.raises(ValueError, match="group_size"):
+        lowbit.models.Int4Embedding(t, group_size=5)
+    with pytest.raises(ValueError, match="group_size"):
+        lowbit.models.Int4Embedding(t, group_size=16)
+    with pytest.raises(TypeError, match="table"):
+        lowbit.models.Int4Embedding(t.astype(np.int32))
+    with pytest.raises(ValueError, match="table"):
+        lowbit.models.Int4Embedding(np.full((2, 4), np.nan, np.float32), group_size=2)
+    with pytest.raises(ValueError, match="binary16"):
+        lowbit.models.Int4Embedding(np.array([[-1e6, 1e6]], np.float32), group_size=2)
+
+
 def test_gptq_and_codebook_schemes(folder):
     path, _ = folder
     enc = from_pretrained(path)
@@ -264,7 +322,9 @@ def test_refusals(folder):
     with pytest.raises(ValueError, match="scheme"):
         lowbit.quantize_model(enc, None, scheme="int3")
     with pytest.raises(ValueError, match="embeddings"):
-        lowbit.quantize_model(enc, None, embeddings="int4")
+        lowbit.quantize_model(enc, None, embeddings="int2")
+    with pytest.raises(ValueError, match="embedding_group_size"):
+        lowbit.quantize_model(enc, None, embeddings="int4", embedding_group_size=5)
     with pytest.raises(TypeError, match="layers"):
         lowbit.models.Encoder(enc.config, enc.embeddings, [dict(enc.layers[0], out=print)] * 2)
     with pytest.raises(ValueError, match="heads"):

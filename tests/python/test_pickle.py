@@ -65,6 +65,7 @@ def _objects():
     return [
         ("QTensor", lowbit.quantize(w, bits=8), deq),
         ("QTensor", lowbit.quantize(w, bits=4, axis=0, symmetric=False), deq),
+        ("Int4Embedding", lowbit.models.Int4Embedding(w[:, :16], group_size=8), deq),
         ("PackedInt8", lowbit.pack_int8(rng.integers(-128, 128, (16, 9)).astype(np.int8)),
          lambda p: lowbit.matmul_int8(a, p)),
         ("QuantizedLinear", lowbit.QuantizedLinear(w, b), call16),

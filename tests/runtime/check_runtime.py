@@ -56,14 +56,17 @@ def build_model(rng):
 
 def build_encoder(rng, gelu, rotate):
     """A random 2-block encoder (4 heads), its linears int8 (one with 7-bit activations) and
-    4-bit in groups; with rotate, hidden 128 and the 4-bit layers' inputs rotated."""
-    from lowbit.models import Encoder, Linear
+    4-bit in groups; with rotate, hidden 128, the 4-bit layers' inputs rotated and the word
+    embeddings in 4-bit groups of 16."""
+    from lowbit.models import Encoder, Int4Embedding, Linear
     h, f, V = (128, 256, 97) if rotate else (48, 80, 97)
     cfg = dict(vocab=V, max_positions=40, type_vocab=2, hidden=h, heads=4, layers=2,
                intermediate=f, eps=1e-12, gelu=gelu)
     g = lambda *s: rng.standard_normal(s).astype(np.float32)
     emb = dict(word=g(V, h), position=g(40, h) * 0.1, type=g(2, h) * 0.1, ln_gamma=1 + g(h) * 0.1,
                ln_beta=g(h) * 0.1)
+    if rotate:
+        emb["word"] = Int4Embedding(emb["word"], 16)
     blocks = [dict(qkv=Linear(g(3 * h, h) * 0.2, g(3 * h) * 0.1), out=Linear(g(h, h) * 0.2, g(h) * 0.1),
                    ffn_in=Linear(g(f, h) * 0.2, g(f) * 0.1), ffn_out=Linear(g(h, f) * 0.2, g(h) * 0.1),
                    ln1_gamma=1 + g(h) * 0.1, ln1_beta=g(h) * 0.1, ln2_gamma=1 + g(h) * 0.1,

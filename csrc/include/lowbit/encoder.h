@@ -12,13 +12,18 @@
 // context = P V; LayerNorm, GELU and softmax are the transformer kernels of lowbit/kernels.h.
 // A sequence with no valid key attends to all its tokens (as a -inf-free additive mask does).
 //
-// The word embeddings are float32, or int8 codes with one float32 scale per row (a token's
-// vector is scale * codes, computed in float32 as the embedding is gathered).
+// The word embeddings are float32, int8 codes with one float32 scale per row (a token's vector is
+// scale * codes), or 4-bit codes in groups of `group` values along the row with a binary16 scale
+// and a 4-bit zero point per group (scale * (codes - zero)); products in float32 as the embedding
+// is gathered.
 //
 // File format (little-endian) "LBTE" | u32 version 1 | u32 vocab | u32 max_positions | u32
 // type_vocab | u32 hidden | u32 heads | u32 layers | u32 intermediate | f32 eps | u32 gelu (0 erf, 1
-// tanh) | u32 word kind (0 float32, 1 int8 per row) | kind 0: f32 word[vocab * hidden], kind 1:
-// f32 word_scale[vocab] | i8 word_codes[vocab * hidden] | f32 position[max_positions * hidden] |
+// tanh) | u32 word kind (0 float32, 1 int8 per row, 2 4-bit groups) | kind 0: f32 word[vocab *
+// hidden], kind 1: f32 word_scale[vocab] | i8 word_codes[vocab * hidden], kind 2: u32 group (even,
+// divides hidden) | u16 scale (binary16, finite, >= 0)[vocab * hidden / group] | u8 zero (<= 15)
+// [vocab * hidden / group] | u8 codes[vocab * hidden / 2] (two per byte, the first in the low
+// nibble; row-major) | f32 position[max_positions * hidden] |
 // f32 type[type_vocab * hidden] | f32 ln_gamma[hidden] | f32 ln_beta[hidden] | per layer: linear
 // qkv (N = 3 hidden),
 // linear out (hidden), f32 ln1_gamma, ln1_beta [hidden], linear ffn_in (intermediate), linear
@@ -65,6 +70,22 @@ struct EncoderLinear {
   bool forward(const float* x, size_t M, float* y, float* scratch) const;
 };
 
+// The word embedding table (vocab x hidden, row-major) in one of the three forms above.
+struct WordEmbeddings {
+  enum Kind : uint32_t { kFloat = 0, kInt8Rows = 1, kInt4Groups = 2 };
+  Kind kind = kFloat;
+  std::vector<float> f32;          // kFloat: the table
+  std::vector<int8_t> q8;          // kInt8Rows: the codes ...
+  std::vector<float> row_scale;    // ... and one scale per row
+  size_t group = 0;                // kInt4Groups: values per group ...
+  std::vector<uint8_t> q4;         // ... the codes, two per byte, the first in the low nibble ...
+  std::vector<uint16_t> g_scale;   // ... and per group a binary16 scale ...
+  std::vector<uint8_t> g_zero;     // ... and a zero point
+  size_t nbytes() const;
+  // Row `id` (hidden values) into out, in float32.
+  void row(size_t id, size_t hidden, float* out) const;
+};
+
 struct EncoderLayer {
   EncoderLinear qkv, out, ffn_in, ffn_out;
   std::vector<float> ln1_gamma, ln1_beta, ln2_gamma, ln2_beta;
@@ -73,13 +94,11 @@ struct EncoderLayer {
 class Encoder {
  public:
   // Checks every shape against cfg and takes the weights (the embedding tables are row-major
-  // (rows, hidden)). The word embeddings are `word` (float32), or, when `word` is empty,
-  // word_codes (int8, vocab x hidden) with word_scale (vocab). Returns false with a message in
-  // *error if anything does not fit. Never throws.
-  bool build(const EncoderConfig& cfg, std::vector<float> word, std::vector<float> position,
+  // (rows, hidden)). Returns false with a message in *error if anything does not fit. Never
+  // throws.
+  bool build(const EncoderConfig& cfg, WordEmbeddings word, std::vector<float> position,
              std::vector<float> type, std::vector<float> ln_gamma, std::vector<float> ln_beta,
-             std::vector<EncoderLayer> layers, std::string* error,
-             std::vector<int8_t> word_codes = {}, std::vector<float> word_scale = {});
+             std::vector<EncoderLayer> layers, std::string* error);
   // Parses a file ("LBTE", above); false with a message for anything that is not a complete,
   // uncorrupted file. Never throws.
   bool load(const uint8_t* data, size_t size, std::string* error);
@@ -103,9 +122,8 @@ class Encoder {
   bool build_checked(std::string* error);
   void attention(const size_t* start, size_t n_seqs, const uint8_t* key_valid);
   EncoderConfig cfg_;
-  std::vector<float> word_, position_, type_, ln_gamma_, ln_beta_;
-  std::vector<int8_t> word_q_;      // int8 word embeddings (word_ empty then) ...
-  std::vector<float> word_scale_;   // ... and their row scales
+  WordEmbeddings word_;
+  std::vector<float> position_, type_, ln_gamma_, ln_beta_;
   std::vector<EncoderLayer> layers_;
   // activations, grown to the largest call: qkv (n x 3h), ctx (n x h), tmp (n x h), ffn (n x f)
   std::vector<float> qkv_, ctx_, tmp_, ffn_, rot_;  // rot_: rotated inputs (n x intermediate)
